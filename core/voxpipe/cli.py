@@ -1,0 +1,226 @@
+"""The ``voxpipe`` command line.
+
+Exit codes: 0 every stream ok; 1 some stream failed (or the run was interrupted);
+2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+import trio
+
+from . import __version__
+from .config import ConfigFile, PipelineConfig, load_config
+from .engine import ObserverFanout, RunObserver, Runner, RunSummary
+from .errors import ConfigError, PluginError
+from .plugins import get_plugin_manager, get_registry
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+log = logging.getLogger("voxpipe")
+
+
+def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """Log to stderr; HTTP client loggers stay at WARNING because they print URLs."""
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    root = logging.getLogger()
+    if not any(getattr(h, "_voxpipe", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+        handler._voxpipe = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("httpx", "httpcore", "hypercorn.access", "hpack"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if verbose < 1:
+        logging.getLogger("voxpipe.download").setLevel(logging.WARNING)
+
+
+class JsonResults(RunObserver):
+    """Prints one JSON object per finished stream on stdout (``voxpipe run --json``)."""
+
+    def stream_finished(self, result) -> None:
+        click.echo(json.dumps(result.to_dict(), default=str, separators=(",", ":")))
+
+
+async def run_with_signals(runner: Runner) -> RunSummary:
+    """Run ``runner``; the first SIGINT/SIGTERM stops it gracefully, the second at once."""
+    async with trio.open_nursery() as nursery:
+        async def watch() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                count = 0
+                async for signum in signals:
+                    count += 1
+                    if count == 1:
+                        log.warning("%s: finishing streams in flight (%.0f s grace); press Ctrl-C again to abort",
+                                    signal.Signals(signum).name, runner.settings.shutdown_grace)
+                        runner.request_stop()
+                    else:
+                        log.warning("aborting streams in flight")
+                        runner.cancel_now()
+
+        nursery.start_soon(watch)
+        summary = await runner.run()
+        nursery.cancel_scope.cancel()
+    return summary
+
+
+def load_or_exit(path: Path) -> ConfigFile:
+    try:
+        return load_config(path, get_registry())
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def execute(pipeline: PipelineConfig, *, json_output: bool = False, progress: bool | None = None,
+            observers: tuple[RunObserver, ...] = ()) -> RunSummary:
+    """Run a pipeline from synchronous code with the right progress display."""
+    from .progress import LiveProgress, LogProgress, wants_live_display
+
+    live = wants_live_display() if progress is None else progress
+    display: RunObserver = LiveProgress() if live else LogProgress()
+    observer = ObserverFanout(display, JsonResults() if json_output else None, *observers)
+    return trio.run(run_with_signals, Runner(pipeline, observer=observer))
+
+
+class _Root(click.Group):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._plugins_loaded = False
+
+    def _load(self) -> None:
+        if not self._plugins_loaded:
+            self._plugins_loaded = True
+            pm = get_plugin_manager()
+            for impl in pm.hook.register_commands.get_hookimpls():
+                try:
+                    impl.function(cli=self)
+                except Exception as exc:  # one broken plugin must not take the CLI down
+                    click.echo(f"plugin {pm.get_name(impl.plugin)!r} failed to add its commands: "
+                               f"{type(exc).__name__}: {exc}", err=True)
+
+    def list_commands(self, ctx):
+        self._load()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx, name):
+        self._load()
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="voxpipe")
+@click.option("-v", "--verbose", count=True, help="More log detail (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """voxpipe: archive contact-center call recordings and capture live call audio,
+    through pipelines written in YAML.
+
+    \b
+    Typical use:
+      voxpipe check pipeline.yaml        validate a pipeline file
+      voxpipe run pipeline.yaml          run it (progress on a terminal)
+      voxpipe plugins                    list every source, transform, verifier and sink
+      voxpipe emulate cxone --recordings DIR   rehearse against a local CXone emulator
+      voxpipe demo                       archive the shipped examples end to end
+    """
+    setup_logging(verbose, quiet)
+
+
+@cli.group()
+def emulate() -> None:
+    """Run a local emulator of a vendor platform (for rehearsals and tests)."""
+
+
+cli.emulate = emulate  # type: ignore[attr-defined]  # where plugins add emulators (hookspecs.register_commands)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--pipeline", "-p", "name", help="Pipeline to run (needed when the file defines several).")
+@click.option("--json", "json_output", is_flag=True, help="Print one JSON result per stream on stdout.")
+@click.option("--progress/--no-progress", default=None, help="Live progress display (default: on a terminal).")
+def run(file: Path, name: str | None, json_output: bool, progress: bool | None) -> None:
+    """Run a pipeline from FILE.
+
+    Exit status: 0 when every stream succeeded, 1 when any failed, 2 for a bad file.
+    """
+    config = load_or_exit(file)
+    try:
+        pipeline = config.pipeline(name)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(EXIT_CONFIG) from None
+    summary = execute(pipeline, json_output=json_output, progress=progress)
+    if not json_output and summary.failed:
+        for r in summary.failed:
+            click.echo(f"failed {r.id}: {r.message}", err=True)
+    raise SystemExit(EXIT_OK if summary.ok else EXIT_FAILED)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def check(file: Path) -> None:
+    """Validate FILE without running anything: every problem as FILE:LINE: key.path: message."""
+    config = load_or_exit(file)
+    for p in config.pipelines.values():
+        parts = [f"source {p.source.type}"] + [f"{len(getattr(p, k))} {k}" for k in ("transforms", "verifiers", "sinks")]
+        click.echo(f"{file}: pipeline {p.name!r} is valid ({', '.join(parts)}; concurrency {p.settings.concurrency})")
+
+
+@cli.command()
+@click.option("--json", "json_output", is_flag=True, help="Machine-readable output.")
+def plugins(json_output: bool) -> None:
+    """List every component (type, kind, plugin, summary) and plugins that failed to load."""
+    try:
+        registry = get_registry()
+    except PluginError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_CONFIG) from None
+    if json_output:
+        click.echo(json.dumps({
+            "components": [{"kind": i.kind, "type": i.type, "plugin": i.plugin, "summary": i.summary}
+                           for i in registry.all()],
+            "load_errors": [e.__dict__ for e in registry.load_errors]}, indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="voxpipe components")
+        for col in ("kind", "type", "plugin", "summary"):
+            table.add_column(col)
+        for info in registry.all():
+            table.add_row(info.kind, info.type, info.plugin, info.summary)
+        Console().print(table)
+        for err in registry.load_errors:
+            click.echo(f"plugin {err.name!r} ({err.target}) failed to load: {err.error}", err=True)
+    if registry.load_errors:
+        raise SystemExit(EXIT_FAILED)
+
+
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("voxpipe-demo"),
+              show_default=True, help="Where the demo archive is written.")
+def demo(out: Path) -> None:
+    """Archive the shipped example recordings from a local CXone emulator, end to end.
+
+    Starts the emulator on a free loopback port, runs examples/cxone-archive.yaml into
+    OUT, checks every archived recording against its source byte for byte, and prints a
+    table of the results.
+    """
+    from .demo import run_demo
+
+    raise SystemExit(run_demo(out))
+
+
+def main() -> None:
+    cli(prog_name="voxpipe")

@@ -1,0 +1,179 @@
+"""Base classes for pipeline components: sources, transforms, verifiers and sinks.
+
+A component class declares:
+
+- ``type``: its name in YAML (``type: gzip``);
+- ``Settings``: a :class:`voxpipe.settings.Settings` subclass (validated from YAML);
+- a docstring whose first line is its one-line summary.
+
+The engine creates one instance per pipeline with ``cls(settings, context)`` and, per
+stream, asks it for a per-stream worker (``begin``). Per-stream workers are called by
+one task at a time, so they need no locks.
+
+Data flow for one stream (see ``docs/architecture.md``)::
+
+    source.read ──► verifiers (see the bytes as received)
+                └─► transforms ──► sinks (write, prepare) ──► commit | abort
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar, Mapping
+
+from .model import Chunk, Stream, StreamResult, StreamSpec, Verdict
+from .settings import NoSettings, Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .audit import AuditLog
+
+
+@dataclass
+class PipelineContext:
+    """What the engine gives every component of a pipeline.
+
+    :ivar pipeline: the pipeline's name.
+    :ivar state_dir: a directory for the pipeline's state (ledger, outbox, audit log).
+    :ivar audit: the run's audit log, or ``None`` when disabled.
+    :ivar services: shared objects registered by the engine (``ledger``, ``metrics``...).
+    """
+
+    pipeline: str
+    state_dir: Path
+    audit: "AuditLog | None" = None
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+class Component:
+    """Common base: holds ``settings`` and ``context``; ``aclose`` releases resources."""
+
+    type: ClassVar[str] = ""
+    kind: ClassVar[str] = ""
+    Settings: ClassVar[type[Settings]] = NoSettings
+
+    def __init__(self, settings: Settings, context: PipelineContext):
+        self.settings = settings
+        self.context = context
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of the class docstring."""
+        doc = (cls.__doc__ or "").strip()
+        return doc.splitlines()[0].strip() if doc else ""
+
+    async def aclose(self) -> None:
+        """Release pipeline-wide resources (HTTP pools, servers). Idempotent."""
+
+
+class Source(Component):
+    """Produces streams: one per recording or call."""
+
+    kind = "source"
+
+    def discover(self) -> AsyncIterator[StreamSpec]:
+        """Yield the streams to process, as an async generator.
+
+        A batch source yields its recording ids and returns; a server source yields a
+        spec each time a call connects and returns when told to stop.
+        """
+        raise NotImplementedError
+
+    def read(self, stream: Stream) -> AsyncIterator[Chunk]:
+        """Yield the stream's bytes in order as :class:`Chunk` objects, as an async generator.
+
+        Fills ``stream.metadata`` as it learns it (before the first chunk where possible).
+        Raises :class:`voxpipe.errors.StreamError` (or a subclass) when the stream cannot
+        be delivered; anything else is reported as an internal error of the source.
+        """
+        raise NotImplementedError
+
+
+class TransformRun:
+    """A transform's per-stream worker: bytes in, bytes out, in order."""
+
+    def process(self, data: bytes) -> bytes:
+        raise NotImplementedError
+
+    def flush(self) -> bytes:
+        """Return what is still buffered at the end of the stream."""
+        return b""
+
+
+class Transform(Component):
+    """Changes the bytes on their way to the sinks (verifiers see them unchanged)."""
+
+    kind = "transform"
+
+    def begin(self, stream: Stream) -> TransformRun:
+        raise NotImplementedError
+
+
+class VerifierRun:
+    """A verifier's per-stream worker.
+
+    ``update`` is called with every chunk in order (in a worker thread when the chunk is
+    large, so hashing runs beside the event loop); it may raise
+    :class:`voxpipe.errors.VerificationError` to reject the stream early. ``finish``
+    returns the verdict once the source is exhausted.
+    """
+
+    def update(self, chunk: Chunk) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> Verdict:
+        raise NotImplementedError
+
+
+class Verifier(Component):
+    """Judges the bytes as received from the source."""
+
+    kind = "verifier"
+
+    def begin(self, stream: Stream) -> VerifierRun:
+        raise NotImplementedError
+
+
+class SinkWriter:
+    """A sink's per-stream worker.
+
+    Lifecycle: ``write``* → ``prepare`` → ``commit`` on success; ``abort`` at any point
+    on failure (also after ``prepare``). ``prepare`` makes the data durable under a
+    temporary name; ``commit`` makes it visible under its final name and returns what to
+    record in the result's ``stored`` list. ``abort`` must be idempotent and must leave
+    nothing under a final name.
+    """
+
+    async def write(self, chunk: Chunk) -> None:
+        raise NotImplementedError
+
+    async def prepare(self) -> None:
+        """Flush and fsync what was written (default: nothing to do)."""
+
+    async def commit(self, result: StreamResult) -> Mapping[str, Any] | None:
+        raise NotImplementedError
+
+    async def abort(self, result: StreamResult) -> None:
+        raise NotImplementedError
+
+
+class Sink(Component):
+    """Stores or announces streams.
+
+    A sink with ``announces = True`` (webhooks) receives no data worth storing; the engine
+    commits it after every storing sink has committed, so its ``commit`` sees where the
+    stream was stored, and calls its ``abort`` with the failed result otherwise.
+    """
+
+    kind = "sink"
+    announces: ClassVar[bool] = False
+
+    async def begin(self, stream: Stream) -> SinkWriter:
+        raise NotImplementedError
+
+    def archive_dir(self) -> Path | None:
+        """The directory this sink stores into, if any (the default home of pipeline state)."""
+        return None
+
+
+KINDS: tuple[str, ...] = ("source", "transform", "verifier", "sink")

@@ -1,0 +1,304 @@
+"""YAML pipeline files: loading, ``${VAR}`` interpolation and validation with line numbers.
+
+One file may define several named pipelines::
+
+    pipelines:
+      nightly:
+        concurrency: 4
+        source: {type: cxone, api_base: "${CXONE_API}", ...}
+        transforms: []
+        verifiers: [{type: sha256}]
+        sinks: [{type: gzip, dir: ./archive}]
+
+Every problem is reported as ``FILE:LINE: key.path: message`` and all problems are
+reported at once (:class:`voxpipe.errors.ConfigError`), so ``voxpipe check`` lists every
+mistake in one pass.
+
+Interpolation: ``${NAME}`` is replaced by the environment variable ``NAME`` (a missing
+one is an error naming it); ``${NAME:-default}`` uses ``default`` when unset or empty;
+``$$`` stands for a literal ``$``. Interpolation applies to scalar values, not keys.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import pydantic
+import yaml
+
+from .components import KINDS
+from .errors import ConfigError
+from .plugins import ComponentInfo, Registry
+from .settings import Settings, setting
+
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+Path_ = tuple[str | int, ...]
+
+
+class PipelineSettings(Settings):
+    """Pipeline-level settings (besides its components)."""
+
+    concurrency: int = setting(4, description="Streams (recordings or calls) in flight at once.", ge=1, le=1024)
+    audit_log: Path | None = setting(None, description="JSON Lines audit log path; default `<state_dir>/audit.jsonl`.",
+                                     example="./archive/audit.jsonl")
+    state_dir: Path | None = setting(None, description="Directory for pipeline state (audit log, ledger); default "
+                                     "`.voxpipe/<pipeline>` inside the first sink's directory, else under the working directory.",
+                                     example="./archive/.voxpipe")
+    max_stream_attempts: int = setting(3, description="Attempts per stream when a retryable failure restarts it from byte 0.",
+                                       ge=1, le=20)
+    shutdown_grace: float = setting(5.0, description="Seconds in-flight streams get to finish after SIGINT/SIGTERM "
+                                    "before they are aborted.", ge=0, le=600)
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    """One component of a pipeline, validated: its registry entry and settings."""
+
+    info: ComponentInfo
+    settings: Settings
+    where: str  # "file:line" of the component's mapping, for runtime messages
+
+    @property
+    def type(self) -> str:
+        return self.info.type
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """A validated pipeline."""
+
+    name: str
+    settings: PipelineSettings
+    source: ComponentConfig
+    transforms: tuple[ComponentConfig, ...] = ()
+    verifiers: tuple[ComponentConfig, ...] = ()
+    sinks: tuple[ComponentConfig, ...] = ()
+
+
+@dataclass
+class ConfigFile:
+    """A validated pipeline file: pipelines by name, in file order."""
+
+    path: Path
+    pipelines: dict[str, PipelineConfig] = field(default_factory=dict)
+
+    def pipeline(self, name: str | None) -> PipelineConfig:
+        """The named pipeline, or the only one when ``name`` is None.
+
+        :raises ConfigError: unknown name, or several pipelines and no name given.
+        """
+        if name is None:
+            if len(self.pipelines) == 1:
+                return next(iter(self.pipelines.values()))
+            raise ConfigError([f"{self.path}: several pipelines ({', '.join(self.pipelines)}); choose one with --pipeline"])
+        if name not in self.pipelines:
+            raise ConfigError([f"{self.path}: no pipeline named {name!r}; known: {', '.join(self.pipelines) or 'none'}"])
+        return self.pipelines[name]
+
+
+# --------------------------------------------------------------------------- YAML with lines
+
+
+class _Loader:
+    """Turns a composed YAML node tree into plain Python, noting each path's line."""
+
+    def __init__(self, filename: str, environ: Mapping[str, str]):
+        self.filename = filename
+        self.environ = environ
+        self.lines: dict[Path_, int] = {}
+        self.problems: list[str] = []
+
+    def convert(self, node: yaml.Node, path: Path_) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+                child = path + (key,)
+                self.lines[child] = key_node.start_mark.line + 1
+                if key in out:
+                    self.problems.append(f"{self.where(child)}: {dotted(child)}: duplicate key")
+                out[key] = self.convert(value_node, child)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.convert(item, path + (i,)) for i, item in enumerate(node.value)]
+        value = _scalar(node)
+        if isinstance(value, str) and "$" in value:
+            value = self.interpolate(value, path)
+        return value
+
+    def interpolate(self, text: str, path: Path_) -> Any:
+        def sub(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, default = match.group(1), match.group(2)
+            value = self.environ.get(name)
+            if value is None or (value == "" and default is not None):
+                if default is not None:
+                    return default
+                self.problems.append(f"{self.where(path)}: {dotted(path)}: environment variable {name} is not set")
+                return ""
+            return value
+
+        return _VAR.sub(sub, text)
+
+    def where(self, path: Path_) -> str:
+        while path and path not in self.lines:
+            path = path[:-1]
+        return f"{self.filename}:{self.lines.get(path, 1)}"
+
+
+def _scalar(node: yaml.ScalarNode) -> Any:
+    """Resolve a scalar with YAML 1.1 safe rules (ints, floats, bools, nulls, strings)."""
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def dotted(path: Path_) -> str:
+    """``("pipelines", "a", "sinks", 0, "dir")`` → ``pipelines.a.sinks[0].dir``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def load_config(path: str | os.PathLike[str], registry: Registry, environ: Mapping[str, str] | None = None) -> ConfigFile:
+    """Load and validate a pipeline file.
+
+    :raises ConfigError: with every problem found, each as ``file:line: key.path: message``.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{path}: larger than {MAX_CONFIG_BYTES} bytes"])
+    return parse_config(raw.decode("utf-8", errors="replace"), registry, filename=str(path), environ=environ,
+                        base=path)
+
+
+def parse_config(text: str, registry: Registry, *, filename: str = "<string>", environ: Mapping[str, str] | None = None,
+                 base: Path | None = None) -> ConfigFile:
+    """Validate pipeline YAML given as text (see :func:`load_config`)."""
+    loader = _Loader(filename, os.environ if environ is None else environ)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ConfigError([f"{filename}:{line}: YAML syntax error: {exc.problem or exc}"]) from None
+    doc = loader.convert(node, ()) if node is not None else None
+    result = ConfigFile(path=base or Path(filename))
+    problems = loader.problems
+    if not isinstance(doc, dict) or not isinstance(doc.get("pipelines"), dict) or not doc["pipelines"]:
+        problems.append(f"{loader.where(('pipelines',))}: pipelines: expected a mapping of pipeline names to pipelines")
+        raise ConfigError(problems)
+    for key in doc:
+        if key != "pipelines":
+            problems.append(f"{loader.where((key,))}: {key}: unknown top-level key (expected 'pipelines')")
+    for name, body in doc["pipelines"].items():
+        pipeline = _pipeline(loader, registry, name, body, ("pipelines", name))
+        if pipeline is not None:
+            result.pipelines[name] = pipeline
+    if problems:
+        raise ConfigError(problems)
+    return result
+
+
+_COMPONENT_KEYS = {"source": "source", "transforms": "transform", "verifiers": "verifier", "sinks": "sink"}
+
+
+def _pipeline(loader: _Loader, registry: Registry, name: str, body: Any, path: Path_) -> PipelineConfig | None:
+    problems = loader.problems
+    before = len(problems)
+    if not isinstance(body, dict):
+        problems.append(f"{loader.where(path)}: {dotted(path)}: expected a mapping")
+        return None
+    plain = {k: v for k, v in body.items() if k not in _COMPONENT_KEYS}
+    settings = _validate(loader, PipelineSettings, plain, path)
+    if "source" not in body:
+        problems.append(f"{loader.where(path)}: {dotted(path)}: missing 'source'")
+        source = None
+    else:
+        source = _component(loader, registry, "source", body["source"], path + ("source",))
+    lists: dict[str, list[ComponentConfig]] = {}
+    for key in ("transforms", "verifiers", "sinks"):
+        items = body.get(key, [])
+        if items is None:
+            items = []
+        if not isinstance(items, list):
+            problems.append(f"{loader.where(path + (key,))}: {dotted(path + (key,))}: expected a list")
+            items = []
+        lists[key] = [c for i, item in enumerate(items)
+                      if (c := _component(loader, registry, _COMPONENT_KEYS[key], item, path + (key, i))) is not None]
+    if not body.get("sinks"):
+        problems.append(f"{loader.where(path)}: {dotted(path)}: at least one sink is required")
+    if len(problems) > before or settings is None or source is None:
+        return None
+    return PipelineConfig(name=name, settings=settings, source=source, transforms=tuple(lists["transforms"]),
+                          verifiers=tuple(lists["verifiers"]), sinks=tuple(lists["sinks"]))
+
+
+def _component(loader: _Loader, registry: Registry, kind: str, body: Any, path: Path_) -> ComponentConfig | None:
+    problems = loader.problems
+    if not isinstance(body, dict):
+        problems.append(f"{loader.where(path)}: {dotted(path)}: expected a mapping with a 'type'")
+        return None
+    type_ = body.get("type")
+    if type_ is None:
+        problems.append(f"{loader.where(path)}: {dotted(path)}: missing 'type' (known {kind} types: "
+                        f"{', '.join(registry.known(kind)) or 'none'})")
+        return None
+    info = registry.get(kind, str(type_))
+    if info is None:
+        hint = ""
+        failed = [e.name for e in registry.load_errors]
+        if failed:
+            hint = f"; plugins that failed to load: {', '.join(failed)} (see 'voxpipe plugins')"
+        problems.append(f"{loader.where(path + ('type',))}: {dotted(path + ('type',))}: unknown {kind} type "
+                        f"{type_!r}; known: {', '.join(registry.known(kind)) or 'none'}{hint}")
+        return None
+    values = {k: v for k, v in body.items() if k != "type"}
+    settings = _validate(loader, info.cls.Settings, values, path)
+    if settings is None:
+        return None
+    return ComponentConfig(info=info, settings=settings, where=loader.where(path))
+
+
+def _validate(loader: _Loader, model: type[Settings], values: dict[str, Any], path: Path_) -> Settings | None:
+    try:
+        return model.model_validate(values)
+    except pydantic.ValidationError as exc:
+        for err in exc.errors(include_url=False, include_input=False):
+            loc = path + tuple(err["loc"])
+            if err["type"] == "extra_forbidden":
+                msg = "unknown setting"
+                known = sorted(model.model_fields)
+                close = _closest(str(err["loc"][-1]), known)
+                msg += f" (did you mean {close!r}?)" if close else f" (known: {', '.join(known) or 'none'})"
+            elif err["type"] == "missing":
+                msg = "required setting is missing"
+            else:
+                msg = err["msg"].removeprefix("Value error, ")
+            loader.problems.append(f"{loader.where(loc)}: {dotted(loc)}: {msg}")
+        return None
+
+
+def _closest(word: str, candidates: list[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(word, candidates, n=1, cutoff=0.75)
+    return found[0] if found else None

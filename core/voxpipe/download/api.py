@@ -1,0 +1,121 @@
+"""JSON API calls (metadata, tokens, job polling) with the downloader's retry rules.
+
+429 waits for ``Retry-After``; 5xx, 408 and transport errors back off with jitter; a 401
+refreshes the token once; every loop is bounded by :class:`RetryPolicy`. Errors name the
+method, the URL's path (never its query, which may carry signatures) and the status.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any, Awaitable, Callable, Mapping
+
+import httpx
+import trio
+
+from ..errors import StreamError
+from .retry import RetryPolicy, parse_retry_after
+
+log = logging.getLogger("voxpipe.download")
+
+#: Largest JSON body accepted from an API (bytes).
+MAX_JSON_BODY = 16 * 1024 * 1024
+
+
+class APIError(StreamError):
+    """An API call failed for good; ``status`` is the last HTTP status (0: no answer)."""
+
+    reason = "api-error"
+
+    def __init__(self, message: str, *, status: int = 0, reason: str | None = None):
+        super().__init__(message, reason=reason or (f"http-{status}" if status else "api-unreachable"))
+        self.status = status
+
+
+def redact_url(url: str | httpx.URL) -> str:
+    """``scheme://host/path`` with no query string or credentials, for messages and logs."""
+    u = httpx.URL(str(url))
+    return f"{u.scheme}://{u.host}{':' + str(u.port) if u.port else ''}{u.path}"
+
+
+async def request_json(client: httpx.AsyncClient, method: str, url: str, *,
+                       auth: Callable[[], Awaitable[Mapping[str, str]]] | None = None,
+                       on_401: Callable[[Mapping[str, str]], None] | None = None,
+                       policy: RetryPolicy | None = None, ok: tuple[int, ...] = (200,),
+                       rng: random.Random | None = None, what: str = "", **kwargs: Any) -> tuple[int, Any]:
+    """Send a request and decode its JSON answer, retrying transient failures.
+
+    :param ok: statuses that count as an answer (e.g. ``(200, 202)`` for job polling).
+    :param what: context for messages, e.g. ``"recording 1234 metadata"``.
+    :returns: ``(status, decoded JSON or None for an empty body)``.
+    :raises APIError: a non-retryable status, or retries exhausted.
+    """
+    policy = policy or RetryPolicy()
+    rng = rng or random.Random()
+    failures = rate_limited = 0
+    refreshed = False
+    where = f"{method} {redact_url(url)}" + (f" ({what})" if what else "")
+    while True:
+        headers = dict(kwargs.pop("headers", {}) or {})
+        sent = dict(headers)
+        if auth is not None:
+            sent.update(await auth())
+        wait: float | None = None
+        try:
+            response = await client.request(method, url, headers=sent, **kwargs)
+            kwargs["headers"] = headers
+        except httpx.TransportError as exc:
+            kwargs["headers"] = headers
+            failures += 1
+            if failures >= policy.max_attempts:
+                raise APIError(f"{where}: {type(exc).__name__} after {failures} attempts") from None
+            await trio.sleep(policy.backoff(failures, rng))
+            continue
+        status = response.status_code
+        if status in ok:
+            if len(response.content) > MAX_JSON_BODY:
+                raise APIError(f"{where}: answer larger than {MAX_JSON_BODY} bytes", status=status)
+            if not response.content:
+                return status, None
+            try:
+                return status, response.json()
+            except ValueError:
+                raise APIError(f"{where}: answer is not JSON", status=status, reason="bad-json") from None
+        if status == 401 and auth is not None and not refreshed:
+            refreshed = True
+            if on_401 is not None:
+                on_401(sent)
+            continue
+        if status == 429:
+            rate_limited += 1
+            if rate_limited > policy.max_rate_limited:
+                raise APIError(f"{where}: still rate-limited after {rate_limited} waits", status=429,
+                               reason="http-429-exhausted")
+            wait = parse_retry_after(response.headers.get("retry-after"), now=time.time())
+            wait = policy.backoff(rate_limited, rng) if wait is None else wait
+            if wait > policy.max_retry_after:
+                raise APIError(f"{where}: asked to retry after {wait:.0f} s", status=429, reason="http-429-exhausted")
+        elif status >= 500 or status == 408:
+            failures += 1
+            if failures >= policy.max_attempts:
+                raise APIError(f"{where}: HTTP {status} after {failures} attempts", status=status)
+            wait = parse_retry_after(response.headers.get("retry-after"), now=time.time())
+            wait = policy.backoff(failures, rng) if wait is None else wait
+        else:
+            raise APIError(f"{where}: HTTP {status} {response.reason_phrase}: {_detail(response)}", status=status)
+        log.info("%s: HTTP %d; retrying in %.2f s", where, status, wait)
+        await trio.sleep(wait)
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        payload = response.json()
+    except ValueError:
+        return response.text[:200].strip() or "(empty body)"
+    if isinstance(payload, dict):
+        for key in ("message", "error_description", "error", "errorMsg", "detail"):
+            if key in payload:
+                return str(payload[key])[:300]
+    return str(payload)[:300]

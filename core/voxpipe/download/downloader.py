@@ -1,0 +1,286 @@
+"""Fetching one resource by byte-range segments over a pooled httpx client.
+
+Guarantees (each is tested against the CXone emulator with faults on):
+
+- bytes are yielded in order, each exactly once, whatever the server does;
+- a ``206`` must carry exactly the ``Content-Range`` asked for; a ``200`` to a range
+  request means the range was ignored: the body is read from its start, the bytes already
+  delivered are skipped, and the download finishes from that one response;
+- a connection dropped mid-body resumes from the last byte received, with ``If-Range``
+  and the ETag, so a changed resource cannot be spliced: a changed ETag raises
+  :class:`~voxpipe.errors.StreamRestart` and the stream starts again from byte 0;
+- ``429`` waits for ``Retry-After`` and retries the same bytes (the seed skipped the
+  segment: data loss); ``5xx``, ``408`` and transport errors back off exponentially with
+  jitter; every loop is bounded by :class:`~voxpipe.download.retry.RetryPolicy`;
+- a body with ``Content-Type: application/json`` is an error payload, never audio;
+- the bearer token travels in the ``Authorization`` header only; a ``401`` refreshes it once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+
+import httpx
+import trio
+
+from ..errors import StreamError, StreamRestart
+from ..model import Chunk
+from .ranges import ContentRangeError, Segment, check_content_range, plan_segments
+from .retry import RetryPolicy, parse_retry_after
+
+log = logging.getLogger("voxpipe.download")
+
+#: Bytes per read from the socket and per yielded chunk.
+DEFAULT_READ_SIZE = 1 << 20
+#: Largest JSON error body read from a failed response (bytes).
+MAX_ERROR_BODY = 64 * 1024
+
+# httpcore reads 64 KiB per socket read; larger reads cost 2-3x less CPU per byte on large
+# bodies (measured: docs/operations.md). The attribute is httpcore's own tuning knob.
+try:  # pragma: no cover - depends on httpcore's layout
+    import httpcore._async.http11 as _h11
+
+    if getattr(_h11.AsyncHTTP11Connection, "READ_NUM_BYTES", 0) < DEFAULT_READ_SIZE:
+        _h11.AsyncHTTP11Connection.READ_NUM_BYTES = DEFAULT_READ_SIZE
+except (ImportError, AttributeError):
+    pass
+
+AuthHeaders = Callable[[], Awaitable[Mapping[str, str]]]
+SegmentObserver = Callable[[dict[str, Any]], None]
+
+
+class HTTPStatusError(StreamError):
+    """The server answered with a status that ends the stream (e.g. 404, 403)."""
+
+    reason = "http-error"
+
+
+@dataclass
+class DownloadStats:
+    """Counters for one download: requests made, retries, 429s, bytes received."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    bytes: int = 0
+
+
+class _Retry(Exception):
+    """Internal: the current request failed in a way worth retrying."""
+
+    def __init__(self, message: str, *, wait: float | None = None, rate_limited: bool = False,
+                 refresh_token: bool = False):
+        super().__init__(message)
+        self.wait = wait
+        self.rate_limited = rate_limited
+        self.refresh_token = refresh_token
+
+
+class RangedDownload:
+    """Downloads one resource of known (or unknown) size.
+
+    :param client: the source's pooled :class:`httpx.AsyncClient`.
+    :param url: the resource URL (never carries a bearer token).
+    :param recording_id: for messages.
+    :param size: bytes, from metadata; ``None`` downloads with one streaming GET.
+    :param segment_size: bytes per ranged request.
+    :param auth: returns the headers that authenticate a request (``Authorization``).
+    :param on_401: called with the refused headers, to invalidate a cached token.
+    :param on_segment: receives one dict per response (offset, length, status, attempt, ms)
+        for the audit log.
+    :param etag: the validator from metadata, if known.
+    """
+
+    def __init__(self, client: httpx.AsyncClient, url: str, *, recording_id: str, size: int | None,
+                 segment_size: int, auth: AuthHeaders | None = None,
+                 on_401: Callable[[Mapping[str, str]], None] | None = None,
+                 on_segment: SegmentObserver | None = None, policy: RetryPolicy | None = None,
+                 read_size: int = DEFAULT_READ_SIZE, etag: str | None = None, params: Mapping[str, str] | None = None,
+                 rng: random.Random | None = None):
+        self.client = client
+        self.url = url
+        self.params = dict(params or {})
+        self.recording_id = recording_id
+        self.size = size
+        self.segment_size = segment_size
+        self.auth = auth
+        self.on_401 = on_401
+        self.on_segment = on_segment
+        self.policy = policy or RetryPolicy()
+        self.read_size = read_size
+        self.etag = etag
+        self.rng = rng or random.Random()
+        self.stats = DownloadStats()
+        self.position = 0
+
+    async def chunks(self) -> AsyncIterator[Chunk]:
+        """Yield the resource's bytes in order as chunks of at most ``read_size`` bytes.
+
+        :raises StreamRestart: the resource changed (ETag) or its size did (416).
+        :raises HTTPStatusError: a non-retryable status (4xx other than 401/408/429).
+        :raises StreamError: retries exhausted (reason ``download-failed``) or a malformed
+            answer persisted.
+        """
+        if not self.size:
+            async for chunk in self._fetch(None):
+                yield chunk
+            return
+        for segment in plan_segments(self.size, self.segment_size):
+            if segment.end < self.position:
+                continue  # already delivered by a 200 whole-body answer
+            async for chunk in self._fetch(segment):
+                yield chunk
+            if self.position >= self.size:
+                return
+
+    async def _fetch(self, segment: Segment | None) -> AsyncIterator[Chunk]:
+        """Deliver ``segment`` (or the whole resource) from ``self.position``, retrying."""
+        failures = 0
+        rate_limited = 0
+        refreshed = False
+        while True:
+            start_position = self.position
+            try:
+                async for chunk in self._request(segment):
+                    yield chunk
+                return
+            except _Retry as retry:
+                if self.position > start_position:
+                    failures = 0  # progress was made: count failures afresh from here
+                if retry.refresh_token:
+                    if refreshed:
+                        raise HTTPStatusError(f"recording {self.recording_id}: 401 Unauthorized after a token "
+                                              "refresh", reason="http-401") from None
+                    refreshed = True
+                    continue
+                if retry.rate_limited:
+                    rate_limited += 1
+                    self.stats.rate_limited += 1
+                    if rate_limited > self.policy.max_rate_limited:
+                        raise StreamError(f"recording {self.recording_id}: still rate-limited (429) after "
+                                          f"{rate_limited} waits at byte {self.position}",
+                                          reason="http-429-exhausted", retryable=False) from None
+                    wait = retry.wait if retry.wait is not None else self.policy.backoff(rate_limited, self.rng)
+                    if wait > self.policy.max_retry_after:
+                        raise StreamError(f"recording {self.recording_id}: server asked to retry after {wait:.0f} s, "
+                                          f"more than the {self.policy.max_retry_after:.0f} s allowed",
+                                          reason="http-429-exhausted") from None
+                else:
+                    failures += 1
+                    if failures >= self.policy.max_attempts:
+                        raise StreamError(f"recording {self.recording_id}: {retry} (giving up after {failures} "
+                                          f"attempts at byte {self.position})", reason="download-failed") from None
+                    wait = retry.wait if retry.wait is not None else self.policy.backoff(failures, self.rng)
+                self.stats.retries += 1
+                log.info("recording %s: %s; retrying in %.2f s", self.recording_id, retry, wait)
+                await trio.sleep(wait)
+
+    async def _request(self, segment: Segment | None) -> AsyncIterator[Chunk]:
+        headers = {"Accept-Encoding": "identity"}
+        if self.auth is not None:
+            headers.update(await self.auth())
+        asked: Segment | None = None
+        if segment is not None:
+            asked = Segment(self.position, segment.end)
+            headers["Range"] = asked.range_header()
+            if self.position > 0 and self.etag:
+                headers["If-Range"] = self.etag
+        self.stats.requests += 1
+        t0 = time.perf_counter()
+        status = 0
+        try:
+            async with self.client.stream("GET", self.url, headers=headers, params=self.params) as response:
+                status = response.status_code
+                await self._check_status(response, headers)
+                etag = response.headers.get("etag")
+                if self.etag and etag and etag != self.etag:
+                    raise StreamRestart(f"recording {self.recording_id}: the resource changed on the server "
+                                        f"(ETag {self.etag} became {etag}) at byte {self.position}",
+                                        reason="etag-changed")
+                self.etag = self.etag or etag
+                if status == 206 and asked is not None:
+                    try:
+                        check_content_range(response.headers.get("content-range"), asked, self.size)
+                    except ContentRangeError as exc:
+                        raise _Retry(f"bad 206 answer: {exc}") from None
+                    skip, end = 0, asked.end + 1
+                elif status == 206:
+                    raise _Retry("206 answer to a request without Range")
+                else:  # 200: the whole body from byte 0 (a range request was ignored)
+                    skip, end = self.position, self.size
+                    declared = response.headers.get("content-length")
+                    if self.size is not None and declared is not None and int(declared) != self.size:
+                        raise StreamRestart(f"recording {self.recording_id}: server sent {declared} bytes, "
+                                            f"metadata says {self.size}", reason="size-changed")
+                async for data in response.aiter_raw(self.read_size):
+                    if skip:
+                        if len(data) <= skip:
+                            skip -= len(data)
+                            continue
+                        data, skip = data[skip:], 0
+                    if end is not None and self.position + len(data) > end:
+                        raise StreamError(f"recording {self.recording_id}: server sent more than the "
+                                          f"{end} bytes expected", reason="overlong-body")
+                    chunk = Chunk(self.position, data)
+                    self.position += len(data)
+                    self.stats.bytes += len(data)
+                    yield chunk
+                if end is not None and self.position < end:
+                    raise _Retry(f"body ended at byte {self.position}, expected {end}")
+        except httpx.TransportError as exc:
+            raise _Retry(f"{type(exc).__name__} at byte {self.position}") from None
+        finally:
+            if self.on_segment is not None:
+                self.on_segment({"offset": asked.start if asked else 0,
+                                 "length": asked.length if asked else self.size,
+                                 "status": status, "received_to": self.position,
+                                 "ms": round((time.perf_counter() - t0) * 1000, 3)})
+
+    async def _check_status(self, response: httpx.Response, sent: Mapping[str, str]) -> None:
+        status = response.status_code
+        ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if status in (200, 206):
+            if ctype == "application/json" or ctype.endswith("+json"):
+                detail = await _error_detail(response)
+                raise _Retry(f"server sent a JSON error payload instead of audio at byte {self.position}: {detail}")
+            return
+        detail = await _error_detail(response)
+        if status == 401:
+            if self.on_401 is not None:
+                self.on_401(sent)
+            raise _Retry("401 Unauthorized", refresh_token=True)
+        if status == 429:
+            wait = parse_retry_after(response.headers.get("retry-after"), now=time.time())
+            raise _Retry(f"429 Too Many Requests at byte {self.position}", wait=wait, rate_limited=True)
+        if status == 416:
+            raise StreamRestart(f"recording {self.recording_id}: 416 Range Not Satisfiable at byte {self.position} "
+                                f"(the recording's size changed); re-reading metadata", reason="range-not-satisfiable")
+        if status >= 500 or status == 408:
+            wait = parse_retry_after(response.headers.get("retry-after"), now=time.time())
+            raise _Retry(f"HTTP {status} at byte {self.position}: {detail}", wait=wait)
+        raise HTTPStatusError(f"recording {self.recording_id}: HTTP {status} {response.reason_phrase}: {detail}",
+                              reason=f"http-{status}")
+
+
+async def _error_detail(response: httpx.Response) -> str:
+    """A short, printable description of an error body (bounded read)."""
+    body = b""
+    async for data in response.aiter_raw(MAX_ERROR_BODY):
+        body += data
+        if len(body) >= MAX_ERROR_BODY:
+            break
+    body = body[:MAX_ERROR_BODY]
+    try:
+        payload = json.loads(body)
+        if isinstance(payload, dict):
+            for key in ("message", "error_description", "error", "errorMsg", "detail"):
+                if key in payload:
+                    return str(payload[key])[:300]
+        return json.dumps(payload)[:300]
+    except ValueError:
+        return body[:200].decode("utf-8", "replace").strip() or "(empty body)"

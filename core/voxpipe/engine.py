@@ -1,0 +1,400 @@
+"""The engine: runs a pipeline's streams concurrently on trio.
+
+Per pipeline run (see ``docs/architecture.md``):
+
+- the source's ``discover`` yields stream specs; a semaphore admits at most
+  ``concurrency`` streams at once, so discovery waits while the pipeline is full;
+- per stream, a producer task reads the source and sends each chunk into one bounded
+  memory channel per verifier and, after the transforms, one per sink. A slow consumer
+  fills its channel and blocks the producer, which stops reading the network: memory per
+  stream is bounded by ``STREAM_CHANNEL_CHUNKS`` chunks per consumer, whatever the
+  recording's size;
+- verifier updates of large chunks run in worker threads (hashlib and zlib release the
+  GIL), so hashing and compression use both cores while the event loop downloads;
+- commit protocol: when the source is exhausted, every verifier gives its verdict; only
+  if all pass are the sinks prepared (fsync) and committed (rename), storing sinks first,
+  announcing sinks (webhooks) last. Otherwise, or on any error, every sink aborts;
+- a stream's failure never stops the others; a retryable failure (the server's content
+  changed mid-download) restarts that stream from byte 0 up to ``max_stream_attempts``;
+- :meth:`Runner.request_stop` (SIGINT/SIGTERM) stops admitting streams and gives those
+  in flight ``shutdown_grace`` seconds before cancelling them; cancelled streams abort
+  their sinks under a cancel shield, so no partial file remains under a final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from .audit import AuditLog
+from .components import Component, PipelineContext, Sink, SinkWriter, Source, TransformRun, VerifierRun
+from .config import ComponentConfig, PipelineConfig
+from .errors import StreamError, VerificationError
+from .model import Chunk, Stream, StreamResult, StreamSpec
+
+log = logging.getLogger("voxpipe.engine")
+
+#: Chunks buffered between a stream's producer and each of its consumers.
+STREAM_CHANNEL_CHUNKS = 4
+#: Verifier updates of chunks at least this large run in a worker thread.
+THREAD_OFFLOAD_MIN_BYTES = 64 * 1024
+#: Seconds a sink's abort may take before it is abandoned (it runs under a cancel shield).
+ABORT_TIMEOUT = 15.0
+#: Seconds components get to release resources at the end of a run.
+ACLOSE_TIMEOUT = 10.0
+
+
+class RunObserver:
+    """Receives run events, for progress displays and metrics. Methods must not block."""
+
+    def run_started(self, pipeline: PipelineConfig) -> None: ...
+    def stream_started(self, stream: Stream) -> None: ...
+    def stream_bytes(self, stream: Stream, n: int) -> None: ...
+    def stream_finished(self, result: StreamResult) -> None: ...
+    def run_finished(self, summary: "RunSummary") -> None: ...
+
+
+class ObserverFanout(RunObserver):
+    """Forwards every event to several observers."""
+
+    def __init__(self, *observers: RunObserver):
+        self.observers = [o for o in observers if o is not None]
+
+    def run_started(self, pipeline):
+        for o in self.observers: o.run_started(pipeline)
+
+    def stream_started(self, stream):
+        for o in self.observers: o.stream_started(stream)
+
+    def stream_bytes(self, stream, n):
+        for o in self.observers: o.stream_bytes(stream, n)
+
+    def stream_finished(self, result):
+        for o in self.observers: o.stream_finished(result)
+
+    def run_finished(self, summary):
+        for o in self.observers: o.run_finished(summary)
+
+
+@dataclass
+class RunSummary:
+    """Results of a run, in completion order."""
+
+    pipeline: str
+    results: list[StreamResult] = field(default_factory=list)
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    interrupted: bool = False
+    state_dir: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results) and not self.interrupted
+
+    @property
+    def failed(self) -> list[StreamResult]:
+        return [r for r in self.results if not r.ok]
+
+    @property
+    def bytes(self) -> int:
+        return sum(r.bytes for r in self.results)
+
+
+class Runner:
+    """Runs one pipeline once. Create, then ``await runner.run()``.
+
+    :param config: the validated pipeline.
+    :param observer: receives progress events.
+    :param services: shared objects handed to components through the context.
+    """
+
+    def __init__(self, config: PipelineConfig, *, observer: RunObserver | None = None,
+                 services: dict[str, Any] | None = None):
+        self.config = config
+        self.settings = config.settings
+        self.observer = observer or RunObserver()
+        self.services = dict(services or {})
+        self._stopping = False
+        self._discover_scope: trio.CancelScope | None = None
+        self._streams_scope: trio.CancelScope | None = None
+        self.summary = RunSummary(pipeline=config.name)
+
+    # ------------------------------------------------------------------ control
+
+    def request_stop(self) -> None:
+        """Stop admitting streams; cancel in-flight ones after ``shutdown_grace`` seconds."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.summary.interrupted = True
+        if self._discover_scope is not None:
+            self._discover_scope.cancel()
+        if self._streams_scope is not None:
+            self._streams_scope.deadline = min(self._streams_scope.deadline,
+                                               trio.current_time() + self.settings.shutdown_grace)
+
+    def cancel_now(self) -> None:
+        """Abort every in-flight stream at once."""
+        self.request_stop()
+        if self._streams_scope is not None:
+            self._streams_scope.cancel()
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self) -> RunSummary:
+        """Run every stream the source yields; returns when all have ended or the run is stopped."""
+        summary = self.summary
+        summary.started_at = time.time()
+        context = self.context = PipelineContext(pipeline=self.config.name, state_dir=Path("."),
+                                                 services=self.services)
+        components: list[Component] = []
+        audit: AuditLog | None = None
+        try:
+            self.sinks = [self._make(c, context, components) for c in self.config.sinks]
+            context.state_dir = self._state_dir()
+            summary.state_dir = context.state_dir
+            audit_path = self.settings.audit_log or context.state_dir / "audit.jsonl"
+            audit = context.audit = AuditLog(audit_path)
+            self.source: Source = self._make(self.config.source, context, components)
+            self.transforms = [self._make(c, context, components) for c in self.config.transforms]
+            self.verifiers = [self._make(c, context, components) for c in self.config.verifiers]
+            audit.write("run-start", pipeline=self.config.name, pid=os.getpid())
+            self.observer.run_started(self.config)
+            await self._run_streams()
+        finally:
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(ACLOSE_TIMEOUT):
+                    for component in reversed(components):
+                        try:
+                            await component.aclose()
+                        except Exception:
+                            log.exception("%s %r failed to close", component.kind, component.type)
+            summary.finished_at = time.time()
+            if audit is not None:
+                audit.write("run-end", pipeline=self.config.name, streams=len(summary.results),
+                            failed=len(summary.failed), bytes=summary.bytes, interrupted=summary.interrupted)
+                audit.close()
+        self.observer.run_finished(summary)
+        return summary
+
+    def _make(self, cfg: ComponentConfig, context: PipelineContext, components: list[Component]) -> Any:
+        component = cfg.info.cls(cfg.settings, context)
+        components.append(component)
+        return component
+
+    def _state_dir(self) -> Path:
+        if self.settings.state_dir is not None:
+            path = Path(self.settings.state_dir)
+        else:
+            base = next((d for s in self.sinks if (d := s.archive_dir()) is not None), None)
+            path = (Path(base) / ".voxpipe" / self.config.name) if base is not None else Path(".voxpipe") / self.config.name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    async def _run_streams(self) -> None:
+        admit = trio.Semaphore(self.settings.concurrency)
+        async with trio.open_nursery() as nursery:
+            self._streams_scope = nursery.cancel_scope
+            with trio.CancelScope() as discover_scope:
+                self._discover_scope = discover_scope
+                if self._stopping:
+                    discover_scope.cancel()
+                discovered = self.source.discover()
+                async with contextlib.aclosing(discovered):
+                    async for spec in discovered:
+                        await admit.acquire()
+                        nursery.start_soon(self._stream_task, spec, admit)
+
+    async def _stream_task(self, spec: StreamSpec, admit: trio.Semaphore) -> None:
+        try:
+            for attempt in range(1, self.settings.max_stream_attempts + 1):
+                result, retry = await self._attempt(spec, attempt)
+                if result.ok or not retry or self._stopping:
+                    break
+                log.warning("stream %s: %s; restarting from byte 0 (attempt %d of %d)", spec.id, result.message,
+                            attempt + 1, self.settings.max_stream_attempts)
+        finally:
+            admit.release()
+
+    # ------------------------------------------------------------------ one stream
+
+    async def _attempt(self, spec: StreamSpec, attempt: int) -> tuple[StreamResult, bool]:
+        stream = Stream(spec, source=self.config.source.type, pipeline=self.config.name,
+                        audit=self.context.audit, attempt=attempt)
+        result = StreamResult(id=stream.id, source=stream.source, pipeline=stream.pipeline,
+                              attempts=attempt, started_at=stream.started_at)
+        writers: list[tuple[Sink, SinkWriter]] = []
+        t0 = time.perf_counter()
+        retry = False
+        self.observer.stream_started(stream)
+        try:
+            verifier_runs = [v.begin(stream) for v in self.verifiers]
+            transform_runs = [t.begin(stream) for t in self.transforms]
+            for sink in self.sinks:
+                writers.append((sink, await sink.begin(stream)))
+            await self._pump(stream, verifier_runs, transform_runs, [w for _, w in writers], result)
+            result.verdicts = [run.finish() for run in verifier_runs]
+            for verdict in result.verdicts:
+                for key, value in verdict.details.items():
+                    if key in ("sha256", "sha512", "md5", "hmac-sha256"):
+                        result.digests[key] = value
+            failed = [v for v in result.verdicts if not v.ok]
+            if failed:
+                first = failed[0]
+                raise VerificationError(first.message or f"{first.verifier} rejected the stream",
+                                        reason=first.reason or f"{first.verifier}-failed")
+            for _, writer in writers:
+                await writer.prepare()
+            result.ok = True
+            result.seconds = time.perf_counter() - t0
+            result.metadata = _public_metadata(stream.metadata)
+            for sink, writer in sorted(writers, key=lambda sw: sw[0].announces):
+                stored = await writer.commit(result)
+                if stored:
+                    result.stored.append({"sink": sink.type, **stored})
+        except BaseException as exc:  # noqa: B036 - classified below; cancellation is re-raised
+            error = _primary_error(exc)
+            cancelled = isinstance(error, (trio.Cancelled, KeyboardInterrupt))
+            result.ok = False
+            if cancelled:
+                result.reason, result.message = "interrupted", f"stream {stream.id} interrupted by shutdown"
+            elif isinstance(error, StreamError):
+                result.reason, result.message = error.reason, str(error)
+                retry = error.retryable
+            else:
+                log.error("stream %s: internal error", stream.id, exc_info=error)
+                result.reason, result.message = "internal-error", f"{type(error).__name__}: {error}"
+            result.seconds = time.perf_counter() - t0
+            result.metadata = _public_metadata(stream.metadata)
+            await self._abort_all(writers, result)
+            if not (retry and attempt < self.settings.max_stream_attempts):
+                self._finish(stream, result)
+            if cancelled:
+                raise
+            return result, retry
+        self._finish(stream, result)
+        return result, False
+
+    def _finish(self, stream: Stream, result: StreamResult) -> None:
+        result.finished_at = time.time()
+        self.summary.results.append(result)
+        stream.audit("stream", status=result.status, reason=result.reason, message=result.message,
+                     bytes=result.bytes, seconds=round(result.seconds, 6), attempts=result.attempts,
+                     digests=result.digests, stored=result.stored,
+                     verdicts=[v.to_dict() for v in result.verdicts])
+        self.observer.stream_finished(result)
+
+    async def _abort_all(self, writers: list[tuple[Sink, SinkWriter]], result: StreamResult) -> None:
+        with trio.CancelScope(shield=True):
+            for sink, writer in reversed(writers):
+                with trio.move_on_after(ABORT_TIMEOUT) as scope:
+                    try:
+                        await writer.abort(result)
+                    except Exception:
+                        log.exception("stream %s: sink %r failed to abort", result.id, sink.type)
+                if scope.cancelled_caught:
+                    log.error("stream %s: sink %r abort timed out after %ss", result.id, sink.type, ABORT_TIMEOUT)
+
+    async def _pump(self, stream: Stream, verifier_runs: list[VerifierRun], transform_runs: list[TransformRun],
+                    writers: list[SinkWriter], result: StreamResult) -> None:
+        async with trio.open_nursery() as nursery:
+            verifier_channels = []
+            for run in verifier_runs:
+                send, receive = trio.open_memory_channel[Chunk](STREAM_CHANNEL_CHUNKS)
+                nursery.start_soon(_feed_verifier, run, receive)
+                verifier_channels.append(send)
+            sink_channels = []
+            for writer in writers:
+                send, receive = trio.open_memory_channel[Chunk](STREAM_CHANNEL_CHUNKS)
+                nursery.start_soon(_feed_sink, writer, receive)
+                sink_channels.append(send)
+            with contextlib.ExitStack() as closing:
+                for channel in verifier_channels + sink_channels:
+                    closing.enter_context(channel)
+                expected = 0
+                out_offset = 0
+                chunks = self.source.read(stream)
+                async with contextlib.aclosing(chunks):
+                    async for chunk in chunks:
+                        if chunk.offset != expected:
+                            raise StreamError(f"recording {stream.id}: source delivered byte offset {chunk.offset}, "
+                                              f"expected {expected}", reason="source-order")
+                        expected = chunk.end
+                        result.bytes = expected
+                        self.observer.stream_bytes(stream, len(chunk.data))
+                        for channel in verifier_channels:
+                            await channel.send(chunk)
+                        data = chunk.data
+                        for run in transform_runs:
+                            data = run.process(data)
+                        if data:
+                            out = Chunk(out_offset, bytes(data))
+                            out_offset = out.end
+                            for channel in sink_channels:
+                                await channel.send(out)
+                for i, run in enumerate(transform_runs):
+                    data = run.flush()
+                    for later in transform_runs[i + 1:]:
+                        data = later.process(data)
+                    if data:
+                        out = Chunk(out_offset, bytes(data))
+                        out_offset = out.end
+                        for channel in sink_channels:
+                            await channel.send(out)
+
+
+async def _feed_verifier(run: VerifierRun, receive: trio.MemoryReceiveChannel[Chunk]) -> None:
+    # ``with``, not ``async with``: aclose() checkpoints, and a cancellation arriving there
+    # would replace the verifier's own error (the reason the stream failed) with Cancelled.
+    with receive:
+        async for chunk in receive:
+            if len(chunk.data) >= THREAD_OFFLOAD_MIN_BYTES:
+                await trio.to_thread.run_sync(run.update, chunk)
+            else:
+                run.update(chunk)
+
+
+async def _feed_sink(writer: SinkWriter, receive: trio.MemoryReceiveChannel[Chunk]) -> None:
+    with receive:  # see _feed_verifier
+        async for chunk in receive:
+            await writer.write(chunk)
+
+
+def _primary_error(exc: BaseException) -> BaseException:
+    """The error that explains a failure: a StreamError before other errors before cancellation."""
+    leaves: list[BaseException] = []
+
+    def walk(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for sub in e.exceptions:
+                walk(sub)
+        else:
+            leaves.append(e)
+
+    walk(exc)
+
+    def rank(e: BaseException) -> int:
+        if isinstance(e, StreamError):
+            return 0
+        if isinstance(e, (trio.BrokenResourceError, trio.ClosedResourceError)):
+            return 2  # a symptom: the consumer on the other end failed first
+        if isinstance(e, Exception):
+            return 1
+        return 3
+
+    return min(leaves, key=rank) if leaves else exc
+
+
+_PRIVATE_METADATA_PREFIX = "_"
+
+
+def _public_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Metadata fit for results and reports: keys starting with ``_`` (URLs, internal state) are dropped."""
+    return {k: v for k, v in metadata.items() if not k.startswith(_PRIVATE_METADATA_PREFIX)}

@@ -1,0 +1,130 @@
+"""The data that flows through a pipeline: chunks, streams, verdicts and results."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .audit import AuditLog
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A contiguous piece of a stream.
+
+    :ivar offset: byte offset of ``data[0]`` within the stream (0-based).
+    :ivar data: the bytes; immutable (``bytes``), shared read-only by every consumer.
+    """
+
+    offset: int
+    data: bytes
+
+    @property
+    def end(self) -> int:
+        """Offset one past the last byte."""
+        return self.offset + len(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """A stream a source announces before it is opened: an id and what is known so far.
+
+    :ivar id: the recording id or call id, unique within the source.
+    :ivar metadata: anything known at discovery time (format, size in bytes, ...).
+    """
+
+    id: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Stream:
+    """One recording or call in flight, shared by the components working on it.
+
+    Sources fill :attr:`metadata` as they learn it (``format``, ``size`` in bytes,
+    ``duration`` in seconds, ``sha256``, ``etag``, ...); sinks read it when they name
+    the stored file at commit time. :meth:`audit` appends a line to the run's audit log.
+    """
+
+    __slots__ = ("id", "source", "pipeline", "metadata", "started_at", "attempt", "_audit")
+
+    def __init__(self, spec: StreamSpec, *, source: str, pipeline: str, audit: "AuditLog | None", attempt: int = 1):
+        self.id = spec.id
+        self.source = source
+        self.pipeline = pipeline
+        self.metadata: dict[str, Any] = dict(spec.metadata)
+        self.started_at = time.time()
+        self.attempt = attempt
+        self._audit = audit
+
+    def audit(self, event: str, **fields: Any) -> None:
+        """Record an audit event (``segment``, ``token-refresh``, ...) for this stream."""
+        if self._audit is not None:
+            self._audit.write(event, pipeline=self.pipeline, source=self.source, stream=self.id, **fields)
+
+    def __repr__(self) -> str:
+        return f"<Stream {self.source}:{self.id} attempt={self.attempt}>"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A verifier's judgement of a whole stream.
+
+    :ivar verifier: the verifier's ``type`` (e.g. ``"sha256"``).
+    :ivar ok: whether the stream passed.
+    :ivar reason: short stable code when not ok (e.g. ``"sha256-mismatch"``), else ``None``.
+    :ivar message: human-readable explanation when not ok.
+    :ivar details: values to record, e.g. ``{"sha256": "<hex>"}``; digests land in the result.
+    """
+
+    verifier: str
+    ok: bool
+    reason: str | None = None
+    message: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verifier": self.verifier, "ok": self.ok, "reason": self.reason,
+                "message": self.message, "details": dict(self.details)}
+
+
+@dataclass(slots=True)
+class StreamResult:
+    """How one stream ended: what the engine reports, audits and announces.
+
+    :ivar bytes: bytes received from the source (before transforms).
+    :ivar seconds: wall time from open to commit or abort.
+    :ivar digests: digests of the bytes as received, by algorithm (``{"sha256": hex}``).
+    :ivar stored: one entry per committing sink (``{"sink": "gzip", "path": ...}``).
+    """
+
+    id: str
+    source: str
+    pipeline: str
+    ok: bool = False
+    reason: str | None = None
+    message: str | None = None
+    bytes: int = 0
+    seconds: float = 0.0
+    attempts: int = 1
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    digests: dict[str, str] = field(default_factory=dict)
+    verdicts: list[Verdict] = field(default_factory=list)
+    stored: list[dict[str, Any]] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.ok else "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "source": self.source, "pipeline": self.pipeline,
+            "status": self.status, "reason": self.reason, "message": self.message,
+            "bytes": self.bytes, "seconds": round(self.seconds, 6), "attempts": self.attempts,
+            "started_at": self.started_at, "finished_at": self.finished_at,
+            "digests": dict(self.digests), "verdicts": [v.to_dict() for v in self.verdicts],
+            "stored": list(self.stored), "metadata": dict(self.metadata),
+        }

@@ -1,0 +1,116 @@
+"""What a person sees while a pipeline runs.
+
+On a terminal: a live display (rich) with one line per stream in flight (bytes received
+of the size, rate) and an overall line (streams done, failed, bytes, overall rate).
+Elsewhere (logs, CI, cron): one plain log line per finished stream. Neither shows
+secrets: streams are named by recording id only.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeElapsedColumn,
+                           TransferSpeedColumn)
+from rich.table import Table
+
+from .engine import RunObserver, RunSummary
+from .model import Stream, StreamResult
+
+log = logging.getLogger("voxpipe.run")
+
+#: Streams shown individually in the live display; more are summarised in the totals line.
+MAX_STREAM_ROWS = 12
+
+
+class LiveProgress(RunObserver):
+    """A rich live display on ``console`` (stderr by default)."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(TextColumn("[bold]{task.description}", justify="left"), BarColumn(),
+                                 DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn(),
+                                 console=self.console, transient=True, refresh_per_second=8)
+        self.tasks: dict[int, TaskID] = {}
+        self.total: TaskID | None = None
+        self.done = self.failed = 0
+        self.bytes = 0
+        self.started = time.perf_counter()
+
+    def run_started(self, pipeline) -> None:
+        self.progress.start()
+        self.total = self.progress.add_task(f"{pipeline.name}: 0 done", total=None)
+
+    def stream_started(self, stream: Stream) -> None:
+        if len(self.tasks) < MAX_STREAM_ROWS:
+            self.tasks[id(stream)] = self.progress.add_task(f"  {stream.id}", total=None)
+
+    def stream_bytes(self, stream: Stream, n: int) -> None:
+        self.bytes += n
+        task = self.tasks.get(id(stream))
+        if task is not None:
+            size = stream.metadata.get("size")
+            self.progress.update(task, advance=n, total=size if isinstance(size, int) and size > 0 else None)
+        if self.total is not None:
+            self.progress.update(self.total, advance=n)
+
+    def stream_finished(self, result: StreamResult) -> None:
+        if result.ok:
+            self.done += 1
+        else:
+            self.failed += 1
+            self.console.print(f"[red]failed[/red] {result.id}: {result.message}")
+        for key, task in list(self.tasks.items()):
+            if self.progress.tasks[task].description.strip() == result.id:
+                self.progress.remove_task(task)
+                del self.tasks[key]
+                break
+        if self.total is not None:
+            desc = f"{result.pipeline}: {self.done} done" + (f", [red]{self.failed} failed[/red]" if self.failed else "")
+            self.progress.update(self.total, description=desc)
+
+    def run_finished(self, summary: RunSummary) -> None:
+        self.progress.stop()
+
+
+class LogProgress(RunObserver):
+    """One log line per finished stream, for non-terminal output."""
+
+    def stream_finished(self, result: StreamResult) -> None:
+        if result.ok:
+            log.info("ok %s: %d bytes in %.2f s", result.id, result.bytes, result.seconds)
+        else:
+            log.warning("failed %s: %s (%s)", result.id, result.message, result.reason)
+
+    def run_finished(self, summary: RunSummary) -> None:
+        seconds = max(summary.finished_at - summary.started_at, 1e-9)
+        log.info("%s: %d streams, %d failed, %d bytes in %.2f s (%.1f MB/s)%s", summary.pipeline,
+                 len(summary.results), len(summary.failed), summary.bytes, seconds, summary.bytes / seconds / 1e6,
+                 " (interrupted)" if summary.interrupted else "")
+
+
+def results_table(summary: RunSummary, *, extra: dict[str, dict[str, Any]] | None = None) -> Table:
+    """A table of every stream's outcome, for the end of a run."""
+    table = Table(title=f"pipeline {summary.pipeline}", title_justify="left")
+    for col in ("recording", "status", "bytes", "seconds", "sha256", "stored"):
+        table.add_column(col, overflow="fold")
+    extra_cols = sorted({k for row in (extra or {}).values() for k in row})
+    for col in extra_cols:
+        table.add_column(col)
+    for r in sorted(summary.results, key=lambda r: r.id):
+        status = "[green]ok[/green]" if r.ok else f"[red]failed[/red] ({r.reason})"
+        stored = ", ".join(s.get("path", s.get("sink", "")) for s in r.stored) if r.ok else (r.message or "")
+        row = [r.id, status, f"{r.bytes:,}", f"{r.seconds:.2f}", (r.digests.get("sha256") or "")[:16], stored]
+        row += [str((extra or {}).get(r.id, {}).get(c, "")) for c in extra_cols]
+        table.add_row(*row)
+    return table
+
+
+def wants_live_display(stream=None) -> bool:
+    """True when stderr is a terminal (a person is watching)."""
+    stream = stream or sys.stderr
+    return hasattr(stream, "isatty") and stream.isatty()

@@ -1,0 +1,17 @@
+"""First-party plugin: NICE CXone (the ``cxone`` source and ``voxpipe emulate cxone``)."""
+
+from voxpipe import hookimpl
+
+from .source import CxoneSource
+
+
+@hookimpl
+def register_sources(register):
+    register(CxoneSource)
+
+
+@hookimpl
+def register_commands(cli):
+    from .emulator.cli import command
+
+    cli.emulate.add_command(command)
