@@ -26,6 +26,8 @@ from .model import Chunk, Stream, StreamResult, StreamSpec, Verdict
 from .settings import NoSettings, Settings
 
 if TYPE_CHECKING:  # pragma: no cover
+    import trio
+
     from .audit import AuditLog
 
 
@@ -61,6 +63,14 @@ class Component:
         """The first line of the class docstring."""
         doc = (cls.__doc__ or "").strip()
         return doc.splitlines()[0].strip() if doc else ""
+
+    async def start(self, nursery: "trio.Nursery") -> None:
+        """Start long-lived background tasks (delivery loops, servers) in ``nursery``.
+
+        Called once per run, before the first stream. The nursery is cancelled after every
+        component's :meth:`aclose` has returned, so ``aclose`` may wait (bounded) for
+        background work to drain first.
+        """
 
     async def aclose(self) -> None:
         """Release pipeline-wide resources (HTTP pools, servers). Idempotent."""

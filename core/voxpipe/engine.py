@@ -167,15 +167,16 @@ class Runner:
             self.verifiers = [self._make(c, context, components) for c in self.config.verifiers]
             audit.write("run-start", pipeline=self.config.name, pid=os.getpid())
             self.observer.run_started(self.config)
-            await self._run_streams()
+            async with trio.open_nursery() as services:
+                try:
+                    for component in components:
+                        await component.start(services)
+                    await self._run_streams()
+                finally:
+                    await self._close(components)
+                    services.cancel_scope.cancel()
         finally:
-            with trio.CancelScope(shield=True):
-                with trio.move_on_after(ACLOSE_TIMEOUT):
-                    for component in reversed(components):
-                        try:
-                            await component.aclose()
-                        except Exception:
-                            log.exception("%s %r failed to close", component.kind, component.type)
+            await self._close(components)
             summary.finished_at = time.time()
             if audit is not None:
                 audit.write("run-end", pipeline=self.config.name, streams=len(summary.results),
@@ -183,6 +184,17 @@ class Runner:
                 audit.close()
         self.observer.run_finished(summary)
         return summary
+
+    async def _close(self, components: list[Component]) -> None:
+        """aclose every component once, newest first, bounded by ACLOSE_TIMEOUT, shielded."""
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(ACLOSE_TIMEOUT):
+                while components:
+                    component = components.pop()
+                    try:
+                        await component.aclose()
+                    except Exception:
+                        log.exception("%s %r failed to close", component.kind, component.type)
 
     def _make(self, cfg: ComponentConfig, context: PipelineContext, components: list[Component]) -> Any:
         component = cfg.info.cls(cfg.settings, context)
