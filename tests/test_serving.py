@@ -1,0 +1,38 @@
+"""The shared hypercorn-on-trio server helpers, over a real loopback socket."""
+
+from __future__ import annotations
+
+import httpx
+import trio
+
+from voxpipe.serving import serve_asgi, serve_in_thread
+
+
+async def hello(scope, receive, send):
+    assert scope["type"] == "http"
+    body = f"{scope['method']} {scope['path']}".encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_serve_in_thread_binds_an_ephemeral_port_and_stops():
+    with serve_in_thread(hello) as url:
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
+        assert httpx.get(url + "/a/b").text == "GET /a/b"
+    try:
+        httpx.get(url + "/", timeout=1)
+    except httpx.ConnectError:
+        pass
+    else:
+        raise AssertionError("server still answering after the block")
+
+
+def test_serve_asgi_reports_url_via_task_status():
+    async def main():
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(serve_asgi, hello)
+            async with httpx.AsyncClient() as client:
+                assert (await client.post(url + "/x")).text == "POST /x"
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
