@@ -10,6 +10,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .audit import AuditLog
 
 
+#: Audit events kept in memory per stream (the log file keeps them all).
+MAX_AUDIT_ENTRIES_PER_STREAM = 1000
+
+
 @dataclass(frozen=True, slots=True)
 class Chunk:
     """A contiguous piece of a stream.
@@ -47,7 +51,7 @@ class Stream:
     the stored file at commit time. :meth:`audit` appends a line to the run's audit log.
     """
 
-    __slots__ = ("id", "source", "pipeline", "metadata", "started_at", "attempt", "_audit")
+    __slots__ = ("id", "source", "pipeline", "metadata", "started_at", "attempt", "audit_entries", "_audit")
 
     def __init__(self, spec: StreamSpec, *, source: str, pipeline: str, audit: "AuditLog | None", attempt: int = 1):
         self.id = spec.id
@@ -56,10 +60,14 @@ class Stream:
         self.metadata: dict[str, Any] = dict(spec.metadata)
         self.started_at = time.time()
         self.attempt = attempt
+        #: This stream's audit events (the first MAX_AUDIT_ENTRIES_PER_STREAM), for announcements.
+        self.audit_entries: list[dict[str, Any]] = []
         self._audit = audit
 
     def audit(self, event: str, **fields: Any) -> None:
         """Record an audit event (``segment``, ``token-refresh``, ...) for this stream."""
+        if len(self.audit_entries) < MAX_AUDIT_ENTRIES_PER_STREAM:
+            self.audit_entries.append({"ts": round(time.time(), 6), "event": event, **fields})
         if self._audit is not None:
             self._audit.write(event, pipeline=self.pipeline, source=self.source, stream=self.id, **fields)
 
