@@ -60,12 +60,27 @@ def _default(field: FieldInfo) -> str:
     return f"`{json.dumps(value if not hasattr(value, '__fspath__') else str(value))}`"
 
 
+def _limits(field: FieldInfo) -> str:
+    """Numeric bounds declared on a field, e.g. ``1 ≤ value ≤ 9``."""
+    low = high = None
+    for item in field.metadata:
+        for attr, side in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
+            value = getattr(item, attr, None)
+            if value is not None:
+                if side in ("≥", ">"):
+                    low = f"{side} {value}"
+                else:
+                    high = f"{side} {value}"
+    parts = [p for p in (low, high) if p]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def _table(model) -> list[str]:
     lines = ["| setting | type | default | description | example |", "| --- | --- | --- | --- | --- |"]
     for name, field in model.model_fields.items():
         example = field.examples[0] if field.examples else None
         example_text = f"`{json.dumps(example)}`" if example is not None else ""
-        desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
+        desc = ((field.description or "") + _limits(field)).replace("|", "\\|").replace("\n", " ")
         type_text = _type_name(field.annotation).replace("|", "\\|")
         lines.append(f"| `{name}` | {type_text} | {_default(field)} | {desc} | {example_text} |")
     return lines
