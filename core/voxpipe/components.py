@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar, Iterator, Mapping
 
 from .model import Chunk, Stream, StreamResult, StreamSpec, Verdict
 from .settings import NoSettings, Settings
@@ -80,6 +80,9 @@ class Source(Component):
     """Produces streams: one per recording or call."""
 
     kind = "source"
+    #: Whether ``read`` honours ``stream.resume_offset`` (start at that byte, validating
+    #: the resource against ``stream.metadata["etag"]``). Set by sources that can.
+    resumable: ClassVar[bool] = False
 
     def discover(self) -> AsyncIterator[StreamSpec]:
         """Yield the streams to process, as an async generator.
@@ -157,6 +160,11 @@ class SinkWriter:
     async def write(self, chunk: Chunk) -> None:
         raise NotImplementedError
 
+    async def checkpoint(self) -> dict[str, Any] | None:
+        """Make everything written so far durable and return what :meth:`Sink.resume` needs
+        to continue from here (JSON-serialisable), or ``None`` if this writer cannot resume."""
+        return None
+
     async def prepare(self) -> None:
         """Flush and fsync what was written (default: nothing to do)."""
 
@@ -180,6 +188,27 @@ class Sink(Component):
 
     async def begin(self, stream: Stream) -> SinkWriter:
         raise NotImplementedError
+
+    async def resume(self, stream: Stream, checkpoint: dict[str, Any]) -> SinkWriter:
+        """Reopen a writer from a :meth:`SinkWriter.checkpoint` taken by an earlier run.
+
+        :raises voxpipe.errors.SinkError: the checkpoint is unusable (the engine then starts
+            the stream from byte 0).
+        """
+        raise NotImplementedError
+
+    def replay(self, checkpoint: dict[str, Any]) -> Iterator[bytes]:
+        """Yield, in order, the stream bytes (as received) held by a checkpoint, so
+        verifiers can catch up after a resume. Runs in a worker thread."""
+        raise NotImplementedError
+
+    def discard(self, checkpoint: dict[str, Any]) -> None:
+        """Delete what a checkpoint holds (its stream will not be resumed)."""
+
+    def cleanup_orphans(self, keep: set[str]) -> list[str]:
+        """Delete temporary files a crash left behind, except those in ``keep``; return the
+        deleted paths. Called once at the start of a run, in a worker thread."""
+        return []
 
     def archive_dir(self) -> Path | None:
         """The directory this sink stores into, if any (the default home of pipeline state)."""

@@ -24,6 +24,7 @@ Per pipeline run (see ``docs/architecture.md``):
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -37,6 +38,7 @@ from .audit import AuditLog
 from .components import Component, PipelineContext, Sink, SinkWriter, Source, TransformRun, VerifierRun
 from .config import ComponentConfig, PipelineConfig
 from .errors import StreamError, VerificationError
+from .ledger import Ledger
 from .model import Chunk, Stream, StreamResult, StreamSpec
 
 log = logging.getLogger("voxpipe.engine")
@@ -93,10 +95,15 @@ class RunSummary:
     finished_at: float = 0.0
     interrupted: bool = False
     state_dir: Path | None = None
+    ledger_path: Path | None = None
 
     @property
     def ok(self) -> bool:
         return all(r.ok for r in self.results) and not self.interrupted
+
+    @property
+    def skipped(self) -> list[StreamResult]:
+        return [r for r in self.results if r.skipped]
 
     @property
     def failed(self) -> list[StreamResult]:
@@ -156,16 +163,22 @@ class Runner:
                                                  services=self.services)
         components: list[Component] = []
         audit: AuditLog | None = None
+        self.ledger: Ledger | None = None
+        run_id = None
         try:
             self.sinks = [self._make(c, context, components) for c in self.config.sinks]
             context.state_dir = self._state_dir()
             summary.state_dir = context.state_dir
-            audit_path = self.settings.audit_log or context.state_dir / "audit.jsonl"
-            audit = context.audit = AuditLog(audit_path)
+            audit = context.audit = AuditLog(self.settings.audit_log or context.state_dir / "audit.jsonl")
+            self.ledger = Ledger(self.settings.ledger or context.state_dir / "ledger.sqlite3")
+            summary.ledger_path = self.ledger.path
+            context.services.setdefault("ledger", self.ledger)
+            run_id = self.run_id = self.ledger.start_run(self.config.name)
             self.source: Source = self._make(self.config.source, context, components)
             self.transforms = [self._make(c, context, components) for c in self.config.transforms]
             self.verifiers = [self._make(c, context, components) for c in self.config.verifiers]
-            audit.write("run-start", pipeline=self.config.name, pid=os.getpid())
+            audit.write("run-start", pipeline=self.config.name, pid=os.getpid(), run_id=run_id)
+            await self._cleanup_orphans()
             self.observer.run_started(self.config)
             async with trio.open_nursery() as services:
                 try:
@@ -182,6 +195,10 @@ class Runner:
                 audit.write("run-end", pipeline=self.config.name, streams=len(summary.results),
                             failed=len(summary.failed), bytes=summary.bytes, interrupted=summary.interrupted)
                 audit.close()
+            if self.ledger is not None:
+                if run_id is not None:
+                    self.ledger.finish_run(run_id, interrupted=summary.interrupted)
+                self.ledger.close()
         self.observer.run_finished(summary)
         return summary
 
@@ -210,6 +227,22 @@ class Runner:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    async def _cleanup_orphans(self) -> None:
+        """Delete temporary files left by a crash, except those a resumable checkpoint holds."""
+        keep: set[str] = set()
+        for state in self.ledger.all():
+            if state.checkpoint and state.state != "stored":
+                for entry in state.checkpoint.get("sinks", []):
+                    keep.update(entry.get("files", []))
+        for sink in self.sinks:
+            removed = await trio.to_thread.run_sync(sink.cleanup_orphans, keep)
+            for path in removed:
+                self.context.audit.write("orphan-removed", pipeline=self.config.name, sink=sink.type, path=path)
+
+    @property
+    def _can_resume(self) -> bool:
+        return self.source.resumable and not self.transforms
+
     async def _run_streams(self) -> None:
         admit = trio.Semaphore(self.settings.concurrency)
         async with trio.open_nursery() as nursery:
@@ -221,8 +254,36 @@ class Runner:
                 discovered = self.source.discover()
                 async with contextlib.aclosing(discovered):
                     async for spec in discovered:
+                        if self._skip(spec):
+                            continue
                         await admit.acquire()
                         nursery.start_soon(self._stream_task, spec, admit)
+
+    def _skip(self, spec: StreamSpec) -> bool:
+        """Settle streams the ledger says need no attempt: stored already, or out of attempts."""
+        source = self.config.source.type
+        state = self.ledger.get(source, spec.id)
+        if state is None:
+            return False
+        result = StreamResult(id=spec.id, source=source, pipeline=self.config.name, attempts=state.attempts,
+                              started_at=time.time(), digests={"sha256": state.sha256} if state.sha256 else {})
+        if state.state == "stored":
+            result.ok = result.skipped = True
+            result.reason, result.message = "already-stored", f"recording {spec.id} was stored by an earlier run"
+            result.stored = state.stored or []
+        elif state.state == "failed" and state.attempts >= self.settings.max_attempts_total:
+            result.reason = "attempts-exhausted"
+            result.message = (f"recording {spec.id}: failed {state.attempts} times (last: {state.message}); "
+                              f"max_attempts_total is {self.settings.max_attempts_total}")
+        else:
+            return False
+        result.finished_at = time.time()
+        self.summary.results.append(result)
+        self.ledger.record_outcome(self.run_id, source, spec.id, result.status, result.to_dict())
+        self.context.audit.write("stream", pipeline=self.config.name, source=source, stream=spec.id,
+                                 status=result.status, reason=result.reason, message=result.message)
+        self.observer.stream_finished(result)
+        return True
 
     async def _stream_task(self, spec: StreamSpec, admit: trio.Semaphore) -> None:
         try:
@@ -237,6 +298,52 @@ class Runner:
 
     # ------------------------------------------------------------------ one stream
 
+    async def _open_writers(self, stream: Stream, result: StreamResult,
+                            writers: list[tuple[Sink, SinkWriter]]) -> list[dict[str, Any]] | None:
+        """Begin (or resume, from the ledger's checkpoint) every sink's writer.
+
+        Returns the storing sinks' checkpoint entries when resuming, else ``None``.
+        """
+        state = self.ledger.get(stream.source, stream.id)
+        checkpoint = state.checkpoint if state and state.resume_offset and state.checkpoint else None
+        entries = checkpoint.get("sinks") if checkpoint else None
+        storing = [s for s in self.sinks if not s.announces]
+        if entries is not None and (not self._can_resume or stream.attempt > 1 or len(entries) != len(storing)):
+            await self._discard(storing, entries)
+            entries = None
+        if entries is not None:
+            try:
+                for sink, entry in zip(storing, entries):
+                    writers.append((sink, await sink.resume(stream, entry)))
+            except StreamError as exc:
+                log.warning("stream %s: cannot resume (%s); starting from byte 0", stream.id, exc)
+                await self._abort_all(writers, result)
+                writers.clear()
+                await self._discard(storing, entries)
+                entries = None
+            else:
+                stream.resume_offset = result.resumed_from = state.resume_offset
+                if state.etag:
+                    stream.metadata["etag"] = state.etag
+                if state.size is not None:
+                    stream.metadata["size"] = state.size
+        if entries is None:
+            if state is not None and state.resume_offset:
+                self.ledger.clear_checkpoint(stream.source, stream.id)
+            for sink in storing:
+                writers.append((sink, await sink.begin(stream)))
+        for sink in self.sinks:
+            if sink.announces:
+                writers.append((sink, await sink.begin(stream)))
+        return entries
+
+    async def _discard(self, sinks: list[Sink], entries: list[dict[str, Any]]) -> None:
+        for sink, entry in zip(sinks, entries):
+            try:
+                await trio.to_thread.run_sync(sink.discard, entry)
+            except Exception:
+                log.exception("sink %r failed to discard a checkpoint", sink.type)
+
     async def _attempt(self, spec: StreamSpec, attempt: int) -> tuple[StreamResult, bool]:
         stream = Stream(spec, source=self.config.source.type, pipeline=self.config.name,
                         audit=self.context.audit, attempt=attempt)
@@ -245,13 +352,16 @@ class Runner:
         writers: list[tuple[Sink, SinkWriter]] = []
         t0 = time.perf_counter()
         retry = False
+        ledger = self.ledger
+        result.attempts = await trio.to_thread.run_sync(ledger.begin_attempt, stream.source, stream.id)
         self.observer.stream_started(stream)
         try:
             verifier_runs = [v.begin(stream) for v in self.verifiers]
             transform_runs = [t.begin(stream) for t in self.transforms]
-            for sink in self.sinks:
-                writers.append((sink, await sink.begin(stream)))
-            await self._pump(stream, verifier_runs, transform_runs, [w for _, w in writers], result)
+            entries = await self._open_writers(stream, result, writers)
+            if entries is not None and verifier_runs:
+                await self._replay(stream, entries, verifier_runs)
+            await self._pump(stream, verifier_runs, transform_runs, writers, result)
             result.verdicts = [run.finish() for run in verifier_runs]
             for verdict in result.verdicts:
                 for key, value in verdict.details.items():
@@ -264,6 +374,9 @@ class Runner:
                                         reason=first.reason or f"{first.verifier}-failed")
             for _, writer in writers:
                 await writer.prepare()
+            await trio.to_thread.run_sync(functools.partial(
+                ledger.transition, stream.source, stream.id, "verified", sha256=result.digests.get("sha256"),
+                verdicts=[v.to_dict() for v in result.verdicts]))
             result.ok = True
             result.seconds = time.perf_counter() - t0
             result.metadata = _public_metadata(stream.metadata)
@@ -271,6 +384,10 @@ class Runner:
                 stored = await writer.commit(result)
                 if stored:
                     result.stored.append({"sink": sink.type, **stored})
+                if not sink.announces and sink is self._last_storing_sink:
+                    await trio.to_thread.run_sync(functools.partial(
+                        ledger.transition, stream.source, stream.id, "stored", stored=result.stored,
+                        resume_offset=0, checkpoint=None, reason=None, message=None))
         except BaseException as exc:  # noqa: B036 - classified below; cancellation is re-raised
             error = _primary_error(exc)
             cancelled = isinstance(error, (trio.Cancelled, KeyboardInterrupt))
@@ -285,21 +402,69 @@ class Runner:
                 result.reason, result.message = "internal-error", f"{type(error).__name__}: {error}"
             result.seconds = time.perf_counter() - t0
             result.metadata = _public_metadata(stream.metadata)
-            await self._abort_all(writers, result)
-            if not (retry and attempt < self.settings.max_stream_attempts):
-                self._finish(stream, result)
+            keep_checkpoint = cancelled and self._can_resume
+            with trio.CancelScope(shield=True):
+                if keep_checkpoint:
+                    await self._abort_all([(s, w) for s, w in writers if s.announces], result)
+                    await self._close_for_resume([(s, w) for s, w in writers if not s.announces])
+                else:
+                    await self._abort_all(writers, result)
+                final = not (retry and attempt < self.settings.max_stream_attempts)
+                await trio.to_thread.run_sync(functools.partial(
+                    ledger.transition, stream.source, stream.id, "failed", reason=result.reason,
+                    message=result.message, verdicts=[v.to_dict() for v in result.verdicts] or None,
+                    **({} if keep_checkpoint else {"resume_offset": 0, "checkpoint": None})))
+                if final:
+                    self._finish(stream, result)
             if cancelled:
                 raise
             return result, retry
         self._finish(stream, result)
         return result, False
 
+    @property
+    def _last_storing_sink(self) -> Sink | None:
+        storing = [s for s in self.sinks if not s.announces]
+        return storing[-1] if storing else None
+
+    async def _close_for_resume(self, writers: list[tuple[Sink, SinkWriter]]) -> None:
+        """On shutdown, keep the checkpointed temporary files (the next run resumes them)."""
+        for sink, writer in writers:
+            close = getattr(writer, "close_for_resume", None)
+            if close is None:
+                with trio.move_on_after(ABORT_TIMEOUT):
+                    await writer.abort(StreamResult(id="", source="", pipeline=""))
+            else:
+                await close()
+
+    async def _replay(self, stream: Stream, entries: list[dict[str, Any]], verifier_runs: list[VerifierRun]) -> None:
+        """Feed the bytes a checkpoint holds to the verifiers, so their digests cover the whole stream."""
+        sink = next(s for s in self.sinks if not s.announces)
+        limit = stream.resume_offset
+
+        def feed() -> None:
+            offset = 0
+            for block in sink.replay(entries[0]):
+                block = block[: max(0, limit - offset)]
+                if not block:
+                    break
+                chunk = Chunk(offset, bytes(block))
+                for run in verifier_runs:
+                    run.update(chunk)
+                offset += len(block)
+            if offset != limit:
+                raise StreamError(f"recording {stream.id}: checkpoint holds {offset} bytes, ledger says {limit}",
+                                  reason="checkpoint-mismatch", retryable=True)
+
+        await trio.to_thread.run_sync(feed)
+
     def _finish(self, stream: Stream, result: StreamResult) -> None:
         result.finished_at = time.time()
         self.summary.results.append(result)
+        self.ledger.record_outcome(self.run_id, stream.source, stream.id, result.status, result.to_dict())
         stream.audit("stream", status=result.status, reason=result.reason, message=result.message,
                      bytes=result.bytes, seconds=round(result.seconds, 6), attempts=result.attempts,
-                     digests=result.digests, stored=result.stored,
+                     resumed_from=result.resumed_from, digests=result.digests, stored=result.stored,
                      verdicts=[v.to_dict() for v in result.verdicts])
         self.observer.stream_finished(result)
 
@@ -315,7 +480,9 @@ class Runner:
                     log.error("stream %s: sink %r abort timed out after %ss", result.id, sink.type, ABORT_TIMEOUT)
 
     async def _pump(self, stream: Stream, verifier_runs: list[VerifierRun], transform_runs: list[TransformRun],
-                    writers: list[SinkWriter], result: StreamResult) -> None:
+                    writers: list[tuple[Sink, SinkWriter]], result: StreamResult) -> None:
+        checkpoints = _Checkpoints(self, stream, [w for s, w in writers if not s.announces]) \
+            if self._can_resume else None
         async with trio.open_nursery() as nursery:
             verifier_channels = []
             for run in verifier_runs:
@@ -323,15 +490,15 @@ class Runner:
                 nursery.start_soon(_feed_verifier, run, receive)
                 verifier_channels.append(send)
             sink_channels = []
-            for writer in writers:
-                send, receive = trio.open_memory_channel[Chunk](STREAM_CHANNEL_CHUNKS)
-                nursery.start_soon(_feed_sink, writer, receive)
-                sink_channels.append(send)
+            for sink, writer in writers:
+                send, receive = trio.open_memory_channel[Any](STREAM_CHANNEL_CHUNKS)
+                nursery.start_soon(_feed_sink, writer, receive, None if sink.announces else checkpoints)
+                sink_channels.append((sink, send))
             with contextlib.ExitStack() as closing:
-                for channel in verifier_channels + sink_channels:
+                for channel in verifier_channels + [c for _, c in sink_channels]:
                     closing.enter_context(channel)
-                expected = 0
-                out_offset = 0
+                expected = out_offset = result.bytes = stream.resume_offset
+                next_checkpoint = expected + self.settings.checkpoint_bytes
                 chunks = self.source.read(stream)
                 async with contextlib.aclosing(chunks):
                     async for chunk in chunks:
@@ -349,8 +516,14 @@ class Runner:
                         if data:
                             out = Chunk(out_offset, bytes(data))
                             out_offset = out.end
-                            for channel in sink_channels:
+                            for _, channel in sink_channels:
                                 await channel.send(out)
+                        if checkpoints is not None and expected >= next_checkpoint:
+                            next_checkpoint = expected + self.settings.checkpoint_bytes
+                            marker = checkpoints.marker(expected)
+                            for sink, channel in sink_channels:
+                                if not sink.announces:
+                                    await channel.send(marker)
                 for i, run in enumerate(transform_runs):
                     data = run.flush()
                     for later in transform_runs[i + 1:]:
@@ -358,8 +531,45 @@ class Runner:
                     if data:
                         out = Chunk(out_offset, bytes(data))
                         out_offset = out.end
-                        for channel in sink_channels:
+                        for _, channel in sink_channels:
                             await channel.send(out)
+
+
+@dataclass
+class _Marker:
+    """A checkpoint request travelling in-band through the storing sinks' channels."""
+
+    offset: int
+    entries: list[dict[str, Any] | None]
+    pending: int
+
+
+class _Checkpoints:
+    """Collects every storing sink's checkpoint for one offset, then records it in the ledger."""
+
+    def __init__(self, runner: Runner, stream: Stream, writers: list[SinkWriter]):
+        self.runner, self.stream, self.writers = runner, stream, writers
+        self.disabled = False
+
+    def marker(self, offset: int) -> _Marker:
+        return _Marker(offset, [None] * len(self.writers), len(self.writers))
+
+    async def reached(self, marker: _Marker, writer: SinkWriter) -> None:
+        if self.disabled:
+            return
+        entry = await writer.checkpoint()
+        if entry is None:
+            self.disabled = True  # a writer that cannot resume: no checkpoints for this stream
+            return
+        marker.entries[self.writers.index(writer)] = entry
+        marker.pending -= 1
+        if marker.pending == 0 and not self.disabled:
+            stream = self.stream
+            size = stream.metadata.get("size")
+            await trio.to_thread.run_sync(functools.partial(
+                self.runner.ledger.checkpoint, stream.source, stream.id, resume_offset=marker.offset,
+                checkpoint={"sinks": marker.entries}, etag=stream.metadata.get("etag"),
+                size=size if isinstance(size, int) else None))
 
 
 async def _feed_verifier(run: VerifierRun, receive: trio.MemoryReceiveChannel[Chunk]) -> None:
@@ -373,10 +583,15 @@ async def _feed_verifier(run: VerifierRun, receive: trio.MemoryReceiveChannel[Ch
                 run.update(chunk)
 
 
-async def _feed_sink(writer: SinkWriter, receive: trio.MemoryReceiveChannel[Chunk]) -> None:
+async def _feed_sink(writer: SinkWriter, receive: trio.MemoryReceiveChannel[Any],
+                     checkpoints: _Checkpoints | None) -> None:
     with receive:  # see _feed_verifier
-        async for chunk in receive:
-            await writer.write(chunk)
+        async for item in receive:
+            if isinstance(item, _Marker):
+                if checkpoints is not None:
+                    await checkpoints.reached(item, writer)
+            else:
+                await writer.write(item)
 
 
 def _primary_error(exc: BaseException) -> BaseException:

@@ -51,7 +51,8 @@ class Stream:
     the stored file at commit time. :meth:`audit` appends a line to the run's audit log.
     """
 
-    __slots__ = ("id", "source", "pipeline", "metadata", "started_at", "attempt", "audit_entries", "_audit")
+    __slots__ = ("id", "source", "pipeline", "metadata", "started_at", "attempt", "audit_entries", "resume_offset",
+                 "_audit")
 
     def __init__(self, spec: StreamSpec, *, source: str, pipeline: str, audit: "AuditLog | None", attempt: int = 1):
         self.id = spec.id
@@ -60,6 +61,8 @@ class Stream:
         self.metadata: dict[str, Any] = dict(spec.metadata)
         self.started_at = time.time()
         self.attempt = attempt
+        #: Bytes already durably received by an earlier run; a resumable source starts here.
+        self.resume_offset = 0
         #: This stream's audit events (the first MAX_AUDIT_ENTRIES_PER_STREAM), for announcements.
         self.audit_entries: list[dict[str, Any]] = []
         self._audit = audit
@@ -111,11 +114,13 @@ class StreamResult:
     source: str
     pipeline: str
     ok: bool = False
+    skipped: bool = False
     reason: str | None = None
     message: str | None = None
     bytes: int = 0
     seconds: float = 0.0
     attempts: int = 1
+    resumed_from: int = 0
     started_at: float = 0.0
     finished_at: float = 0.0
     digests: dict[str, str] = field(default_factory=dict)
@@ -125,6 +130,9 @@ class StreamResult:
 
     @property
     def status(self) -> str:
+        """``ok``, ``failed``, or ``skipped`` (already stored by an earlier run)."""
+        if self.skipped:
+            return "skipped"
         return "ok" if self.ok else "failed"
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,6 +140,7 @@ class StreamResult:
             "id": self.id, "source": self.source, "pipeline": self.pipeline,
             "status": self.status, "reason": self.reason, "message": self.message,
             "bytes": self.bytes, "seconds": round(self.seconds, 6), "attempts": self.attempts,
+            "resumed_from": self.resumed_from,
             "started_at": self.started_at, "finished_at": self.finished_at,
             "digests": dict(self.digests), "verdicts": [v.to_dict() for v in self.verdicts],
             "stored": list(self.stored), "metadata": dict(self.metadata),

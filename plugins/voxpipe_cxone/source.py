@@ -26,7 +26,7 @@ from voxpipe.download.api import request_json
 from voxpipe.download.downloader import DEFAULT_READ_SIZE, RangedDownload
 from voxpipe.download.retry import RetryPolicy
 from voxpipe.download.tokens import TokenCache
-from voxpipe.errors import StreamError, StreamRejected
+from voxpipe.errors import StreamError, StreamRejected, StreamRestart
 from voxpipe.model import Chunk, Stream, StreamSpec
 from voxpipe.settings import Settings, setting
 
@@ -86,6 +86,7 @@ class CxoneSource(Source):
 
     type = "cxone"
     Settings = CxoneSettings
+    resumable = True
 
     def __init__(self, settings: CxoneSettings, context):
         super().__init__(settings, context)
@@ -194,6 +195,10 @@ class CxoneSource(Source):
         size = meta.get("size")
         if not isinstance(size, int) or size < 0:
             size = None
+        known_size = stream.metadata.get("size")
+        if stream.resume_offset and known_size is not None and known_size != size:
+            raise StreamRestart(f"recording {stream.id}: size changed from {known_size} to {size} bytes since the "
+                                f"checkpoint at byte {stream.resume_offset}", reason="size-changed")
         stream.metadata.update({k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))})
         stream.metadata["format"] = (self.settings.format or str(meta.get("format") or "bin")).lower()
         if size is not None:
@@ -203,8 +208,9 @@ class CxoneSource(Source):
             self.client, url, recording_id=stream.id, size=size, segment_size=self.settings.chunk_size,
             auth=self.auth_headers, on_401=self.on_401, policy=self.policy, read_size=DEFAULT_READ_SIZE,
             params={"format": self.settings.format} if self.settings.format else None, rng=self.rng,
-            on_segment=lambda event: stream.audit("segment", **event))
+            on_segment=lambda event: stream.audit("segment", **event),
+            start=stream.resume_offset, etag=stream.metadata.get("etag"))
         async for chunk in download.chunks():
+            if download.etag and "etag" not in stream.metadata:
+                stream.metadata["etag"] = download.etag  # recorded with checkpoints, checked on resume
             yield chunk
-        if download.etag:
-            stream.metadata["etag"] = download.etag

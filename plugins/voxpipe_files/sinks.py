@@ -16,12 +16,12 @@ import os
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Iterator, Mapping
 
 import trio
 from pydantic import field_validator
 
-from voxpipe.atomic import fsync_dir, temp_path_for, write_atomic
+from voxpipe.atomic import fsync_dir, is_temporary, temp_path_for, write_atomic
 from voxpipe.components import Sink, SinkWriter
 from voxpipe.errors import SinkError
 from voxpipe.model import Chunk, Stream, StreamResult
@@ -30,6 +30,8 @@ from voxpipe.settings import Settings, setting
 from . import naming
 
 MANIFEST_SUFFIX = ".json"
+#: Bytes per read when replaying or re-hashing a checkpointed temporary file.
+REPLAY_BLOCK = 1 << 20
 
 
 class FileSinkSettings(Settings):
@@ -63,6 +65,20 @@ class _Compressor:
     def flush(self) -> bytes:
         return b""
 
+    def end_member(self) -> bytes:
+        """Close the current unit so the file is complete up to here (for checkpoints)."""
+        return b""
+
+    def replay(self, f: BinaryIO, limit: int) -> Iterator[bytes]:
+        """Yield the original bytes stored in the first ``limit`` bytes of ``f``."""
+        remaining = limit
+        while remaining > 0:
+            block = f.read(min(REPLAY_BLOCK, remaining))
+            if not block:
+                return
+            remaining -= len(block)
+            yield block
+
 
 class _Gzip(_Compressor):
     """RFC 1952 gzip member through zlib (header with mtime 0, so output is reproducible)."""
@@ -70,13 +86,44 @@ class _Gzip(_Compressor):
     suffix = ".gz"
 
     def __init__(self, level: int):
+        self.level = level
         self._z = zlib.compressobj(level, zlib.DEFLATED, 31)
+        self._empty = True
 
     def compress(self, data: bytes) -> bytes:
+        self._empty = False
         return self._z.compress(data)
 
     def flush(self) -> bytes:
         return self._z.flush()
+
+    def end_member(self) -> bytes:
+        # A finished gzip member; the next bytes start a new one. Concatenated members are
+        # one valid gzip file (RFC 1952 §2.2) that gunzip and Python's gzip read whole.
+        if self._empty:
+            return b""
+        tail = self._z.flush()
+        self._z = zlib.compressobj(self.level, zlib.DEFLATED, 31)
+        self._empty = True
+        return tail
+
+    def replay(self, f: BinaryIO, limit: int) -> Iterator[bytes]:
+        remaining = limit
+        d = zlib.decompressobj(31)
+        while remaining > 0:
+            block = f.read(min(REPLAY_BLOCK, remaining))
+            if not block:
+                return
+            remaining -= len(block)
+            while block:
+                out = d.decompress(block)
+                if out:
+                    yield out
+                if d.eof:
+                    block = d.unused_data
+                    d = zlib.decompressobj(31)
+                else:
+                    block = b""
 
 
 class FileSink(Sink):
@@ -94,7 +141,62 @@ class FileSink(Sink):
     async def begin(self, stream: Stream) -> SinkWriter:
         directory = Path(self.settings.dir)
         await trio.to_thread.run_sync(lambda: directory.mkdir(parents=True, exist_ok=True))
-        return _FileWriter(self, stream, directory, self._compressor())
+        temp = temp_path_for(directory / naming.temp_stem(stream.id))
+        return _FileWriter(self, stream, directory, self._compressor(), temp, open(temp, "xb"))
+
+    async def resume(self, stream: Stream, checkpoint: dict[str, Any]) -> SinkWriter:
+        return await trio.to_thread.run_sync(self._resume_sync, stream, checkpoint)
+
+    def _checked_temp(self, checkpoint: dict[str, Any]) -> Path:
+        directory = Path(self.settings.dir)
+        temp = Path(str(checkpoint.get("temp", "")))
+        if temp.parent.resolve() != directory.resolve() or not is_temporary(temp):
+            raise SinkError(f"checkpoint file {temp} is not a temporary file of {directory}", reason="bad-checkpoint")
+        return temp
+
+    def _resume_sync(self, stream: Stream, checkpoint: dict[str, Any]) -> SinkWriter:
+        temp = self._checked_temp(checkpoint)
+        stored, raw = int(checkpoint["stored_offset"]), int(checkpoint["raw_offset"])
+        try:
+            f = open(temp, "r+b")
+        except OSError as exc:
+            raise SinkError(f"recording {stream.id}: checkpoint file {temp} unusable: {exc.strerror}",
+                            reason="bad-checkpoint") from None
+        if os.fstat(f.fileno()).st_size < stored:
+            f.close()
+            raise SinkError(f"recording {stream.id}: checkpoint file {temp} is shorter than {stored} bytes",
+                            reason="bad-checkpoint")
+        f.truncate(stored)  # bytes after the checkpoint were never recorded as durable
+        writer = _FileWriter(self, stream, Path(self.settings.dir), self._compressor(), temp, f)
+        f.seek(0)
+        remaining = stored
+        while remaining:
+            block = f.read(min(REPLAY_BLOCK, remaining))
+            writer.stored_hash.update(block)
+            remaining -= len(block)
+        f.seek(stored)
+        writer.stored_bytes, writer.raw_bytes = stored, raw
+        return writer
+
+    def replay(self, checkpoint: dict[str, Any]) -> Iterator[bytes]:
+        temp = self._checked_temp(checkpoint)
+        with open(temp, "rb") as f:
+            yield from self._compressor().replay(f, int(checkpoint["stored_offset"]))
+
+    def discard(self, checkpoint: dict[str, Any]) -> None:
+        self._checked_temp(checkpoint).unlink(missing_ok=True)
+
+    def cleanup_orphans(self, keep: set[str]) -> list[str]:
+        directory = Path(self.settings.dir)
+        if not directory.is_dir():
+            return []
+        keep_real = {str(Path(k).resolve()) for k in keep}
+        removed = []
+        for entry in directory.iterdir():
+            if is_temporary(entry) and entry.is_file() and str(entry.resolve()) not in keep_real:
+                entry.unlink(missing_ok=True)
+                removed.append(str(entry))
+        return removed
 
 
 class GzipSink(FileSink):
@@ -108,33 +210,49 @@ class GzipSink(FileSink):
 
 
 class _FileWriter(SinkWriter):
-    def __init__(self, sink: FileSink, stream: Stream, directory: Path, compressor: _Compressor):
+    def __init__(self, sink: FileSink, stream: Stream, directory: Path, compressor: _Compressor, temp: Path,
+                 file: BinaryIO):
         self.sink = sink
         self.stream = stream
         self.directory = directory
         self.compressor = compressor
-        self.temp = temp_path_for(directory / naming.temp_stem(stream.id))
-        self.file = open(self.temp, "xb")
+        self.temp = temp
+        self.file = file
         self.stored_hash = hashlib.sha256()
         self.stored_bytes = 0
+        self.raw_bytes = 0
         self.done = False
 
-    def _write_sync(self, data: bytes) -> None:
-        out = self.compressor.compress(data)
+    def _emit(self, out: bytes) -> None:
         if out:
             self.file.write(out)
             self.stored_hash.update(out)
             self.stored_bytes += len(out)
 
+    def _write_sync(self, data: bytes) -> None:
+        self._emit(self.compressor.compress(data))
+        self.raw_bytes += len(data)
+
     async def write(self, chunk: Chunk) -> None:
         await trio.to_thread.run_sync(self._write_sync, chunk.data)
 
+    def _checkpoint_sync(self) -> dict[str, Any]:
+        self._emit(self.compressor.end_member())
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        return {"temp": str(self.temp), "files": [str(self.temp)], "stored_offset": self.stored_bytes,
+                "raw_offset": self.raw_bytes}
+
+    async def checkpoint(self) -> dict[str, Any]:
+        return await trio.to_thread.run_sync(self._checkpoint_sync)
+
+    async def close_for_resume(self) -> None:
+        """Close without deleting: the next run resumes from the last checkpoint."""
+        self.done = True
+        await trio.to_thread.run_sync(self.file.close)
+
     def _prepare_sync(self) -> None:
-        tail = self.compressor.flush()
-        if tail:
-            self.file.write(tail)
-            self.stored_hash.update(tail)
-            self.stored_bytes += len(tail)
+        self._emit(self.compressor.flush())
         self.file.flush()
         os.fsync(self.file.fileno())
         self.file.close()

@@ -93,7 +93,9 @@ class RangedDownload:
     :param on_401: called with the refused headers, to invalidate a cached token.
     :param on_segment: receives one dict per response (offset, length, status, attempt, ms)
         for the audit log.
-    :param etag: the validator from metadata, if known.
+    :param etag: the validator from metadata or a checkpoint, if known.
+    :param start: first byte to deliver (resuming a checkpoint); the server must still
+        have the same ``etag`` or :class:`StreamRestart` is raised.
     """
 
     def __init__(self, client: httpx.AsyncClient, url: str, *, recording_id: str, size: int | None,
@@ -101,7 +103,7 @@ class RangedDownload:
                  on_401: Callable[[Mapping[str, str]], None] | None = None,
                  on_segment: SegmentObserver | None = None, policy: RetryPolicy | None = None,
                  read_size: int = DEFAULT_READ_SIZE, etag: str | None = None, params: Mapping[str, str] | None = None,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, start: int = 0):
         self.client = client
         self.url = url
         self.params = dict(params or {})
@@ -116,7 +118,8 @@ class RangedDownload:
         self.etag = etag
         self.rng = rng or random.Random()
         self.stats = DownloadStats()
-        self.position = 0
+        #: Next byte to deliver; ``start`` > 0 resumes (with ``If-Range: etag``).
+        self.position = start
 
     async def chunks(self) -> AsyncIterator[Chunk]:
         """Yield the resource's bytes in order as chunks of at most ``read_size`` bytes.
@@ -212,6 +215,11 @@ class RangedDownload:
                 elif status == 206:
                     raise _Retry("206 answer to a request without Range")
                 else:  # 200: the whole body from byte 0 (a range request was ignored)
+                    if "If-Range" in headers and not etag:
+                        # RFC 9110 §13.1.5: a 200 to If-Range means "changed" unless the
+                        # validator proves it is the same representation; it cannot here.
+                        raise StreamRestart(f"recording {self.recording_id}: server answered 200 to a resumed "
+                                            f"request at byte {self.position} without an ETag", reason="etag-changed")
                     skip, end = self.position, self.size
                     declared = response.headers.get("content-length")
                     if self.size is not None and declared is not None and int(declared) != self.size:
