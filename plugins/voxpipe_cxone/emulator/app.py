@@ -135,6 +135,9 @@ class _Exchange:
 
     send: Send
     stats: EmulatorStats
+    on_complete: Callable[["_Exchange"], None]
+    logged: bool = False
+    finished: bool = False
     status: int | None = None
     body_bytes: int = 0
     dropped: bool = False
@@ -153,12 +156,22 @@ class _Exchange:
         )
 
     async def body(self, data: bytes, more: bool, *, audio: bool = False) -> None:
-        # Counted before the send: hypercorn may deliver http.disconnect while the
-        # final message is being written, and the bytes are handed over by then.
+        # Counted (and logged) before the send: hypercorn may deliver http.disconnect
+        # while the final message is being written, and the client may act on the
+        # complete response before this task runs again.
         self.body_bytes += len(data)
         if audio and self.recording is not None and data:
             self.stats.served(self.recording, len(data))
+        if not more:
+            self.finished = True
+            self.complete()
         await self.send({"type": "http.response.body", "body": data, "more_body": more})
+
+    def complete(self) -> None:
+        """Write the access-log line once."""
+        if not self.logged:
+            self.logged = True
+            self.on_complete(self)
 
     async def json(self, status: int, obj: Any, headers: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
         payload = json.dumps(obj).encode()
@@ -226,20 +239,21 @@ class CxoneEmulator:
         if scope["type"] != "http":
             return
         req = _Request.from_scope(scope)
-        ex = _Exchange(send, self.stats)
+        ex = _Exchange(send, self.stats, lambda done: self._log(req, done))
         try:
-            req.body = await _read_body(receive)
-        except _RequestTooLarge:
-            await ex.error(413, "request_too_large", f"request body exceeds {MAX_REQUEST_BODY} bytes")
-            self._log(req, ex)
-            return
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_disconnect, receive, ex)
             try:
-                await self._dispatch(req, ex)
-            finally:
-                nursery.cancel_scope.cancel()
-        self._log(req, ex)
+                req.body = await _read_body(receive)
+            except _RequestTooLarge:
+                await ex.error(413, "request_too_large", f"request body exceeds {MAX_REQUEST_BODY} bytes")
+                return
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_watch_disconnect, receive, ex)
+                try:
+                    await self._dispatch(req, ex)
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            ex.complete()  # dropped or abandoned responses
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -258,7 +272,7 @@ class CxoneEmulator:
             req.redacted_target(),
             ex.status if ex.status is not None else "-",
             ex.body_bytes,
-            " dropped" if ex.dropped else "",
+            " dropped" if ex.dropped else ("" if ex.finished else " incomplete"),
         )
 
     async def _dispatch(self, req: _Request, ex: _Exchange) -> None:
@@ -461,7 +475,7 @@ class CxoneEmulator:
             return
         if action.kind is FaultKind.ETAG_CHANGE:
             self.stats.event("etag_changes")
-            rec = self.store.mutate(rec.id)
+            rec = await trio.to_thread.run_sync(self.store.mutate, rec.id)
         ex.recording = rec.id
         decision: ranges.RangeDecision = ranges.IGNORE
         if action.kind is FaultKind.IGNORE_RANGE:
@@ -567,7 +581,7 @@ class CxoneEmulator:
             return
         if action.kind is FaultKind.ETAG_CHANGE:
             self.stats.event("etag_changes")
-            rec = self.store.mutate(rec.id)
+            rec = await trio.to_thread.run_sync(self.store.mutate, rec.id)
         ex.recording = rec.id
         fd = os.open(rec.path, os.O_RDONLY)
         try:
