@@ -69,19 +69,19 @@ def detect_container(head: bytes, *, at_eof: bool = False) -> str | None:
                 f"RIFF file of form type {bytes(head[8:12])!r}, not WAVE (bytes 8-11)",
                 offset=8,
             )
-        candidates.append("wav")
+        candidates.append("RIFF/WAVE")
     if _prefix_of(head, b"OggS"):
         if n >= 4:
             return "ogg"
-        candidates.append("ogg")
+        candidates.append("Ogg")
     if _prefix_of(head, _EBML_MAGIC):
         if n >= 4:
             return "matroska"
-        candidates.append("matroska")
+        candidates.append("EBML (WebM/Matroska)")
     if _prefix_of(head, b"ID3"):
         if n >= 3:
             return "mp3"
-        candidates.append("mp3")
+        candidates.append("ID3 (MP3)")
     if head[0] == 0xFF and (n < 2 or head[1] & 0xE0 == 0xE0):
         if n >= 4:
             if parse_frame_header(head[:4]) is not None:
@@ -91,7 +91,7 @@ def detect_container(head: bytes, *, at_eof: bool = False) -> str | None:
                     "unsupported-container", "AAC in ADTS framing (MPEG sync with layer 0)", offset=0
                 )
         else:
-            candidates.append("mp3")
+            candidates.append("an MPEG audio frame header")
     for sig, at, what in _UNSUPPORTED:
         if n >= at + len(sig) and head[at : at + len(sig)] == sig:
             raise AudioFormatError("unsupported-container", f"the bytes are {what}, not a supported recording container", offset=at)

@@ -378,7 +378,7 @@ class Mp3Parser(StructReader):
         """End-of-stream checks; returns the AudioInfo fields it knows."""
         partial, skip = self.in_progress
         state = self._state
-        if partial or skip:
+        if partial or skip or state == _HDR_REST:
             if state in (_BODY, _FIRST_BODY):
                 raise AudioFormatError(
                     "truncated",

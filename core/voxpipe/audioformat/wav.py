@@ -366,7 +366,7 @@ class WavParser(StructReader):
             raise AudioFormatError(
                 "truncated", f"stream ended at byte {total} inside {_STATE_NAMES[state]}", offset=total
             )
-        elif self._riff_end is not None and total < self._riff_end:
+        if self._riff_end is not None and total < self._riff_end:
             raise AudioFormatError(
                 "truncated",
                 f"stream ended at byte {total}, but the RIFF header declares {self._riff_end} bytes",
