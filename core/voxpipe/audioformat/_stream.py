@@ -12,7 +12,10 @@ buffered, so a 2 GB recording is checked in bounded memory.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from .errors import AudioFormatError
+from .model import HeadInfo
 
 __all__ = ["MAX_CARRY_BYTES", "StructReader", "UNBOUNDED"]
 
@@ -41,8 +44,24 @@ class StructReader:
         self._need = 1
         self._skip = 0
         self.offset = 0
+        #: The head, once the parser has identified it.
+        self.head: HeadInfo | None = None
+        #: Offset the head-size budget counts from (after an MP3's ID3v2 tag).
+        self.head_base = 0
+        #: Bytes of stream it took to identify the head (independent of chunking).
+        self.head_found_at: int | None = None
+        #: Called with the head the moment it is identified, before any later
+        #: byte is parsed, so head checks and structural errors come in stream
+        #: order whatever the chunking. May raise AudioFormatError.
+        self.head_callback: Callable[[HeadInfo], None] | None = None
 
     # -- for subclasses -------------------------------------------------------
+    def _set_head(self, head: HeadInfo) -> None:
+        self.head = head
+        self.head_found_at = self.offset
+        if self.head_callback is not None:
+            self.head_callback(head)
+
     def _want(self, n: int) -> None:
         """Ask for the next ``n`` bytes as one block."""
         if not 1 <= n <= MAX_CARRY_BYTES:

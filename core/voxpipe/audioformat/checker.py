@@ -130,6 +130,8 @@ class AudioFormatChecker:
         self._error: AudioFormatError | None = None
         self._detect_buf = bytearray()
         self._parser: _Parser | None = None
+        self._parsed = 0  # bytes handed to the parser
+        self._new_head: HeadInfo | None = None
         self._declared: DeclaredFormat | None = None
         try:
             self._declared = parse_declared_format(declared_format)
@@ -183,29 +185,67 @@ class AudioFormatChecker:
             raise self._fail(e) from None
 
     def _feed(self, mv: memoryview) -> HeadInfo | None:
-        self.bytes_seen += len(mv)
-        if self.expected_size is not None and self.bytes_seen > self.expected_size:
+        # Everything is checked in stream order, so the verdict (reason and
+        # offset) does not depend on how the bytes were chunked.
+        self._new_head = None
+        if self.expected_size is not None and self.bytes_seen + len(mv) > self.expected_size:
+            self._consume(mv[: max(self.expected_size - self.bytes_seen, 0)])
             raise AudioFormatError(
                 "size-mismatch",
                 f"received more than the {self.expected_size} bytes the metadata declares "
                 f"(byte {self.expected_size} arrived)",
                 offset=self.expected_size,
             )
+        self._consume(mv)
+        return self._new_head
+
+    def _consume(self, mv: memoryview) -> None:
+        if not len(mv):
+            return
         if self._parser is None:
             take = min(DETECT_BYTES - len(self._detect_buf), len(mv))
             self._detect_buf += mv[:take]
+            self.bytes_seen += take
             container = detect_container(bytes(self._detect_buf))
             if container is None:
-                return None
+                return
             self._start_parser(container)
-            assert self._parser is not None
             head_bytes = memoryview(bytes(self._detect_buf))
             self._detect_buf.clear()
-            self._parser.feed(head_bytes)
-            self._parser.feed(mv[take:])
-        else:
-            self._parser.feed(mv)
-        return self._after_feed()
+            self._feed_parser(head_bytes)
+            mv = mv[take:]
+        self.bytes_seen += len(mv)
+        self._feed_parser(mv)
+
+    def _feed_parser(self, mv: memoryview) -> None:
+        """Feed the parser, in slices while the head is unknown so the head
+        budget is enforced at the same byte whatever the chunking."""
+        parser = self._parser
+        assert parser is not None
+        pos, end = 0, len(mv)
+        while pos < end:
+            if self.head is None:
+                budget = parser.head_base + MAX_HEAD_BYTES + 1 - self._parsed
+                n = min(end - pos, max(budget, 1))
+            else:
+                n = end - pos
+            parser.feed(mv[pos : pos + n])
+            pos += n
+            self._parsed += n
+            if self.head is None and self._parsed > parser.head_base + MAX_HEAD_BYTES:
+                raise self._head_not_found()
+        assert parser.carry_size <= MAX_CARRY_BYTES
+
+    def _head_not_found(self) -> AudioFormatError:
+        parser = self._parser
+        assert parser is not None
+        limit = parser.head_base + MAX_HEAD_BYTES
+        return AudioFormatError(
+            "head-not-found",
+            f"no complete {parser.container.upper()} head within {MAX_HEAD_BYTES} bytes "
+            f"(by byte {limit})",
+            offset=limit,
+        )
 
     def _start_parser(self, container: str) -> None:
         declared = self._declared
@@ -214,37 +254,31 @@ class AudioFormatChecker:
             raise AudioFormatError(
                 "format-mismatch",
                 f"declared format {declared.name!r} but the bytes are {family.upper()} "
-                f"(identified from the first {len(self._detect_buf)} bytes)",
+                "(identified from the first bytes)",
                 offset=0,
             )
+        parser: _Parser
         if container == "wav":
-            self._parser = WavParser(allow_unfinalized=self.allow_unfinalized_wav)
+            parser = WavParser(allow_unfinalized=self.allow_unfinalized_wav)
         elif container == "mp3":
-            self._parser = Mp3Parser(starts_with_id3=bytes(self._detect_buf[:3]) == b"ID3")
+            parser = Mp3Parser(starts_with_id3=bytes(self._detect_buf[:3]) == b"ID3")
         elif container == "ogg":
-            self._parser = OggParser()
+            parser = OggParser()
         else:
-            self._parser = MatroskaParser()
+            parser = MatroskaParser()
+        parser.head_callback = self._on_head
+        self._parser = parser
         self._to("container")
 
-    def _after_feed(self) -> HeadInfo | None:
+    def _on_head(self, head: HeadInfo) -> None:
+        """Called by the parser the moment the head is identified."""
         parser = self._parser
-        assert parser is not None
-        assert parser.carry_size <= MAX_CARRY_BYTES
-        if self.head is not None:
-            return None
-        if parser.head is None:
-            if parser.offset - parser.head_base > MAX_HEAD_BYTES:
-                raise AudioFormatError(
-                    "head-not-found",
-                    f"no complete {parser.container.upper()} head within the first {MAX_HEAD_BYTES} bytes "
-                    f"(at byte {parser.offset})",
-                    offset=parser.offset,
-                )
-            return None
-        self._check_head(parser.head)
-        self.head = parser.head
-        return self.head
+        assert parser is not None and parser.head_found_at is not None
+        if parser.head_found_at - parser.head_base > MAX_HEAD_BYTES:
+            raise self._head_not_found()
+        self._check_head(head)
+        self.head = head
+        self._new_head = head
 
     def _check_head(self, head: HeadInfo) -> None:
         declared = self._declared
@@ -317,12 +351,8 @@ class AudioFormatChecker:
         if self._parser is None:
             detect_container(bytes(self._detect_buf), at_eof=True)  # raises
             raise AssertionError("detector returned at EOF")  # pragma: no cover
-        fields = self._parser.finish(total)
-        if self.head is None:
-            head = self._parser.head
-            assert head is not None
-            self._check_head(head)
-            self.head = head
+        fields = self._parser.finish(total)  # may identify the head (calls _on_head)
+        assert self.head is not None
         info = AudioInfo(size=total, **fields)
         self._check_duration(info.duration, "the bytes hold", None)
         return info

@@ -106,8 +106,6 @@ class MatroskaParser(StructReader):
 
     def __init__(self) -> None:
         super().__init__()
-        self.head: HeadInfo | None = None
-        self.head_base = 0
         self._state = _HDR
         self._want(2)
         self._hdr = b""
@@ -274,7 +272,7 @@ class MatroskaParser(StructReader):
             self._cluster_ts = 0
             if self._first_cluster is None:
                 self._first_cluster = start
-                self.head = self._make_head(start)
+                self._set_head(self._make_head(start))
 
     def _close(self, entry: tuple[int, int | None, int]) -> None:
         eid = entry[0]
@@ -393,7 +391,7 @@ class MatroskaParser(StructReader):
         while self._stack:
             self._close(self._stack.pop())
         if self.head is None:
-            self.head = self._make_head(None)
+            self._set_head(self._make_head(None))
         scale_s = self._scale / 1e9
         last = None if self._last_block is None else self._last_block * scale_s
         if self._duration is not None:

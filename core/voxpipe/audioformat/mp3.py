@@ -172,8 +172,6 @@ class Mp3Parser(StructReader):
 
     def __init__(self, *, starts_with_id3: bool) -> None:
         super().__init__()
-        self.head: HeadInfo | None = None
-        self.head_base = 0  # head-size budget counts from the first frame
         self._first: FrameHeader | None = None
         self._first_offset: int | None = None
         self._first_byte = 0
@@ -343,7 +341,7 @@ class Mp3Parser(StructReader):
         self._chained += 1
         self._samples += h.samples
         if self.head is None and self._chained >= MP3_HEAD_FRAMES:
-            self.head = self._make_head()
+            self._set_head(self._make_head())
 
     def _make_head(self) -> HeadInfo:
         first = self._first
@@ -406,7 +404,7 @@ class Mp3Parser(StructReader):
                 offset=total,
             )
         if self.head is None:
-            self.head = self._make_head()
+            self._set_head(self._make_head())
         return dict(
             container="mp3",
             codec=first.codec,

@@ -83,8 +83,6 @@ class OggParser(StructReader):
 
     def __init__(self) -> None:
         super().__init__()
-        self.head: HeadInfo | None = None
-        self.head_base = 0
         self._state = _HDR
         self._want(OGG_PAGE_HEADER_BYTES)
         self._page_start = 0
@@ -288,7 +286,7 @@ class OggParser(StructReader):
                 + (f"{what}, not Opus or Vorbis" if what else f"not an OpusHead or Vorbis header ({hexbytes(pkt)})"),
                 offset=start,
             )
-        self.head = HeadInfo(
+        head = HeadInfo(
             container="ogg",
             codec=self._codec,
             sample_rate=self._rate,
@@ -296,6 +294,7 @@ class OggParser(StructReader):
             header_offset=0,
             input_sample_rate=self._input_rate,
         )
+        self._set_head(head)
 
     def finish(self, total: int) -> dict:
         """End-of-stream checks; returns the AudioInfo fields it knows."""

@@ -95,8 +95,6 @@ class WavParser(StructReader):
     def __init__(self, *, allow_unfinalized: bool = False) -> None:
         super().__init__()
         self.allow_unfinalized = allow_unfinalized
-        self.head: HeadInfo | None = None
-        self.head_base = 0
         self._state = _RIFF
         self._want(12)
         self._riff_end: int | None = None
@@ -324,7 +322,7 @@ class WavParser(StructReader):
             self._data_size = size
         self._chunk = (b"data", start, size)
         tag, channels, rate, byte_rate, align, bits = self._fmt
-        self.head = HeadInfo(
+        head = HeadInfo(
             container="wav",
             codec=self._codec,
             sample_rate=rate,
@@ -333,6 +331,7 @@ class WavParser(StructReader):
             header_offset=body,
             header_duration=None if self._data_size is None else self._duration(self._data_size),
         )
+        self._set_head(head)
         self._state = _DATA
         self._pass_over(UNBOUNDED if self._data_size is None else size)
 
