@@ -97,7 +97,9 @@ def detect_container(head: bytes, *, at_eof: bool = False) -> str | None:
             raise AudioFormatError("unsupported-container", f"the bytes are {what}, not a supported recording container", offset=at)
         if at < n < at + len(sig) and _prefix_of(head, sig, at):
             candidates.append(what)
-    if candidates and not at_eof and n < DETECT_BYTES:
+    if not at_eof and n < DETECT_BYTES:
+        # Even when nothing can match any more, wait for DETECT_BYTES so the
+        # error shows the same bytes however the stream was chunked.
         return None
     if candidates:
         raise AudioFormatError(
