@@ -32,6 +32,10 @@ __all__ = ["FrameHeader", "parse_frame_header", "Mp3Parser", "MP3_HEAD_FRAMES", 
 #: Consecutive, consistent frames needed before the head counts as MPEG audio
 #: (a single 0xFFE sync can occur by chance in other data).
 MP3_HEAD_FRAMES = 3
+#: Distinct frame headers remembered by the fast path (bitrate × padding ×
+#: mode-extension × flag bits; a real stream uses a few dozen).
+_HEADER_CACHE_MAX = 1024
+_U32 = struct.Struct(">I")
 #: Zero bytes tolerated between an ID3v2 tag and the first frame (some taggers
 #: leave padding outside the declared tag size).
 MAX_LEADING_ZEROS = 64 * 1024
@@ -183,12 +187,64 @@ class Mp3Parser(StructReader):
         self._frame_start = 0
         self._frame_len = 0
         self._after_ape = False  # an APEv2 tag was passed: only ID3v1 may follow
+        self._header_cache: dict[int, FrameHeader] = {}  # 32-bit header -> parsed, same stream only
         if starts_with_id3:
             self._state = _ID3
             self._want(10)
         else:
             self._state = _HDR
             self._want(4)
+
+    # -- fast path --------------------------------------------------------------
+    def feed(self, data: memoryview) -> None:
+        """As :meth:`StructReader.feed`, but runs of whole, consistent frames
+        inside ``data`` are walked in a tight loop (a frame of 8 kHz telephony
+        MP3 is only ~100 bytes). Anything else -- the head, tags, a partial or
+        unexpected frame -- goes through the generic reader one structure at a
+        time, so both paths give the same results at the same offsets."""
+        pos, end = 0, len(data)
+        while pos < end:
+            if self.head is not None and self._state == _HDR and not self._buf and not self._after_ape:
+                pos = self._walk_frames(data, pos, end)
+                if pos >= end:
+                    return
+            # One structure step through the generic reader.
+            carried, skip = self.in_progress
+            step = skip if skip else self._need - carried
+            step = min(step, end - pos)
+            super().feed(data[pos : pos + step])
+            pos += step
+
+    def _walk_frames(self, data: memoryview, pos: int, end: int) -> int:
+        first = self._first
+        assert first is not None
+        cache = self._header_cache
+        unpack = _U32.unpack_from
+        frames = samples = 0
+        start = pos
+        last_start, last_len = self._frame_start, self._frame_len
+        while end - pos >= 4:
+            word = unpack(data, pos)[0]
+            h = cache.get(word)
+            if h is None:
+                h = parse_frame_header(data[pos : pos + 4])
+                if h is None or not h.same_stream(first) or len(cache) >= _HEADER_CACHE_MAX:
+                    break  # the generic reader reports it (or handles a tag)
+                cache[word] = h
+            if end - pos < h.length:
+                break  # incomplete frame: the generic reader carries/skips it
+            last_start, last_len = pos, h.length
+            pos += h.length
+            frames += 1
+            samples += h.samples
+        if frames:
+            self.offset += pos - start
+            self._frames += frames
+            self._chained += frames
+            self._samples += samples
+            self._frame_start = self.offset - (pos - last_start)
+            self._frame_len = last_len
+        return pos
 
     def _on_block(self, block: memoryview, start: int) -> None:
         state = self._state
