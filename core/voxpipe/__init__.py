@@ -1,0 +1,1 @@
+"""voxpipe: reliable movement of contact-center voice audio."""
