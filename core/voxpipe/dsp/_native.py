@@ -25,7 +25,7 @@ _vp_reassemble = lib.vp_reassemble
 def _writable(out, nbytes: int):
     try:
         dst = _from_buffer(out, require_writable=True)
-    except TypeError:
+    except (TypeError, BufferError):
         raise TypeError("out buffer is read-only or not a contiguous buffer") from None
     if len(dst) != nbytes:
         raise out_length_error(len(dst), nbytes)
