@@ -15,7 +15,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # The C code is integer-only, so no floating-point flags are needed for
 # bit-identity with the Python twin; -O3 lets gcc unroll the sample loops.
-EXTRA_COMPILE_ARGS = ["-O3", "-std=c99"]
+# A missing declaration must fail the build (then the pure backend is used),
+# not produce a module that cannot be imported.
+EXTRA_COMPILE_ARGS = ["-O3", "-std=c99", "-Wall", "-Werror=implicit-function-declaration"]
 
 CDEF = """
 typedef struct {

@@ -9,9 +9,23 @@
 #define VP_INT16_MAX 32767
 #define VP_INT16_MIN (-32768)
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* little-endian host: one unaligned 16-bit load/store via memcpy */
 static inline int64_t load16(const unsigned char *p)
 {
-    /* little-endian, sign-extended; compiles to one load on LE hosts */
+    int16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+static inline void store16(unsigned char *p, int64_t v)
+{
+    int16_t s = (int16_t)v;
+    memcpy(p, &s, 2);
+}
+#else
+static inline int64_t load16(const unsigned char *p)
+{
     return (int16_t)(uint16_t)((unsigned)p[0] | ((unsigned)p[1] << 8));
 }
 
@@ -21,37 +35,34 @@ static inline void store16(unsigned char *p, int64_t v)
     p[0] = (unsigned char)(u & 0xFF);
     p[1] = (unsigned char)(u >> 8);
 }
-
-static inline int64_t saturate16(int64_t v)
-{
-    return v > VP_INT16_MAX ? VP_INT16_MAX : (v < VP_INT16_MIN ? VP_INT16_MIN : v);
-}
+#endif
 
 /*
- * x * q / 2^shift rounded half away from zero, for q >= 0.  Only
- * non-negative values are shifted, so the result does not depend on how
- * the compiler shifts negative numbers (Python's >> floors).
+ * The products below are rounded half away from zero.  Every multiplier is
+ * >= 0, so that equals sign(x) * ((|x| * q + half) >> shift): the code works
+ * on magnitudes (no shift of a negative number, whose result C leaves to the
+ * compiler while Python floors) and puts the sign back after saturating the
+ * magnitude to 32767 (positive) or 32768 (negative).
  */
-static inline int64_t mul_round(int64_t x, int64_t q, int shift)
+static inline int64_t with_sign(int64_t x, int64_t mag)
 {
-    int64_t p = x * q;
-    int64_t half = (int64_t)1 << (shift - 1);
-    return p >= 0 ? (p + half) >> shift : -((half - p) >> shift);
-}
-
-/* floor(x / 2^s) without shifting a negative number */
-static inline int64_t floor_shift(int64_t x, int s)
-{
-    return x >= 0 ? x >> s : ~((~x) >> s);
+    /* branchless: speech changes sign every few samples, which would
+       defeat the branch predictor */
+    int64_t neg = -(int64_t)(x < 0);        /* 0 or -1 */
+    int64_t lim = VP_INT16_MAX - neg;       /* 32767 or 32768 */
+    mag = mag > lim ? lim : mag;
+    return (mag ^ neg) - neg;
 }
 
 void vp_gain(const char *in, char *out, size_t n_samples, int64_t q16)
 {
     const unsigned char *src = (const unsigned char *)in;
     unsigned char *dst = (unsigned char *)out;
+    const int64_t half = (int64_t)1 << (VP_GAIN_SHIFT - 1);
     for (size_t i = 0; i < n_samples; i++) {
         int64_t x = load16(src + 2 * i);
-        store16(dst + 2 * i, saturate16(mul_round(x, q16, VP_GAIN_SHIFT)));
+        int64_t ax = x < 0 ? -x : x;
+        store16(dst + 2 * i, with_sign(x, (ax * q16 + half) >> VP_GAIN_SHIFT));
     }
 }
 
@@ -60,6 +71,8 @@ void vp_gate_process(vp_gate *g, const char *in, char *out, size_t n_samples)
     const unsigned char *src = (const unsigned char *)in;
     unsigned char *dst = (unsigned char *)out;
     const int64_t unity = (int64_t)1 << VP_GATE_SHIFT;
+    const int64_t half30 = (int64_t)1 << (VP_GATE_SHIFT - 1);
+    const int64_t half16 = (int64_t)1 << (VP_GAIN_SHIFT - 1);
     int64_t env = g->env, gain = g->gain, hold = g->hold;
     const int64_t threshold = g->threshold, decay = g->env_decay;
     const int64_t hold_samples = g->hold_samples, attack = g->attack_step;
@@ -67,28 +80,25 @@ void vp_gate_process(vp_gate *g, const char *in, char *out, size_t n_samples)
 
     for (size_t i = 0; i < n_samples; i++) {
         int64_t x = load16(src + 2 * i);
-        int64_t a = (x < 0 ? -x : x) << VP_ENV_SHIFT;
-        /* peak envelope: instant rise, exponential decay */
-        env = a > env ? a : (env * decay) >> VP_GATE_SHIFT;
-        int opening;
-        if (env >= threshold) {
-            hold = hold_samples;
-            opening = 1;
-        } else if (hold > 0) {
-            hold--;
-            opening = 1;
-        } else {
-            opening = 0;
-        }
+        int64_t ax = x < 0 ? -x : x;
+        /* peak envelope: follows |x| up at once, decays exponentially */
+        int64_t a = ax << VP_ENV_SHIFT;
+        int64_t decayed = (env * decay) >> VP_GATE_SHIFT;
+        env = a > decayed ? a : decayed;
+        /* open while above the threshold and for hold_samples after */
+        int above = env >= threshold;
+        int opening = above || hold > 0;
+        hold = above ? hold_samples : (hold > 0 ? hold - 1 : 0);
         if (opening) {
             gain += attack;
-            if (gain > unity) gain = unity;
+            gain = gain > unity ? unity : gain;
         } else {
             gain -= release;
-            if (gain < floor) gain = floor;
+            gain = gain < floor ? floor : gain;
         }
-        int64_t y = mul_round(x, gain, VP_GATE_SHIFT);
-        store16(dst + 2 * i, saturate16(mul_round(y, makeup, VP_GAIN_SHIFT)));
+        int64_t m = (ax * gain + half30) >> VP_GATE_SHIFT;
+        m = (m * makeup + half16) >> VP_GAIN_SHIFT;
+        store16(dst + 2 * i, with_sign(x, m));
     }
     g->env = env;
     g->gain = gain;
@@ -97,6 +107,12 @@ void vp_gate_process(vp_gate *g, const char *in, char *out, size_t n_samples)
 
 /* ---- G.711 (ITU-T G.711; same algorithm as the Sun reference code
  *      used by CPython's audioop) ---- */
+
+/* floor(x / 2^s) without shifting a negative number */
+static inline int64_t floor_shift(int64_t x, int s)
+{
+    return x >= 0 ? x >> s : ~((~x) >> s);
+}
 
 static const int16_t seg_uend[8] = {0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF};
 static const int16_t seg_aend[8] = {0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF};

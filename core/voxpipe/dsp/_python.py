@@ -71,9 +71,13 @@ def gain(pcm, q16: int, out=None):
     a = _samples(pcm)
     h = _H16
     for i, x in enumerate(a):
-        p = x * q16
-        y = (p + h) >> 16 if p >= 0 else -((h - p) >> 16)
-        a[i] = 32767 if y > 32767 else (-32768 if y < -32768 else y)
+        # magnitude arithmetic, as the C code (q16 >= 0)
+        if x < 0:
+            m = (h - x * q16) >> 16
+            a[i] = -32768 if m > 32768 else -m
+        else:
+            m = (x * q16 + h) >> 16
+            a[i] = 32767 if m > 32767 else m
     return _emit(_pcm_bytes(a), out)
 
 
@@ -101,8 +105,11 @@ class Gate:
         env, g, hold = self.env, self.gain, self.hold
         unity, h30, h16 = UNITY_Q30, _H30, _H16
         for i, x in enumerate(a):
-            ax = (-x if x < 0 else x) << 16
-            env = ax if ax > env else (env * decay) >> 30
+            ax = -x if x < 0 else x
+            a16 = ax << 16
+            env = (env * decay) >> 30
+            if a16 > env:
+                env = a16
             if env >= threshold:
                 hold = hold_samples
                 g += attack
@@ -117,11 +124,11 @@ class Gate:
                 g -= release
                 if g < floor:
                     g = floor
-            p = x * g
-            y = (p + h30) >> 30 if p >= 0 else -((h30 - p) >> 30)
-            p = y * makeup
-            y = (p + h16) >> 16 if p >= 0 else -((h16 - p) >> 16)
-            a[i] = 32767 if y > 32767 else (-32768 if y < -32768 else y)
+            m = (((ax * g + h30) >> 30) * makeup + h16) >> 16
+            if x < 0:
+                a[i] = -32768 if m > 32768 else -m
+            else:
+                a[i] = 32767 if m > 32767 else m
         self.env, self.gain, self.hold = env, g, hold
         return _emit(_pcm_bytes(a), out)
 
