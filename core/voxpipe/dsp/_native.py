@@ -94,7 +94,13 @@ class Gate:
                 self._cap = n
             _vp_gate_process(self._g, src, self._scratch, n >> 1)
             return _unpack(self._scratch, n)
-        _vp_gate_process(self._g, src, _writable(out, n), n >> 1)
+        try:
+            dst = _from_buffer(out, require_writable=True)
+        except (TypeError, BufferError):
+            dst = _writable(out, n)  # raises the descriptive error
+        if len(dst) != n:
+            raise out_length_error(len(dst), n)
+        _vp_gate_process(self._g, src, dst, n >> 1)
         return out
 
 
