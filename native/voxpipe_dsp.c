@@ -75,7 +75,7 @@ void vp_gate_process(vp_gate *g, const char *in, char *out, size_t n_samples)
     const int64_t half16 = (int64_t)1 << (VP_GAIN_SHIFT - 1);
     int64_t env = g->env, gain = g->gain, hold = g->hold;
     const int64_t threshold = g->threshold, decay = g->env_decay;
-    const int64_t hold_samples = g->hold_samples, attack = g->attack_step;
+    const int64_t hold_open = g->hold_samples + 1, attack = g->attack_step;
     const int64_t release = g->release_step, floor = g->floor, makeup = g->makeup;
 
     for (size_t i = 0; i < n_samples; i++) {
@@ -85,17 +85,15 @@ void vp_gate_process(vp_gate *g, const char *in, char *out, size_t n_samples)
         int64_t a = ax << VP_ENV_SHIFT;
         int64_t decayed = (env * decay) >> VP_GATE_SHIFT;
         env = a > decayed ? a : decayed;
-        /* open while above the threshold and for hold_samples after */
-        int above = env >= threshold;
-        int opening = above || hold > 0;
-        hold = above ? hold_samples : (hold > 0 ? hold - 1 : 0);
-        if (opening) {
-            gain += attack;
-            gain = gain > unity ? unity : gain;
-        } else {
-            gain -= release;
-            gain = gain < floor ? floor : gain;
-        }
+        /* open while above the threshold and for hold_samples after:
+           hold counts the open samples left, including this one */
+        hold = env >= threshold ? hold_open : hold;
+        int64_t opening = hold > 0;
+        hold -= opening;
+        int64_t up = gain + attack, down = gain - release;
+        up = up > unity ? unity : up;
+        down = down < floor ? floor : down;
+        gain = opening ? up : down;
         int64_t m = (ax * gain + half30) >> VP_GATE_SHIFT;
         m = (m * makeup + half16) >> VP_GAIN_SHIFT;
         store16(dst + 2 * i, with_sign(x, m));
