@@ -95,7 +95,7 @@ def main() -> int:
     def row(name, frames, native_fn, python_fn, numpy_fn, arg, reps):
         number_native, number_py = n(reps), max(1, n(reps) // 200)
         t_nat = best_ns(native_fn, arg, number_native, 7) / frames
-        t_py = best_ns(python_fn, arg, number_py, 3) / frames
+        t_py = best_ns(python_fn, arg, number_py, 5) / frames
         t_np = best_ns(numpy_fn, arg, number_native, 7) / frames
         rows.append((name, t_py, t_np, t_nat))
 
