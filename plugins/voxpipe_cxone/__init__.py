@@ -12,6 +12,6 @@ def register_sources(register):
 
 @hookimpl
 def register_commands(cli):
-    from .emulator.cli import command
+    from .emulator.cli import cxone
 
-    cli.emulate.add_command(command)
+    cli.emulate.add_command(cxone)
