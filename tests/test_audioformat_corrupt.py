@@ -4,14 +4,12 @@ already shows it."""
 
 from __future__ import annotations
 
+import pickle
 import random
 import struct
 
 import mutagen
 import pytest
-
-from voxpipe.audioformat import MAX_HEAD_BYTES, AudioFormatChecker, AudioFormatError, inspect_bytes, inspect_file
-
 from audioformat_samples import (
     EXAMPLE_LIST,
     EXAMPLES_BY_ID,
@@ -26,6 +24,7 @@ from audioformat_samples import (
     webm_from_opus,
     xing_frame,
 )
+from voxpipe.audioformat import MAX_HEAD_BYTES, AudioFormatChecker, AudioFormatError, inspect_bytes, inspect_file
 
 IDS = [e.id for e in EXAMPLE_LIST]
 MP3_ID3_END, MP3_FRAME, MP3_TRAILER = 245, 144, 128  # 100003.mp3 layout (see test_examples)
@@ -173,8 +172,14 @@ OGG_FLIPS = [
 
 @pytest.mark.parametrize(
     "rid,table",
-    [("100001", WAV_ULAW_FLIPS), ("100005", WAV_ULAW_FLIPS), ("100002", WAV_PCM_FLIPS), ("100003", MP3_FLIPS),
-     ("100004", OGG_FLIPS), ("100006", OGG_FLIPS)],
+    [
+        ("100001", WAV_ULAW_FLIPS),
+        ("100005", WAV_ULAW_FLIPS),
+        ("100002", WAV_PCM_FLIPS),
+        ("100003", MP3_FLIPS),
+        ("100004", OGG_FLIPS),
+        ("100006", OGG_FLIPS),
+    ],
 )
 def test_header_bytes_flipped(rid, table):
     data = EXAMPLES_BY_ID[rid].data
@@ -366,7 +371,7 @@ def test_webm_truncation_and_corruption():
     block = webm.index(b"\xa3", cluster + 8)
     e = reject(webm[:block] + b"\x00" + webm[block + 1 :])
     assert e.reason == "webm-bad-element" and e.offset == block
-    e = reject(webm[:block + 1] + b"\x10" + webm[block + 2 :])  # 4-byte size: far past the Cluster
+    e = reject(webm[: block + 1] + b"\x10" + webm[block + 2 :])  # 4-byte size: far past the Cluster
     assert e.reason == "webm-bad-element" and e.offset == block and "past the end" in e.detail
     # A DocType that is neither webm nor matroska.
     other, _ = webm_from_opus(opus, doctype="xyzzy")
@@ -426,3 +431,5 @@ def test_error_message_shape():
     assert str(e) == "mp3 frame sync lost at byte 48213 [mp3-sync-lost]"
     assert str(e.with_recording_id("100003")) == "recording 100003: mp3 frame sync lost at byte 48213 [mp3-sync-lost]"
     assert "48213" in repr(e)
+    again = pickle.loads(pickle.dumps(e.with_recording_id("100003")))
+    assert again == e.with_recording_id("100003") and again.offset == 48213

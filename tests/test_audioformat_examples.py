@@ -7,17 +7,6 @@ import struct
 
 import mutagen
 import pytest
-
-from voxpipe.audioformat import (
-    AudioFormatChecker,
-    AudioFormatError,
-    AudioInfo,
-    HeadInfo,
-    inspect_bytes,
-    inspect_file,
-)
-from voxpipe.audioformat.ogg import ogg_crc32
-
 from audioformat_samples import (
     EXAMPLE_LIST,
     EXAMPLES_BY_ID,
@@ -28,6 +17,15 @@ from audioformat_samples import (
     webm_from_opus,
     xing_frame,
 )
+from voxpipe.audioformat import (
+    AudioFormatChecker,
+    AudioFormatError,
+    AudioInfo,
+    HeadInfo,
+    inspect_bytes,
+    inspect_file,
+)
+from voxpipe.audioformat.ogg import ogg_crc32
 
 IDS = [e.id for e in EXAMPLE_LIST]
 

@@ -20,6 +20,7 @@ Public API::
     HeadInfo, AudioInfo                     # frozen dataclasses, .to_dict()
 """
 
+from ._stream import MAX_CARRY_BYTES
 from .checker import (
     DEFAULT_DURATION_TOLERANCE_FRACTION,
     DEFAULT_DURATION_TOLERANCE_S,
@@ -31,7 +32,6 @@ from .checker import (
 from .errors import AudioFormatError
 from .formats import DECLARED_FORMATS, parse_declared_format
 from .model import AudioInfo, HeadInfo
-from ._stream import MAX_CARRY_BYTES
 
 __all__ = [
     "AudioFormatChecker",

@@ -12,8 +12,8 @@ the whole recording in memory.
 from __future__ import annotations
 
 import os
-from typing import Union
 
+from ._stream import MAX_CARRY_BYTES
 from .detect import DETECT_BYTES, detect_container
 from .errors import AudioFormatError
 from .formats import DeclaredFormat, parse_declared_format
@@ -22,7 +22,6 @@ from .model import AudioInfo, HeadInfo
 from .mp3 import Mp3Parser
 from .ogg import OggParser
 from .wav import WavParser
-from ._stream import MAX_CARRY_BYTES
 
 __all__ = [
     "AudioFormatChecker",
@@ -48,7 +47,7 @@ DEFAULT_DURATION_TOLERANCE_FRACTION = 0.02
 #: Read size for :func:`inspect_file`.
 FILE_READ_CHUNK_BYTES = 1024 * 1024
 
-_Parser = Union[WavParser, Mp3Parser, OggParser, MatroskaParser]
+_Parser = WavParser | Mp3Parser | OggParser | MatroskaParser
 
 # Checker states (transition table below).
 _DETECTING, _PARSING, _FINISHED, _FAILED = "detecting", "parsing", "finished", "failed"
@@ -242,8 +241,7 @@ class AudioFormatChecker:
         limit = parser.head_base + MAX_HEAD_BYTES
         return AudioFormatError(
             "head-not-found",
-            f"no complete {parser.container.upper()} head within {MAX_HEAD_BYTES} bytes "
-            f"(by byte {limit})",
+            f"no complete {parser.container.upper()} head within {MAX_HEAD_BYTES} bytes (by byte {limit})",
             offset=limit,
         )
 

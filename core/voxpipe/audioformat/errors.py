@@ -40,7 +40,13 @@ class AudioFormatError(Exception):
         self.recording_id = recording_id
         super().__init__(reason, detail, offset)
 
-    def with_recording_id(self, recording_id: str | None) -> "AudioFormatError":
+    def __reduce__(self):
+        # Exception pickles its args positionally; offset/recording_id are
+        # keyword-only, so rebuild explicitly (errors cross process and thread
+        # boundaries in the engine).
+        return (_rebuild, (self.reason, self.detail, self.offset, self.recording_id))
+
+    def with_recording_id(self, recording_id: str | None) -> AudioFormatError:
         """The same error, naming ``recording_id`` in its message."""
         return AudioFormatError(self.reason, self.detail, offset=self.offset, recording_id=recording_id)
 
@@ -69,3 +75,7 @@ class AudioFormatError(Exception):
         )
 
     __hash__ = Exception.__hash__
+
+
+def _rebuild(reason: str, detail: str, offset: int | None, recording_id: str | None) -> AudioFormatError:
+    return AudioFormatError(reason, detail, offset=offset, recording_id=recording_id)
