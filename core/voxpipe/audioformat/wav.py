@@ -335,6 +335,11 @@ class WavParser(StructReader):
         self._state = _DATA
         self._pass_over(UNBOUNDED if self._data_size is None else size)
 
+    @property
+    def riff_end(self) -> int | None:
+        """Total bytes the RIFF header declares (RIFF size + 8), ``None`` for a placeholder."""
+        return self._riff_end
+
     def _duration(self, data_bytes: int) -> float:
         assert self._fmt is not None
         tag, channels, rate, byte_rate, align, bits = self._fmt
