@@ -433,3 +433,37 @@ def test_error_message_shape():
     assert "48213" in repr(e)
     again = pickle.loads(pickle.dumps(e.with_recording_id("100003")))
     assert again == e.with_recording_id("100003") and again.offset == 48213
+
+
+def test_every_reason_raised_is_documented_in_reasons():
+    import re
+    from pathlib import Path
+
+    import voxpipe.audioformat as pkg
+    from voxpipe.audioformat import REASONS
+
+    raised = set()
+    for f in Path(pkg.__file__).parent.glob("*.py"):
+        raised |= set(re.findall(r'AudioFormatError\(\s*"([a-z0-9-]+)"', f.read_text()))
+    assert raised == set(REASONS)
+
+
+def test_largest_first_ogg_page_is_carried_whole_and_bounded():
+    from voxpipe.audioformat import MAX_CARRY_BYTES
+
+    head = b"OpusHead" + struct.pack("<BBHIhB", 1, 1, 312, 8000, 0, 0)
+    body = head.ljust(255 * 255, b"\x00")  # one packet filling a maximal page (lacing 255 x 255 ... )
+    lacing = bytes([255] * 255)
+    first = OggPage(2, 0, 9, 0, lacing, body).encode()
+    last = OggPage(4, 312 + 480, 9, 1, b"\x00", b"").encode()
+    c = AudioFormatChecker()
+    worst = 0
+    for i in range(0, len(first), 997):
+        c.feed(first[i : i + 997])
+        worst = max(worst, c.carry_size)
+    assert 60_000 < worst <= MAX_CARRY_BYTES
+    # The page's packet is still open (last lacing value 255), so the next page
+    # must continue it: this one does not, which the checker reports at once.
+    with pytest.raises(AudioFormatError) as e:
+        c.feed(last)
+    assert e.value.reason == "ogg-bad-page" and e.value.offset == len(first) + 5

@@ -29,13 +29,14 @@ from .checker import (
     inspect_bytes,
     inspect_file,
 )
-from .errors import AudioFormatError
+from .errors import REASONS, AudioFormatError
 from .formats import DECLARED_FORMATS, parse_declared_format
 from .model import AudioInfo, HeadInfo
 
 __all__ = [
     "AudioFormatChecker",
     "AudioFormatError",
+    "REASONS",
     "AudioInfo",
     "HeadInfo",
     "inspect_bytes",
