@@ -88,13 +88,13 @@ def main() -> None:
         mv = memoryview(data)
         pieces = [mv[i : i + chunk] for i in range(0, len(mv), chunk)]
 
-        def check() -> None:
+        def check(pieces=pieces, declared=declared) -> None:
             c = AudioFormatChecker(declared_format=declared)
             for p in pieces:
                 c.feed(p)
             c.finish()
 
-        def sha() -> None:
+        def sha(pieces=pieces) -> None:
             h = hashlib.sha256()
             for p in pieces:
                 h.update(p)

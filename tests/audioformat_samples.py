@@ -177,7 +177,14 @@ def webm_from_opus(
     packets = ogg_packets(opus)
     head, audio = packets[0], packets[2:]
     duration_ms = len(audio) * frame_ms
-    header = el(0x1A45DFA3, uint_el(0x4286, 1) + uint_el(0x42F7, 1) + el(0x4282, doctype.encode()) + uint_el(0x4287, 4) + uint_el(0x4285, 2))
+    header = el(
+        0x1A45DFA3,
+        uint_el(0x4286, 1)
+        + uint_el(0x42F7, 1)
+        + el(0x4282, doctype.encode())
+        + uint_el(0x4287, 4)
+        + uint_el(0x4285, 2),
+    )
     info_children = uint_el(0x2AD7B1, 1_000_000) + el(0x4D80, b"voxpipe-tests") + el(0x5741, b"voxpipe-tests")
     if with_duration and not live:
         info_children += float_el(0x4489, float(duration_ms))

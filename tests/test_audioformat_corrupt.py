@@ -4,14 +4,12 @@ already shows it."""
 
 from __future__ import annotations
 
+import pickle
 import random
 import struct
 
 import mutagen
 import pytest
-
-from voxpipe.audioformat import MAX_HEAD_BYTES, AudioFormatChecker, AudioFormatError, inspect_bytes, inspect_file
-
 from audioformat_samples import (
     EXAMPLE_LIST,
     EXAMPLES_BY_ID,
@@ -26,6 +24,7 @@ from audioformat_samples import (
     webm_from_opus,
     xing_frame,
 )
+from voxpipe.audioformat import MAX_HEAD_BYTES, AudioFormatChecker, AudioFormatError, inspect_bytes, inspect_file
 
 IDS = [e.id for e in EXAMPLE_LIST]
 MP3_ID3_END, MP3_FRAME, MP3_TRAILER = 245, 144, 128  # 100003.mp3 layout (see test_examples)
@@ -173,8 +172,14 @@ OGG_FLIPS = [
 
 @pytest.mark.parametrize(
     "rid,table",
-    [("100001", WAV_ULAW_FLIPS), ("100005", WAV_ULAW_FLIPS), ("100002", WAV_PCM_FLIPS), ("100003", MP3_FLIPS),
-     ("100004", OGG_FLIPS), ("100006", OGG_FLIPS)],
+    [
+        ("100001", WAV_ULAW_FLIPS),
+        ("100005", WAV_ULAW_FLIPS),
+        ("100002", WAV_PCM_FLIPS),
+        ("100003", MP3_FLIPS),
+        ("100004", OGG_FLIPS),
+        ("100006", OGG_FLIPS),
+    ],
 )
 def test_header_bytes_flipped(rid, table):
     data = EXAMPLES_BY_ID[rid].data
@@ -366,7 +371,7 @@ def test_webm_truncation_and_corruption():
     block = webm.index(b"\xa3", cluster + 8)
     e = reject(webm[:block] + b"\x00" + webm[block + 1 :])
     assert e.reason == "webm-bad-element" and e.offset == block
-    e = reject(webm[:block + 1] + b"\x10" + webm[block + 2 :])  # 4-byte size: far past the Cluster
+    e = reject(webm[: block + 1] + b"\x10" + webm[block + 2 :])  # 4-byte size: far past the Cluster
     assert e.reason == "webm-bad-element" and e.offset == block and "past the end" in e.detail
     # A DocType that is neither webm nor matroska.
     other, _ = webm_from_opus(opus, doctype="xyzzy")
@@ -426,3 +431,39 @@ def test_error_message_shape():
     assert str(e) == "mp3 frame sync lost at byte 48213 [mp3-sync-lost]"
     assert str(e.with_recording_id("100003")) == "recording 100003: mp3 frame sync lost at byte 48213 [mp3-sync-lost]"
     assert "48213" in repr(e)
+    again = pickle.loads(pickle.dumps(e.with_recording_id("100003")))
+    assert again == e.with_recording_id("100003") and again.offset == 48213
+
+
+def test_every_reason_raised_is_documented_in_reasons():
+    import re
+    from pathlib import Path
+
+    import voxpipe.audioformat as pkg
+    from voxpipe.audioformat import REASONS
+
+    raised = set()
+    for f in Path(pkg.__file__).parent.glob("*.py"):
+        raised |= set(re.findall(r'AudioFormatError\(\s*"([a-z0-9-]+)"', f.read_text()))
+    assert raised == set(REASONS)
+
+
+def test_largest_first_ogg_page_is_carried_whole_and_bounded():
+    from voxpipe.audioformat import MAX_CARRY_BYTES
+
+    head = b"OpusHead" + struct.pack("<BBHIhB", 1, 1, 312, 8000, 0, 0)
+    body = head.ljust(255 * 255, b"\x00")  # one packet filling a maximal page (lacing 255 x 255 ... )
+    lacing = bytes([255] * 255)
+    first = OggPage(2, 0, 9, 0, lacing, body).encode()
+    last = OggPage(4, 312 + 480, 9, 1, b"\x00", b"").encode()
+    c = AudioFormatChecker()
+    worst = 0
+    for i in range(0, len(first), 997):
+        c.feed(first[i : i + 997])
+        worst = max(worst, c.carry_size)
+    assert 60_000 < worst <= MAX_CARRY_BYTES
+    # The page's packet is still open (last lacing value 255), so the next page
+    # must continue it: this one does not, which the checker reports at once.
+    with pytest.raises(AudioFormatError) as e:
+        c.feed(last)
+    assert e.value.reason == "ogg-bad-page" and e.value.offset == len(first) + 5

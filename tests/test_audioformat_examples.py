@@ -7,17 +7,6 @@ import struct
 
 import mutagen
 import pytest
-
-from voxpipe.audioformat import (
-    AudioFormatChecker,
-    AudioFormatError,
-    AudioInfo,
-    HeadInfo,
-    inspect_bytes,
-    inspect_file,
-)
-from voxpipe.audioformat.ogg import ogg_crc32
-
 from audioformat_samples import (
     EXAMPLE_LIST,
     EXAMPLES_BY_ID,
@@ -28,6 +17,15 @@ from audioformat_samples import (
     webm_from_opus,
     xing_frame,
 )
+from voxpipe.audioformat import (
+    AudioFormatChecker,
+    AudioFormatError,
+    AudioInfo,
+    HeadInfo,
+    inspect_bytes,
+    inspect_file,
+)
+from voxpipe.audioformat.ogg import ogg_crc32
 
 IDS = [e.id for e in EXAMPLE_LIST]
 
@@ -187,7 +185,8 @@ def test_wav_with_list_chunk_after_data_and_odd_data_size():
     # The pad byte may be missing at the very end, and left out of the RIFF size.
     hdr = wav_header(data_size=len(pcm8), bits=8, riff_size=4 + 24 + 8 + len(pcm8))
     assert inspect_bytes(hdr + pcm8).duration == 1025 / 8000
-    assert inspect_bytes(hdr + pcm8 + b"\x00").duration == 1025 / 8000
+    padded = hdr + pcm8 + b"\x00"
+    assert inspect_bytes(padded, expected_size=len(padded)).duration == 1025 / 8000
 
 
 def test_wav_extensible_and_float():

@@ -8,9 +8,9 @@ import struct
 import tracemalloc
 
 import pytest
+from audioformat_samples import EXAMPLE_LIST, EXAMPLES_BY_ID, mpeg1_frame, ogg_pages, wav_header, webm_from_opus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from voxpipe.audioformat import (
     MAX_CARRY_BYTES,
     MAX_HEAD_BYTES,
@@ -20,8 +20,6 @@ from voxpipe.audioformat import (
 )
 from voxpipe.audioformat.detect import DETECT_BYTES
 from voxpipe.audioformat.ogg import ogg_crc32
-
-from audioformat_samples import EXAMPLE_LIST, EXAMPLES_BY_ID, mpeg1_frame, ogg_pages, wav_header, webm_from_opus
 
 HYPOTHESIS = settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 
@@ -45,7 +43,7 @@ def verdict(chunks, **kw):
 
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({min(max(c, 0), len(data)) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in zip(points, points[1:])]
+    return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
 
 
 def _corpus() -> list[tuple[str, bytes, dict, str | None]]:

@@ -20,6 +20,7 @@ Public API::
     HeadInfo, AudioInfo                     # frozen dataclasses, .to_dict()
 """
 
+from ._stream import MAX_CARRY_BYTES
 from .checker import (
     DEFAULT_DURATION_TOLERANCE_FRACTION,
     DEFAULT_DURATION_TOLERANCE_S,
@@ -28,14 +29,14 @@ from .checker import (
     inspect_bytes,
     inspect_file,
 )
-from .errors import AudioFormatError
+from .errors import REASONS, AudioFormatError
 from .formats import DECLARED_FORMATS, parse_declared_format
 from .model import AudioInfo, HeadInfo
-from ._stream import MAX_CARRY_BYTES
 
 __all__ = [
     "AudioFormatChecker",
     "AudioFormatError",
+    "REASONS",
     "AudioInfo",
     "HeadInfo",
     "inspect_bytes",

@@ -12,7 +12,7 @@ buffered, so a 2 GB recording is checked in bounded memory.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .errors import AudioFormatError
 from .model import HeadInfo

@@ -12,8 +12,8 @@ the whole recording in memory.
 from __future__ import annotations
 
 import os
-from typing import Union
 
+from ._stream import MAX_CARRY_BYTES
 from .detect import DETECT_BYTES, detect_container
 from .errors import AudioFormatError
 from .formats import DeclaredFormat, parse_declared_format
@@ -22,7 +22,6 @@ from .model import AudioInfo, HeadInfo
 from .mp3 import Mp3Parser
 from .ogg import OggParser
 from .wav import WavParser
-from ._stream import MAX_CARRY_BYTES
 
 __all__ = [
     "AudioFormatChecker",
@@ -48,7 +47,7 @@ DEFAULT_DURATION_TOLERANCE_FRACTION = 0.02
 #: Read size for :func:`inspect_file`.
 FILE_READ_CHUNK_BYTES = 1024 * 1024
 
-_Parser = Union[WavParser, Mp3Parser, OggParser, MatroskaParser]
+_Parser = WavParser | Mp3Parser | OggParser | MatroskaParser
 
 # Checker states (transition table below).
 _DETECTING, _PARSING, _FINISHED, _FAILED = "detecting", "parsing", "finished", "failed"
@@ -242,8 +241,7 @@ class AudioFormatChecker:
         limit = parser.head_base + MAX_HEAD_BYTES
         return AudioFormatError(
             "head-not-found",
-            f"no complete {parser.container.upper()} head within {MAX_HEAD_BYTES} bytes "
-            f"(by byte {limit})",
+            f"no complete {parser.container.upper()} head within {MAX_HEAD_BYTES} bytes (by byte {limit})",
             offset=limit,
         )
 
@@ -290,8 +288,9 @@ class AudioFormatChecker:
                 offset=head.header_offset,
             )
         if head.container == "wav" and self.expected_size is not None and isinstance(self._parser, WavParser):
-            riff_end = self._parser._riff_end
-            if riff_end is not None and riff_end != self.expected_size:
+            riff_end = self._parser.riff_end
+            # expected - 1: a writer that left the final pad byte out of the RIFF size.
+            if riff_end is not None and riff_end not in (self.expected_size, self.expected_size - 1):
                 raise AudioFormatError(
                     "size-mismatch",
                     f"the RIFF header declares {riff_end} bytes, the metadata {self.expected_size}",

@@ -8,9 +8,9 @@ EBML header (RFC 8794). File names and declared formats are not consulted.
 
 from __future__ import annotations
 
+from ._stream import hexbytes
 from .errors import AudioFormatError
 from .mp3 import parse_frame_header
-from ._stream import hexbytes
 
 __all__ = ["DETECT_BYTES", "detect_container"]
 
@@ -94,7 +94,9 @@ def detect_container(head: bytes, *, at_eof: bool = False) -> str | None:
             candidates.append("an MPEG audio frame header")
     for sig, at, what in _UNSUPPORTED:
         if n >= at + len(sig) and head[at : at + len(sig)] == sig:
-            raise AudioFormatError("unsupported-container", f"the bytes are {what}, not a supported recording container", offset=at)
+            raise AudioFormatError(
+                "unsupported-container", f"the bytes are {what}, not a supported recording container", offset=at
+            )
         if at < n < at + len(sig) and _prefix_of(head, sig, at):
             candidates.append(what)
     if not at_eof and n < DETECT_BYTES:

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import struct
 
+from ._stream import StructReader, hexbytes
 from .errors import AudioFormatError
 from .model import HeadInfo
-from ._stream import StructReader, hexbytes
 
 __all__ = ["MatroskaParser", "MAX_EBML_LEAF_BYTES", "BLOCK_GAP_SLACK_S", "MATROSKA_CODECS"]
 
@@ -79,9 +79,19 @@ _STATE_NAMES = {
     _SKIP: "an element",
 }
 _NAMES = {
-    EBML: "EBML header", SEGMENT: "Segment", CLUSTER: "Cluster", INFO: "Info", TRACKS: "Tracks",
-    TRACK_ENTRY: "TrackEntry", AUDIO: "Audio", BLOCK_GROUP: "BlockGroup", SIMPLE_BLOCK: "SimpleBlock",
-    BLOCK: "Block", CUES: "Cues", SEEKHEAD: "SeekHead", TAGS: "Tags",
+    EBML: "EBML header",
+    SEGMENT: "Segment",
+    CLUSTER: "Cluster",
+    INFO: "Info",
+    TRACKS: "Tracks",
+    TRACK_ENTRY: "TrackEntry",
+    AUDIO: "Audio",
+    BLOCK_GROUP: "BlockGroup",
+    SIMPLE_BLOCK: "SimpleBlock",
+    BLOCK: "Block",
+    CUES: "Cues",
+    SEEKHEAD: "SeekHead",
+    TAGS: "Tags",
 }
 
 
@@ -177,7 +187,9 @@ class MatroskaParser(StructReader):
         eid = int.from_bytes(h[:id_len], "big")
         marker = 1 << (7 * id_len)
         if eid & (marker - 1) in (0, marker - 1):
-            raise AudioFormatError("webm-bad-element", f"reserved EBML element ID 0x{eid:X} at byte {start}", offset=start)
+            raise AudioFormatError(
+                "webm-bad-element", f"reserved EBML element ID 0x{eid:X} at byte {start}", offset=start
+            )
         raw = int.from_bytes(h[id_len : id_len + size_len], "big")
         size_marker = 1 << (7 * size_len)
         value = raw & (size_marker - 1)
@@ -186,8 +198,11 @@ class MatroskaParser(StructReader):
 
     def _on_element(self, eid: int, size: int | None, start: int, body: int) -> None:
         # An unknown-size Cluster ends where a top-level sibling begins.
-        while self._stack and self._stack[-1][1] is None and self._stack[-1][0] == CLUSTER and (
-            eid in _LEVEL1 or eid in (EBML, SEGMENT)
+        while (
+            self._stack
+            and self._stack[-1][1] is None
+            and self._stack[-1][0] == CLUSTER
+            and (eid in _LEVEL1 or eid in (EBML, SEGMENT))
         ):
             self._close(self._stack.pop())
         parent = self._stack[-1] if self._stack else None
@@ -195,12 +210,15 @@ class MatroskaParser(StructReader):
             self._check_top_level(eid, start)
         elif eid == EBML:
             raise AudioFormatError(
-                "webm-unsupported", f"a second EBML header at byte {start}: chained streams are not supported", offset=start
+                "webm-unsupported",
+                f"a second EBML header at byte {start}: chained streams are not supported",
+                offset=start,
             )
         if size is None:
             if eid not in _UNKNOWN_SIZE_OK:
                 raise AudioFormatError(
-                    "webm-bad-element", f"{_name(eid)} at byte {start} has unknown size (only Segment and Cluster may)",
+                    "webm-bad-element",
+                    f"{_name(eid)} at byte {start} has unknown size (only Segment and Cluster may)",
                     offset=start,
                 )
             end = None
@@ -222,7 +240,9 @@ class MatroskaParser(StructReader):
         if eid in _UINTS or eid in _FLOATS or eid in _STRINGS:
             if size > MAX_EBML_LEAF_BYTES or (eid in _UINTS and size > 8) or (eid in _FLOATS and size not in (0, 4, 8)):
                 raise AudioFormatError(
-                    "webm-bad-element", f"{_name(eid)} at byte {start} has an invalid size of {size} bytes", offset=start
+                    "webm-bad-element",
+                    f"{_name(eid)} at byte {start} has an invalid size of {size} bytes",
+                    offset=start,
                 )
             if size == 0:
                 self._on_leaf(eid, b"", start)
@@ -254,7 +274,9 @@ class MatroskaParser(StructReader):
             return
         if eid == EBML:
             raise AudioFormatError(
-                "webm-unsupported", f"a second EBML header at byte {start}: chained streams are not supported", offset=start
+                "webm-unsupported",
+                f"a second EBML header at byte {start}: chained streams are not supported",
+                offset=start,
             )
         raise AudioFormatError(
             "webm-trailing-data" if self._segment_done else "webm-bad-element",
@@ -335,7 +357,9 @@ class MatroskaParser(StructReader):
     def _on_block_head(self, b: bytes, start: int) -> None:
         n = 8 - b[0].bit_length() + 1 if b[0] else 9
         if n > 8 or len(b) < n + 3:
-            raise AudioFormatError("webm-bad-element", f"{_name(SIMPLE_BLOCK)} at byte {start} has a bad track number", offset=start)
+            raise AudioFormatError(
+                "webm-bad-element", f"{_name(SIMPLE_BLOCK)} at byte {start} has a bad track number", offset=start
+            )
         track = int.from_bytes(b[:n], "big") & ((1 << (7 * n)) - 1)
         rel = struct.unpack_from(">h", b, n)[0]
         audio = self._audio_track

@@ -23,9 +23,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from ._stream import StructReader, hexbytes
 from .errors import AudioFormatError
 from .model import HeadInfo
-from ._stream import StructReader, hexbytes
 
 __all__ = ["FrameHeader", "parse_frame_header", "Mp3Parser", "MP3_HEAD_FRAMES", "MAX_LEADING_ZEROS"]
 
@@ -84,7 +84,7 @@ class FrameHeader:
             f"{self.sample_rate} Hz, {'mono' if self.channels == 1 else 'stereo'}"
         )
 
-    def same_stream(self, other: "FrameHeader") -> bool:
+    def same_stream(self, other: FrameHeader) -> bool:
         return (self.version, self.layer, self.sample_rate, self.channels) == (
             other.version,
             other.layer,
@@ -305,7 +305,9 @@ class Mp3Parser(StructReader):
         undefined = {2: 0x3F, 3: 0x1F, 4: 0x0F}[major]
         if flags & undefined:
             raise AudioFormatError(
-                "mp3-bad-id3", f"ID3v2.{major} tag at byte {start} has undefined flag bits 0x{flags:02X}", offset=start + 5
+                "mp3-bad-id3",
+                f"ID3v2.{major} tag at byte {start} has undefined flag bits 0x{flags:02X}",
+                offset=start + 5,
             )
         if any(x & 0x80 for x in size_bytes):
             raise AudioFormatError(
@@ -327,7 +329,9 @@ class Mp3Parser(StructReader):
             if h is None:
                 if _is_free_format(b):
                     raise AudioFormatError(
-                        "mp3-free-format", f"free-format MPEG audio frame at byte {start} is not supported", offset=start
+                        "mp3-free-format",
+                        f"free-format MPEG audio frame at byte {start} is not supported",
+                        offset=start,
                     )
                 raise AudioFormatError(
                     "mp3-bad-frame-header",

@@ -22,9 +22,9 @@ from __future__ import annotations
 import struct
 import zlib
 
+from ._stream import StructReader, hexbytes
 from .errors import AudioFormatError
 from .model import HeadInfo
-from ._stream import StructReader, hexbytes
 
 __all__ = ["OggParser", "ogg_crc32", "OGG_PAGE_HEADER_BYTES"]
 
@@ -253,7 +253,9 @@ class OggParser(StructReader):
         pkt = bytes(p)
         if pkt[:8] == b"OpusHead":
             if len(pkt) < 19:
-                raise AudioFormatError("ogg-bad-codec-header", f"OpusHead at byte {start} is {len(pkt)} bytes", offset=start)
+                raise AudioFormatError(
+                    "ogg-bad-codec-header", f"OpusHead at byte {start} is {len(pkt)} bytes", offset=start
+                )
             version, channels, preskip, input_rate, _gain, family = struct.unpack_from("<BBHIhB", pkt, 8)
             if version >> 4 != 0 or channels == 0 or (family == 0 and channels > 2):
                 raise AudioFormatError(
@@ -265,7 +267,9 @@ class OggParser(StructReader):
             self._preskip, self._input_rate = preskip, input_rate or None
         elif pkt[:7] == b"\x01vorbis":
             if len(pkt) < 30:
-                raise AudioFormatError("ogg-bad-codec-header", f"Vorbis header at byte {start} is {len(pkt)} bytes", offset=start)
+                raise AudioFormatError(
+                    "ogg-bad-codec-header", f"Vorbis header at byte {start} is {len(pkt)} bytes", offset=start
+                )
             version, channels, rate = struct.unpack_from("<IBI", pkt, 7)
             blocksizes, framing = pkt[28], pkt[29]
             b0, b1 = blocksizes & 15, blocksizes >> 4

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import struct
 
+from ._stream import UNBOUNDED, StructReader, hexbytes
 from .errors import AudioFormatError
 from .model import HeadInfo
-from ._stream import UNBOUNDED, StructReader, hexbytes
 
 __all__ = ["WavParser", "WAV_FORMAT_TAGS", "MAX_FMT_BYTES"]
 
@@ -335,6 +335,11 @@ class WavParser(StructReader):
         self._state = _DATA
         self._pass_over(UNBOUNDED if self._data_size is None else size)
 
+    @property
+    def riff_end(self) -> int | None:
+        """Total bytes the RIFF header declares (RIFF size + 8), ``None`` for a placeholder."""
+        return self._riff_end
+
     def _duration(self, data_bytes: int) -> float:
         assert self._fmt is not None
         tag, channels, rate, byte_rate, align, bits = self._fmt
@@ -372,9 +377,7 @@ class WavParser(StructReader):
                 offset=total,
             )
         if self._data_start is None:
-            raise AudioFormatError(
-                "wav-no-data-chunk", f"no data chunk in {total} bytes of RIFF/WAVE", offset=total
-            )
+            raise AudioFormatError("wav-no-data-chunk", f"no data chunk in {total} bytes of RIFF/WAVE", offset=total)
         assert self._fmt is not None and self.head is not None
         tag, channels, rate, byte_rate, align, bits = self._fmt
         data_bytes = self._data_size if self._data_size is not None else total - self._data_start
