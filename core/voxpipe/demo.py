@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 import os
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def run_demo(out: Path) -> int:
     from .serving import serve_in_thread
 
     console = Console()
+    logging.getLogger("voxpipe_cxone.emulator").setLevel(logging.WARNING)  # its access log would drown the table
     examples = find_examples()
     recordings = examples / "recordings"
     archive = out.resolve() / "archive"
@@ -77,7 +79,7 @@ def run_demo(out: Path) -> int:
                 same = hashlib.sha256(f.read()).digest() == hashlib.sha256(source_file.read_bytes()).digest()
         identical[result.id] = {"identical": "yes" if same else "NO"}
         all_identical &= same
-    console.print(results_table(summary, extra=identical))
+    console.print(results_table(summary, extra=identical, relative_to=archive))
     ok = summary.ok and all_identical and len(summary.results) > 0
     console.print(f"archive: {archive}  (manifests beside each file; audit log: "
                   f"{summary.state_dir / 'audit.jsonl' if summary.state_dir else '-'})")

@@ -35,7 +35,7 @@ TRANSITIONS: dict[str | None, frozenset[str]] = {
     None: frozenset({"queued", "downloading", "failed"}),
     "queued": frozenset({"downloading", "failed"}),
     "downloading": frozenset({"downloading", "verified", "failed", "stored"}),
-    "verified": frozenset({"stored", "failed"}),
+    "verified": frozenset({"stored", "failed", "downloading"}),  # downloading: a crash before commit
     "failed": frozenset({"downloading", "failed", "queued"}),
     "stored": frozenset({"stored"}),
 }

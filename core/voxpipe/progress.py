@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -93,21 +94,33 @@ class LogProgress(RunObserver):
                  " (interrupted)" if summary.interrupted else "")
 
 
-def results_table(summary: RunSummary, *, extra: dict[str, dict[str, Any]] | None = None) -> Table:
-    """A table of every stream's outcome, for the end of a run."""
+def results_table(summary: RunSummary, *, extra: dict[str, dict[str, Any]] | None = None,
+                  relative_to: Path | None = None) -> Table:
+    """A table of every stream's outcome, for the end of a run (paths shown relative to ``relative_to``)."""
     table = Table(title=f"pipeline {summary.pipeline}", title_justify="left")
     for col in ("recording", "status", "bytes", "seconds", "sha256", "stored"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, no_wrap=col in ("recording", "bytes", "sha256"), overflow="fold")
     extra_cols = sorted({k for row in (extra or {}).values() for k in row})
     for col in extra_cols:
         table.add_column(col)
     for r in sorted(summary.results, key=lambda r: r.id):
-        status = "[green]ok[/green]" if r.ok else f"[red]failed[/red] ({r.reason})"
-        stored = ", ".join(s.get("path", s.get("sink", "")) for s in r.stored) if r.ok else (r.message or "")
-        row = [r.id, status, f"{r.bytes:,}", f"{r.seconds:.2f}", (r.digests.get("sha256") or "")[:16], stored]
+        status = ("[green]ok[/green]" if not r.skipped else "[cyan]already stored[/cyan]") if r.ok \
+            else f"[red]failed[/red] ({r.reason})"
+        stored = ", ".join(_shown(s.get("path", s.get("sink", "")), relative_to) for s in r.stored) if r.ok \
+            else (r.message or "")
+        row = [r.id, status, f"{r.bytes:,}", f"{r.seconds:.2f}", (r.digests.get("sha256") or "")[:12], stored]
         row += [str((extra or {}).get(r.id, {}).get(c, "")) for c in extra_cols]
         table.add_row(*row)
     return table
+
+
+def _shown(path: str, base: Path | None) -> str:
+    if base is None:
+        return path
+    try:
+        return str(Path(path).relative_to(base))
+    except ValueError:
+        return path
 
 
 def wants_live_display(stream=None) -> bool:

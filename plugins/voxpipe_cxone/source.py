@@ -23,7 +23,7 @@ from pydantic import SecretStr, model_validator
 
 from voxpipe.components import Source
 from voxpipe.download.api import request_json
-from voxpipe.download.downloader import DEFAULT_READ_SIZE, RangedDownload
+from voxpipe.download.downloader import RangedDownload, read_size_for
 from voxpipe.download.retry import RetryPolicy
 from voxpipe.download.tokens import TokenCache
 from voxpipe.errors import StreamError, StreamRejected, StreamRestart
@@ -70,6 +70,8 @@ class CxoneSettings(Settings):
                              gt=0, le=3600)
     max_attempts: int = setting(6, description="Tries per request (or per segment without progress).", ge=1, le=50)
     max_retry_after: float = setting(300.0, description="Longest `Retry-After` honoured, in seconds.", ge=0)
+    retry_base_delay: float = setting(0.5, description="Seconds; exponential backoff (with full jitter) starts here "
+                                      "and doubles per failed try, capped at 30 s.", ge=0, le=60)
     verify_tls: bool = setting(True, description="Verify the server's TLS certificate.")
 
     @model_validator(mode="after")
@@ -91,7 +93,8 @@ class CxoneSource(Source):
     def __init__(self, settings: CxoneSettings, context):
         super().__init__(settings, context)
         self.api_base = settings.api_base.rstrip("/")
-        self.policy = RetryPolicy(max_attempts=settings.max_attempts, max_retry_after=settings.max_retry_after)
+        self.policy = RetryPolicy(max_attempts=settings.max_attempts, max_retry_after=settings.max_retry_after,
+                                  base_delay=settings.retry_base_delay)
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.timeout),
             limits=httpx.Limits(max_connections=settings.max_connections,
@@ -206,7 +209,8 @@ class CxoneSource(Source):
         url = f"{self.api_base}/api/v2/recording/download/{quote(stream.id, safe='')}"
         download = RangedDownload(
             self.client, url, recording_id=stream.id, size=size, segment_size=self.settings.chunk_size,
-            auth=self.auth_headers, on_401=self.on_401, policy=self.policy, read_size=DEFAULT_READ_SIZE,
+            auth=self.auth_headers, on_401=self.on_401, policy=self.policy,
+            read_size=read_size_for(self.settings.chunk_size),
             params={"format": self.settings.format} if self.settings.format else None, rng=self.rng,
             on_segment=lambda event: stream.audit("segment", **event),
             start=stream.resume_offset, etag=stream.metadata.get("etag"))

@@ -50,6 +50,18 @@ try:  # pragma: no cover - depends on httpcore's layout
 except (ImportError, AttributeError):
     pass
 
+
+
+def read_size_for(segment_size: int) -> int:
+    """Bytes per read for a segment size: an eighth of a segment, at most DEFAULT_READ_SIZE.
+
+    Why: what a crash can cost is the bytes received after the last checkpoint; with the
+    engine's channels holding a few reads, keeping reads to 1/8 of a segment (and the
+    default checkpoint interval to half a segment) bounds the re-fetch to one segment.
+    """
+    return max(16 * 1024, min(DEFAULT_READ_SIZE, segment_size // 8))
+
+
 AuthHeaders = Callable[[], Awaitable[Mapping[str, str]]]
 SegmentObserver = Callable[[dict[str, Any]], None]
 
