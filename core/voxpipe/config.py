@@ -57,7 +57,7 @@ class PipelineSettings(Settings):
                                   example="./archive/.voxpipe/ledger.sqlite3")
     max_attempts_total: int = setting(5, description="Attempts per recording across runs; a recording that failed this "
                                       "often is reported failed without another try.", ge=1, le=1000)
-    checkpoint_bytes: int = setting(4 << 20, description="Bytes between resume checkpoints (data fsynced and recorded in "
+    checkpoint_bytes: int = setting(2 << 20, description="Bytes between resume checkpoints (data fsynced and recorded in "
                                     "the ledger); a crash re-fetches at most this plus what was in flight.",
                                     ge=64 << 10, le=1 << 30)
     shutdown_grace: float = setting(5.0, description="Seconds in-flight streams get to finish after SIGINT/SIGTERM "

@@ -1,0 +1,5 @@
+"""``python -m voxpipe`` is the ``voxpipe`` command."""
+
+from .cli import main
+
+main()
