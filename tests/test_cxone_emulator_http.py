@@ -205,6 +205,16 @@ def test_ranged_download(serve, recdir, spec, first, last):
     assert reply.content == data[lo : hi + 1]
 
 
+def test_head_probe_has_get_headers_and_no_body(serve, recdir):
+    emulator, client = serve()
+    headers = bearer(client)
+    probe = client.head("/api/v2/recording/download/call-a", headers={**headers, "Range": "bytes=0-0"})
+    assert probe.status_code == 206 and probe.content == b""
+    assert probe.headers["content-range"] == f"bytes 0-0/{len(file_bytes(recdir))}"
+    assert probe.headers["accept-ranges"] == "bytes" and probe.headers["content-length"] == "1"
+    assert emulator.stats.bytes_served() == 0
+
+
 def test_unsatisfiable_range_is_416(serve, recdir):
     _, client = serve()
     size = len(file_bytes(recdir))

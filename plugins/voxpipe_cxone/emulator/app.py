@@ -5,10 +5,10 @@ Endpoints (all JSON errors are ``{"error": code, "message": text}``):
 ==========================================  ======  =====================================
 ``/oauth/token``, ``/auth/token``           POST    token endpoint (:mod:`.auth`)
 ``/api/v2/recording/{id}``                  GET     metadata (scope ``recording:read``)
-``/api/v2/recording/download/{id}``         GET     ranged download (``recording:download``)
+``/api/v2/recording/download/{id}``         GET     ranged download (``recording:download``; also HEAD)
 ``/api/v2/recordings/{id}/stream``          GET     chunked stream (:mod:`.streaming`)
 ``/media-playback/v1/contacts``             GET     Media Playback discovery (``recording:read``)
-``/media-playback/v1/files/{id}``           GET     signed temporary media URL (:mod:`.urlsign`)
+``/media-playback/v1/files/{id}``           GET     signed temporary media URL (:mod:`.urlsign`; also HEAD)
 ``/_emulator/stats``                        GET     counters (:mod:`.stats`)
 ``/_emulator/reset``                        POST    zero counters, rate window and fault script
 ``/_emulator/faults``                       GET/POST/DELETE  scripted faults (:mod:`.faults`)
@@ -524,6 +524,10 @@ class CxoneEmulator:
                 headers.append(("x-segment-hmac", self._encode_mac(segment_mac)))
                 assert rec.hmac_sha256 is not None
                 headers.append(("x-recording-hmac", self._encode_mac(rec.hmac_sha256)))
+            if req.method == "HEAD":  # same headers as GET, no body (RFC 9110 §9.3.2)
+                await ex.start(status, headers)
+                await ex.body(b"", False)
+                return
             drop_at = None
             if action.kind is FaultKind.DROP:
                 drop_at = drop_point(action, length)
@@ -753,11 +757,11 @@ async def _watch_disconnect(receive: Receive, ex: _Exchange) -> None:
 
 _ROUTES: Final[list[tuple[re.Pattern[str], str, dict[str, _Handler]]]] = [
     (re.compile(r"^/(?:oauth|auth)/token$"), "token", {"POST": CxoneEmulator._token}),
-    (re.compile(r"^/api/v2/recording/download/(?P<id>[^/]+)$"), "download", {"GET": CxoneEmulator._download_route}),
+    (re.compile(r"^/api/v2/recording/download/(?P<id>[^/]+)$"), "download", {"GET": CxoneEmulator._download_route, "HEAD": CxoneEmulator._download_route}),
     (re.compile(r"^/api/v2/recording/(?P<id>[^/]+)$"), "metadata", {"GET": CxoneEmulator._metadata_route}),
     (re.compile(r"^/api/v2/recordings/(?P<id>[^/]+)/stream$"), "stream", {"GET": CxoneEmulator._stream_route}),
     (re.compile(r"^/media-playback/v1/contacts$"), "playback", {"GET": CxoneEmulator._playback_route}),
-    (re.compile(r"^/media-playback/v1/files/(?P<id>[^/]+)$"), "media_file", {"GET": CxoneEmulator._media_file_route}),
+    (re.compile(r"^/media-playback/v1/files/(?P<id>[^/]+)$"), "media_file", {"GET": CxoneEmulator._media_file_route, "HEAD": CxoneEmulator._media_file_route}),
     (re.compile(r"^/_emulator/stats$"), "emulator", {"GET": CxoneEmulator._stats_route}),
     (re.compile(r"^/_emulator/reset$"), "emulator", {"POST": CxoneEmulator._reset_route}),
     (
