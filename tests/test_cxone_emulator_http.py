@@ -13,7 +13,7 @@ import struct
 import wave
 import io
 from pathlib import Path
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -26,8 +26,6 @@ from voxpipe_cxone.emulator import (
     FaultAction,
     FaultConfig,
     FaultKind,
-    RateLimit,
-    RequestKind,
     run_in_thread,
     serve_emulator,
 )
@@ -245,7 +243,7 @@ def test_if_range(serve, recdir):
 
 
 def test_rate_limit_window_answers_429_with_retry_after(serve, clock):
-    emulator, client = serve(rate_limit=RateLimit(2, 60))
+    emulator, client = serve(rate_limit="2/1m")
     headers = bearer(client)  # the token endpoint is outside the window
     assert client.get("/api/v2/recording/call-a", headers=headers).status_code == 200
     clock.advance(10)
@@ -450,6 +448,8 @@ def test_media_playback_temporary_url(serve, recdir, clock):
         clock.advance(61)
         expired = bare.get(url)
         assert expired.status_code == 403 and "expired" in expired.json()["message"]
+    segment = client.get("/media-playback/v1/segments/call-b", headers=headers).json()
+    assert segment["interactions"][0]["data"]["fileToPlayUrl"].startswith(f"{client.base_url}/media-playback/v1/files/call-b?")
     assert client.get("/media-playback/v1/contacts", params={"acd-call-id": "call-b"}).status_code == 401
     assert client.get("/media-playback/v1/contacts", headers=headers).status_code == 400
     assert client.get("/media-playback/v1/contacts", params={"acd-call-id": "zzz"}, headers=headers).status_code == 404

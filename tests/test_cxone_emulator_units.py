@@ -6,7 +6,6 @@ import hashlib
 import random
 import struct
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st

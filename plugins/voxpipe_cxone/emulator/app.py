@@ -8,6 +8,7 @@ Endpoints (all JSON errors are ``{"error": code, "message": text}``):
 ``/api/v2/recording/download/{id}``         GET     ranged download (``recording:download``; also HEAD)
 ``/api/v2/recordings/{id}/stream``          GET     chunked stream (:mod:`.streaming`)
 ``/media-playback/v1/contacts``             GET     Media Playback discovery (``recording:read``)
+``/media-playback/v1/segments/{id}``        GET     the same answer for one segment (id = recording id)
 ``/media-playback/v1/files/{id}``           GET     signed temporary media URL (:mod:`.urlsign`; also HEAD)
 ``/_emulator/stats``                        GET     counters (:mod:`.stats`)
 ``/_emulator/reset``                        POST    zero counters, rate window and fault script
@@ -39,14 +40,15 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Final
+from typing import Any, Final
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import parse_qsl, quote, urlencode
 
 import trio
 
 from . import ranges
 from .auth import Credentials, TokenService
-from .faults import NO_FAULT, FaultAction, FaultKind, FaultPlan, RequestKind, drop_point
+from .faults import FaultAction, FaultKind, FaultPlan, RequestKind, drop_point
 from .ratelimit import WindowRateLimiter, retry_after_value
 from .settings import EmulatorSettings
 from .stats import EmulatorStats
@@ -98,7 +100,7 @@ class _Request:
     body: bytes = b""
 
     @classmethod
-    def from_scope(cls, scope: Scope) -> "_Request":
+    def from_scope(cls, scope: Scope) -> _Request:
         headers: dict[str, str] = {}
         for name, value in scope.get("headers", []):
             headers[name.decode("latin-1").lower()] = value.decode("latin-1")
@@ -122,10 +124,11 @@ class _Request:
         return self.path + "?" + urlencode([(k, "REDACTED" if k.lower() in REDACTED_PARAMS else v) for k, v in pairs])
 
     def base_url(self) -> str:
-        host = self.headers.get("host")
-        if not host and self.server:
-            h, p = self.server
-            host = f"[{h}]:{p}" if ":" in h else f"{h}:{p}"
+        """This server's own URL, from the bound address (never from the Host header)."""
+        if self.server is None:
+            raise RuntimeError("ASGI scope lacks the server address needed to build media URLs")
+        h, p = self.server
+        host = f"[{h}]:{p}" if ":" in h else f"{h}:{p}"
         return f"{self.scheme}://{host}"
 
 
@@ -135,7 +138,7 @@ class _Exchange:
 
     send: Send
     stats: EmulatorStats
-    on_complete: Callable[["_Exchange"], None]
+    on_complete: Callable[[_Exchange], None]
     logged: bool = False
     finished: bool = False
     status: int | None = None
@@ -144,7 +147,7 @@ class _Exchange:
     disconnected: bool = False
     recording: str | None = None
 
-    async def start(self, status: int, headers: list[tuple[str, str]]) -> None:
+    async def start(self, status: int, headers: Sequence[tuple[str, str]]) -> None:
         self.status = status
         self.stats.response(status)
         await self.send(
@@ -173,7 +176,7 @@ class _Exchange:
             self.logged = True
             self.on_complete(self)
 
-    async def json(self, status: int, obj: Any, headers: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
+    async def json(self, status: int, obj: Any, headers: Sequence[tuple[str, str]] = ()) -> None:
         payload = json.dumps(obj).encode()
         await self.start(
             status,
@@ -181,7 +184,7 @@ class _Exchange:
         )
         await self.body(payload, False)
 
-    async def error(self, status: int, code: str, message: str, headers: list[tuple[str, str]] = (), **extra: Any) -> None:  # type: ignore[assignment]
+    async def error(self, status: int, code: str, message: str, headers: Sequence[tuple[str, str]] = (), **extra: Any) -> None:
         await self.json(status, {"error": code, "message": message, **extra}, headers)
 
 
@@ -421,9 +424,10 @@ class CxoneEmulator:
             await self._serve_recording(req, ex, m["id"], action)
 
     async def _playback_route(self, req: _Request, ex: _Exchange, m: re.Match[str]) -> None:
+        """Contacts lookup by ACD call id (= recording id), or a segment by id (= recording id)."""
         if await self._guard(req, ex, RequestKind.PLAYBACK, "recording:read") is None:
             return
-        call_id = req.query.get("acd-call-id")
+        call_id = m.groupdict().get("segment") or req.query.get("acd-call-id")
         media_type = req.query.get("media-type", "voice-only")
         if not call_id:
             await ex.error(400, "missing_parameter", "acd-call-id query parameter is required")
@@ -761,6 +765,7 @@ _ROUTES: Final[list[tuple[re.Pattern[str], str, dict[str, _Handler]]]] = [
     (re.compile(r"^/api/v2/recording/(?P<id>[^/]+)$"), "metadata", {"GET": CxoneEmulator._metadata_route}),
     (re.compile(r"^/api/v2/recordings/(?P<id>[^/]+)/stream$"), "stream", {"GET": CxoneEmulator._stream_route}),
     (re.compile(r"^/media-playback/v1/contacts$"), "playback", {"GET": CxoneEmulator._playback_route}),
+    (re.compile(r"^/media-playback/v1/segments/(?P<segment>[^/]+)$"), "playback", {"GET": CxoneEmulator._playback_route}),
     (re.compile(r"^/media-playback/v1/files/(?P<id>[^/]+)$"), "media_file", {"GET": CxoneEmulator._media_file_route, "HEAD": CxoneEmulator._media_file_route}),
     (re.compile(r"^/_emulator/stats$"), "emulator", {"GET": CxoneEmulator._stats_route}),
     (re.compile(r"^/_emulator/reset$"), "emulator", {"POST": CxoneEmulator._reset_route}),

@@ -24,7 +24,8 @@ import random
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Final, Iterable
+from typing import Final
+from collections.abc import Iterable
 
 __all__ = [
     "RequestKind",
@@ -47,7 +48,7 @@ DRAWS_PER_DECISION: Final = 7
 """Random values :func:`decide` draws per request (fixed, for reproducible schedules)."""
 
 
-class RequestKind(str, enum.Enum):
+class RequestKind(enum.StrEnum):
     """What a request asks the emulator for (one per endpoint)."""
 
     TOKEN = "token"
@@ -67,7 +68,7 @@ API_KINDS: Final = BODY_KINDS | {RequestKind.METADATA, RequestKind.PLAYBACK}
 RANGED_KINDS: Final = frozenset({RequestKind.DOWNLOAD, RequestKind.MEDIA_FILE})
 
 
-class FaultKind(str, enum.Enum):
+class FaultKind(enum.StrEnum):
     """One injected misbehaviour."""
 
     NONE = "none"

@@ -54,6 +54,11 @@ class EmulatorSettings(BaseModel):
     stream_chunk_size: int = Field(256 * 1024, ge=1, le=16 << 20)
     """Bytes per chunk of the streaming endpoint's chunked body."""
 
+    @field_validator("rate_limit", mode="before")
+    @classmethod
+    def _parse_rate_limit(cls, value: object) -> object:
+        return RateLimit.parse(value) if isinstance(value, str) else value
+
     @field_validator("host")
     @classmethod
     def _loopback_only(cls, host: str) -> str:
