@@ -304,6 +304,18 @@ def test_ignore_range_switch_returns_whole_body(serve, recdir):
     assert emulator.stats.snapshot()["ignored_ranges"] == 1
 
 
+def test_ignored_range_then_dropped(serve, recdir):
+    emulator, client = serve()
+    emulator.faults.schedule(FaultAction(FaultKind.DROP, drop_after=777, ignore_range=True))
+    got = bytearray()
+    with pytest.raises(httpx.RemoteProtocolError):
+        with client.stream("GET", "/api/v2/recording/download/call-a", headers={**bearer(client), "Range": "bytes=5000-"}) as reply:
+            assert reply.status_code == 200 and reply.headers["content-length"] == str(len(file_bytes(recdir)))
+            for piece in reply.iter_raw():
+                got += piece
+    assert bytes(got) == file_bytes(recdir)[:777]
+
+
 def test_json_error_switch(serve):
     _, client = serve(faults=FaultConfig(json_error=1.0))
     headers = bearer(client)

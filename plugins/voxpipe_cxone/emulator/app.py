@@ -234,6 +234,12 @@ class CxoneEmulator:
         """Release runtime files (mutated versions). Idempotent."""
         self.store.close()
 
+    def __enter__(self) -> CxoneEmulator:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # -- ASGI entry ------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -482,7 +488,7 @@ class CxoneEmulator:
             rec = await trio.to_thread.run_sync(self.store.mutate, rec.id)
         ex.recording = rec.id
         decision: ranges.RangeDecision = ranges.IGNORE
-        if action.kind is FaultKind.IGNORE_RANGE:
+        if action.ignores_range:
             if "range" in req.headers:
                 self.stats.event("ignored_ranges")
         elif ranges.if_range_allows(req.headers.get("if-range"), rec.etag):
@@ -701,6 +707,7 @@ def _action_json(action: FaultAction) -> dict:
         "retry_after_http_date": action.retry_after_http_date,
         "drop_after": action.drop_after,
         "drop_fraction": action.drop_fraction,
+        "ignore_range": action.ignore_range,
     }
 
 
