@@ -63,6 +63,9 @@ access_log = logging.getLogger("voxpipe_cxone.emulator.access")
 BODY_BLOCK: Final = 1 << 20
 """Bytes read from disk and sent per ASGI body message (1 MiB)."""
 
+OPEN_ATTEMPTS: Final = 3
+"""Tries to open a recording whose superseded version a concurrent mutation removed."""
+
 MAX_REQUEST_BODY: Final = 1 << 20
 """Largest request body accepted (token forms, fault scripts), in bytes."""
 
@@ -486,6 +489,14 @@ class CxoneEmulator:
         if action.kind is FaultKind.ETAG_CHANGE:
             self.stats.event("etag_changes")
             rec = await trio.to_thread.run_sync(self.store.mutate, rec.id)
+        rec, fd = self._open(rec)
+        try:
+            await self._serve_open(req, ex, rec, fd, action)
+        finally:
+            os.close(fd)
+
+    async def _serve_open(self, req: _Request, ex: _Exchange, rec: Recording, fd: int, action: FaultAction) -> None:
+        """Answer a download of ``rec``, whose file is open as ``fd`` (ranges, faults, MACs, body)."""
         ex.recording = rec.id
         decision: ranges.RangeDecision = ranges.IGNORE
         if action.ignores_range:
@@ -527,24 +538,30 @@ class CxoneEmulator:
         ]
         if status == 206:
             headers.append(("content-range", f"bytes {first}-{first + length - 1}/{rec.size}"))
-        fd = os.open(rec.path, os.O_RDONLY)
-        try:
-            if self._hmac_key is not None:
-                segment_mac = await trio.to_thread.run_sync(_mac_range, self._hmac_key, fd, first, length)
-                headers.append(("x-segment-hmac", self._encode_mac(segment_mac)))
-                assert rec.hmac_sha256 is not None
-                headers.append(("x-recording-hmac", self._encode_mac(rec.hmac_sha256)))
-            if req.method == "HEAD":  # same headers as GET, no body (RFC 9110 §9.3.2)
-                await ex.start(status, headers)
-                await ex.body(b"", False)
-                return
-            drop_at = None
-            if action.kind is FaultKind.DROP:
-                drop_at = drop_point(action, length)
+        if self._hmac_key is not None:
+            segment_mac = await trio.to_thread.run_sync(_mac_range, self._hmac_key, fd, first, length)
+            headers.append(("x-segment-hmac", self._encode_mac(segment_mac)))
+            assert rec.hmac_sha256 is not None
+            headers.append(("x-recording-hmac", self._encode_mac(rec.hmac_sha256)))
+        if req.method == "HEAD":  # same headers as GET, no body (RFC 9110 §9.3.2)
             await ex.start(status, headers)
-            await self._send_span(ex, rec, fd, first, length, drop_at, final=True)
-        finally:
-            os.close(fd)
+            await ex.body(b"", False)
+            return
+        drop_at = drop_point(action, length) if action.kind is FaultKind.DROP else None
+        await ex.start(status, headers)
+        await self._send_span(ex, rec, fd, first, length, drop_at, final=True)
+
+    def _open(self, rec: Recording) -> tuple[Recording, int]:
+        """Open the current version's file; a concurrent mutation may have replaced ``rec``."""
+        for _ in range(OPEN_ATTEMPTS):
+            try:
+                return rec, os.open(rec.path, os.O_RDONLY)
+            except FileNotFoundError:
+                current = self.store.get(rec.id)
+                if current.path == rec.path:
+                    raise
+                rec = current
+        raise RecordingStoreError(f"recording {rec.id!r} kept changing while being opened ({OPEN_ATTEMPTS} attempts)")
 
     async def _send_span(
         self, ex: _Exchange, rec: Recording, fd: int, start: int, length: int, drop_at: int | None, *, final: bool, block: int = BODY_BLOCK
@@ -597,7 +614,7 @@ class CxoneEmulator:
             self.stats.event("etag_changes")
             rec = await trio.to_thread.run_sync(self.store.mutate, rec.id)
         ex.recording = rec.id
-        fd = os.open(rec.path, os.O_RDONLY)
+        rec, fd = self._open(rec)
         try:
             header = os.pread(fd, rec.wav.data_offset, 0) if rec.wav is not None else b""
             try:
