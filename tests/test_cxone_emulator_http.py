@@ -620,3 +620,30 @@ def test_client_disconnect_stops_the_body(recdir, clock):
         assert client.get("/api/v2/recording/call-a", headers=headers).status_code == 200
     assert emulator.stats.bytes_served("big") < big.stat().st_size
     emulator.close()
+
+
+def test_concurrent_ranged_downloads_reassemble(recdir, clock):
+    """Eight clients at once, each fetching one slice; the slices reassemble into the file."""
+    emulator = CxoneEmulator(EmulatorSettings(recordings=recdir), clock=clock)
+    data = file_bytes(recdir, "call-b")
+    parts: dict[int, bytes] = {}
+
+    async def fetch(client: httpx.AsyncClient, headers: dict[str, str], index: int, first: int, last: int) -> None:
+        reply = await client.get("/api/v2/recording/download/call-b", headers={**headers, "Range": f"bytes={first}-{last}"})
+        assert reply.status_code == 206
+        parts[index] = reply.content
+
+    async def main(base_url: str) -> None:
+        async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+            token = (await client.post("/oauth/token", data={"grant_type": "client_credentials", "client_id": "demo-client", "client_secret": "demo-secret"})).json()
+            headers = {"Authorization": f"Bearer {token['access_token']}"}
+            step = -(-len(data) // 8)
+            async with trio.open_nursery() as nursery:
+                for i in range(8):
+                    nursery.start_soon(fetch, client, headers, i, i * step, min(len(data), (i + 1) * step) - 1)
+
+    with run_in_thread(emulator) as base_url:
+        trio.run(main, base_url)
+    assert b"".join(parts[i] for i in range(8)) == data
+    assert emulator.stats.bytes_served("call-b") == len(data)
+    emulator.close()
