@@ -13,7 +13,7 @@ import struct
 import wave
 import io
 from pathlib import Path
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -26,8 +26,6 @@ from voxpipe_cxone.emulator import (
     FaultAction,
     FaultConfig,
     FaultKind,
-    RateLimit,
-    RequestKind,
     run_in_thread,
     serve_emulator,
 )
@@ -205,6 +203,16 @@ def test_ranged_download(serve, recdir, spec, first, last):
     assert reply.content == data[lo : hi + 1]
 
 
+def test_head_probe_has_get_headers_and_no_body(serve, recdir):
+    emulator, client = serve()
+    headers = bearer(client)
+    probe = client.head("/api/v2/recording/download/call-a", headers={**headers, "Range": "bytes=0-0"})
+    assert probe.status_code == 206 and probe.content == b""
+    assert probe.headers["content-range"] == f"bytes 0-0/{len(file_bytes(recdir))}"
+    assert probe.headers["accept-ranges"] == "bytes" and probe.headers["content-length"] == "1"
+    assert emulator.stats.bytes_served() == 0
+
+
 def test_unsatisfiable_range_is_416(serve, recdir):
     _, client = serve()
     size = len(file_bytes(recdir))
@@ -235,7 +243,7 @@ def test_if_range(serve, recdir):
 
 
 def test_rate_limit_window_answers_429_with_retry_after(serve, clock):
-    emulator, client = serve(rate_limit=RateLimit(2, 60))
+    emulator, client = serve(rate_limit="2/1m")
     headers = bearer(client)  # the token endpoint is outside the window
     assert client.get("/api/v2/recording/call-a", headers=headers).status_code == 200
     clock.advance(10)
@@ -294,6 +302,18 @@ def test_ignore_range_switch_returns_whole_body(serve, recdir):
     assert reply.status_code == 200 and "content-range" not in reply.headers
     assert reply.content == file_bytes(recdir)
     assert emulator.stats.snapshot()["ignored_ranges"] == 1
+
+
+def test_ignored_range_then_dropped(serve, recdir):
+    emulator, client = serve()
+    emulator.faults.schedule(FaultAction(FaultKind.DROP, drop_after=777, ignore_range=True))
+    got = bytearray()
+    with pytest.raises(httpx.RemoteProtocolError):
+        with client.stream("GET", "/api/v2/recording/download/call-a", headers={**bearer(client), "Range": "bytes=5000-"}) as reply:
+            assert reply.status_code == 200 and reply.headers["content-length"] == str(len(file_bytes(recdir)))
+            for piece in reply.iter_raw():
+                got += piece
+    assert bytes(got) == file_bytes(recdir)[:777]
 
 
 def test_json_error_switch(serve):
@@ -440,6 +460,8 @@ def test_media_playback_temporary_url(serve, recdir, clock):
         clock.advance(61)
         expired = bare.get(url)
         assert expired.status_code == 403 and "expired" in expired.json()["message"]
+    segment = client.get("/media-playback/v1/segments/call-b", headers=headers).json()
+    assert segment["interactions"][0]["data"]["fileToPlayUrl"].startswith(f"{client.base_url}/media-playback/v1/files/call-b?")
     assert client.get("/media-playback/v1/contacts", params={"acd-call-id": "call-b"}).status_code == 401
     assert client.get("/media-playback/v1/contacts", headers=headers).status_code == 400
     assert client.get("/media-playback/v1/contacts", params={"acd-call-id": "zzz"}, headers=headers).status_code == 404
@@ -597,4 +619,31 @@ def test_client_disconnect_stops_the_body(recdir, clock):
         # The server is still healthy afterwards.
         assert client.get("/api/v2/recording/call-a", headers=headers).status_code == 200
     assert emulator.stats.bytes_served("big") < big.stat().st_size
+    emulator.close()
+
+
+def test_concurrent_ranged_downloads_reassemble(recdir, clock):
+    """Eight clients at once, each fetching one slice; the slices reassemble into the file."""
+    emulator = CxoneEmulator(EmulatorSettings(recordings=recdir), clock=clock)
+    data = file_bytes(recdir, "call-b")
+    parts: dict[int, bytes] = {}
+
+    async def fetch(client: httpx.AsyncClient, headers: dict[str, str], index: int, first: int, last: int) -> None:
+        reply = await client.get("/api/v2/recording/download/call-b", headers={**headers, "Range": f"bytes={first}-{last}"})
+        assert reply.status_code == 206
+        parts[index] = reply.content
+
+    async def main(base_url: str) -> None:
+        async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+            token = (await client.post("/oauth/token", data={"grant_type": "client_credentials", "client_id": "demo-client", "client_secret": "demo-secret"})).json()
+            headers = {"Authorization": f"Bearer {token['access_token']}"}
+            step = -(-len(data) // 8)
+            async with trio.open_nursery() as nursery:
+                for i in range(8):
+                    nursery.start_soon(fetch, client, headers, i, i * step, min(len(data), (i + 1) * step) - 1)
+
+    with run_in_thread(emulator) as base_url:
+        trio.run(main, base_url)
+    assert b"".join(parts[i] for i in range(8)) == data
+    assert emulator.stats.bytes_served("call-b") == len(data)
     emulator.close()

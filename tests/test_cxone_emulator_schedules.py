@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import email.utils
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -21,7 +21,7 @@ MAX_ATTEMPTS = 200
 actions = st.one_of(
     st.builds(FaultAction, kind=st.just(FaultKind.RATE_LIMIT), retry_after=st.just(0.0), retry_after_http_date=st.booleans()),
     st.builds(FaultAction, kind=st.just(FaultKind.SERVER_ERROR), status=st.sampled_from([500, 502, 503, 504])),
-    st.builds(FaultAction, kind=st.just(FaultKind.DROP), drop_after=st.integers(0, SEGMENT + 10)),
+    st.builds(FaultAction, kind=st.just(FaultKind.DROP), drop_after=st.integers(0, 3 * SEGMENT), ignore_range=st.booleans()),
     st.builds(FaultAction, kind=st.sampled_from([FaultKind.IGNORE_RANGE, FaultKind.JSON_ERROR, FaultKind.ETAG_CHANGE, FaultKind.NONE])),
 )
 

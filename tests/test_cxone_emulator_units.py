@@ -6,7 +6,6 @@ import hashlib
 import random
 import struct
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -104,8 +103,11 @@ def test_decide_draws_a_fixed_number_of_values():
 
 def test_decide_respects_request_kinds():
     always = FaultConfig(ignore_range=1.0, drop=1.0)
-    assert decide(random.Random(1), always, RequestKind.DOWNLOAD).kind is FaultKind.IGNORE_RANGE
-    assert decide(random.Random(1), always, RequestKind.STREAM).kind is FaultKind.DROP  # no ranges on streams
+    both = decide(random.Random(1), always, RequestKind.DOWNLOAD)
+    assert both.kind is FaultKind.DROP and both.ignores_range  # a whole-body 200, cut short
+    assert decide(random.Random(1), FaultConfig(ignore_range=1.0), RequestKind.DOWNLOAD).kind is FaultKind.IGNORE_RANGE
+    stream = decide(random.Random(1), always, RequestKind.STREAM)
+    assert stream.kind is FaultKind.DROP and not stream.ignores_range  # no ranges on streams
     assert decide(random.Random(1), always, RequestKind.METADATA) == NO_FAULT
     assert decide(random.Random(1), FaultConfig(rate_limit=1.0), RequestKind.TOKEN) == NO_FAULT
     five = decide(random.Random(1), FaultConfig(server_error=1.0, server_error_statuses=(502,)), RequestKind.METADATA)

@@ -5,10 +5,11 @@ Endpoints (all JSON errors are ``{"error": code, "message": text}``):
 ==========================================  ======  =====================================
 ``/oauth/token``, ``/auth/token``           POST    token endpoint (:mod:`.auth`)
 ``/api/v2/recording/{id}``                  GET     metadata (scope ``recording:read``)
-``/api/v2/recording/download/{id}``         GET     ranged download (``recording:download``)
+``/api/v2/recording/download/{id}``         GET     ranged download (``recording:download``; also HEAD)
 ``/api/v2/recordings/{id}/stream``          GET     chunked stream (:mod:`.streaming`)
 ``/media-playback/v1/contacts``             GET     Media Playback discovery (``recording:read``)
-``/media-playback/v1/files/{id}``           GET     signed temporary media URL (:mod:`.urlsign`)
+``/media-playback/v1/segments/{id}``        GET     the same answer for one segment (id = recording id)
+``/media-playback/v1/files/{id}``           GET     signed temporary media URL (:mod:`.urlsign`; also HEAD)
 ``/_emulator/stats``                        GET     counters (:mod:`.stats`)
 ``/_emulator/reset``                        POST    zero counters, rate window and fault script
 ``/_emulator/faults``                       GET/POST/DELETE  scripted faults (:mod:`.faults`)
@@ -39,14 +40,15 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Final
+from typing import Any, Final
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import parse_qsl, quote, urlencode
 
 import trio
 
 from . import ranges
 from .auth import Credentials, TokenService
-from .faults import NO_FAULT, FaultAction, FaultKind, FaultPlan, RequestKind, drop_point
+from .faults import FaultAction, FaultKind, FaultPlan, RequestKind, drop_point
 from .ratelimit import WindowRateLimiter, retry_after_value
 from .settings import EmulatorSettings
 from .stats import EmulatorStats
@@ -60,6 +62,9 @@ access_log = logging.getLogger("voxpipe_cxone.emulator.access")
 
 BODY_BLOCK: Final = 1 << 20
 """Bytes read from disk and sent per ASGI body message (1 MiB)."""
+
+OPEN_ATTEMPTS: Final = 3
+"""Tries to open a recording whose superseded version a concurrent mutation removed."""
 
 MAX_REQUEST_BODY: Final = 1 << 20
 """Largest request body accepted (token forms, fault scripts), in bytes."""
@@ -98,7 +103,7 @@ class _Request:
     body: bytes = b""
 
     @classmethod
-    def from_scope(cls, scope: Scope) -> "_Request":
+    def from_scope(cls, scope: Scope) -> _Request:
         headers: dict[str, str] = {}
         for name, value in scope.get("headers", []):
             headers[name.decode("latin-1").lower()] = value.decode("latin-1")
@@ -122,10 +127,11 @@ class _Request:
         return self.path + "?" + urlencode([(k, "REDACTED" if k.lower() in REDACTED_PARAMS else v) for k, v in pairs])
 
     def base_url(self) -> str:
-        host = self.headers.get("host")
-        if not host and self.server:
-            h, p = self.server
-            host = f"[{h}]:{p}" if ":" in h else f"{h}:{p}"
+        """This server's own URL, from the bound address (never from the Host header)."""
+        if self.server is None:
+            raise RuntimeError("ASGI scope lacks the server address needed to build media URLs")
+        h, p = self.server
+        host = f"[{h}]:{p}" if ":" in h else f"{h}:{p}"
         return f"{self.scheme}://{host}"
 
 
@@ -135,7 +141,7 @@ class _Exchange:
 
     send: Send
     stats: EmulatorStats
-    on_complete: Callable[["_Exchange"], None]
+    on_complete: Callable[[_Exchange], None]
     logged: bool = False
     finished: bool = False
     status: int | None = None
@@ -144,7 +150,7 @@ class _Exchange:
     disconnected: bool = False
     recording: str | None = None
 
-    async def start(self, status: int, headers: list[tuple[str, str]]) -> None:
+    async def start(self, status: int, headers: Sequence[tuple[str, str]]) -> None:
         self.status = status
         self.stats.response(status)
         await self.send(
@@ -173,7 +179,7 @@ class _Exchange:
             self.logged = True
             self.on_complete(self)
 
-    async def json(self, status: int, obj: Any, headers: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
+    async def json(self, status: int, obj: Any, headers: Sequence[tuple[str, str]] = ()) -> None:
         payload = json.dumps(obj).encode()
         await self.start(
             status,
@@ -181,7 +187,7 @@ class _Exchange:
         )
         await self.body(payload, False)
 
-    async def error(self, status: int, code: str, message: str, headers: list[tuple[str, str]] = (), **extra: Any) -> None:  # type: ignore[assignment]
+    async def error(self, status: int, code: str, message: str, headers: Sequence[tuple[str, str]] = (), **extra: Any) -> None:
         await self.json(status, {"error": code, "message": message, **extra}, headers)
 
 
@@ -230,6 +236,12 @@ class CxoneEmulator:
     def close(self) -> None:
         """Release runtime files (mutated versions). Idempotent."""
         self.store.close()
+
+    def __enter__(self) -> CxoneEmulator:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- ASGI entry ------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -421,9 +433,10 @@ class CxoneEmulator:
             await self._serve_recording(req, ex, m["id"], action)
 
     async def _playback_route(self, req: _Request, ex: _Exchange, m: re.Match[str]) -> None:
+        """Contacts lookup by ACD call id (= recording id), or a segment by id (= recording id)."""
         if await self._guard(req, ex, RequestKind.PLAYBACK, "recording:read") is None:
             return
-        call_id = req.query.get("acd-call-id")
+        call_id = m.groupdict().get("segment") or req.query.get("acd-call-id")
         media_type = req.query.get("media-type", "voice-only")
         if not call_id:
             await ex.error(400, "missing_parameter", "acd-call-id query parameter is required")
@@ -476,9 +489,17 @@ class CxoneEmulator:
         if action.kind is FaultKind.ETAG_CHANGE:
             self.stats.event("etag_changes")
             rec = await trio.to_thread.run_sync(self.store.mutate, rec.id)
+        rec, fd = self._open(rec)
+        try:
+            await self._serve_open(req, ex, rec, fd, action)
+        finally:
+            os.close(fd)
+
+    async def _serve_open(self, req: _Request, ex: _Exchange, rec: Recording, fd: int, action: FaultAction) -> None:
+        """Answer a download of ``rec``, whose file is open as ``fd`` (ranges, faults, MACs, body)."""
         ex.recording = rec.id
         decision: ranges.RangeDecision = ranges.IGNORE
-        if action.kind is FaultKind.IGNORE_RANGE:
+        if action.ignores_range:
             if "range" in req.headers:
                 self.stats.event("ignored_ranges")
         elif ranges.if_range_allows(req.headers.get("if-range"), rec.etag):
@@ -517,20 +538,30 @@ class CxoneEmulator:
         ]
         if status == 206:
             headers.append(("content-range", f"bytes {first}-{first + length - 1}/{rec.size}"))
-        fd = os.open(rec.path, os.O_RDONLY)
-        try:
-            if self._hmac_key is not None:
-                segment_mac = await trio.to_thread.run_sync(_mac_range, self._hmac_key, fd, first, length)
-                headers.append(("x-segment-hmac", self._encode_mac(segment_mac)))
-                assert rec.hmac_sha256 is not None
-                headers.append(("x-recording-hmac", self._encode_mac(rec.hmac_sha256)))
-            drop_at = None
-            if action.kind is FaultKind.DROP:
-                drop_at = drop_point(action, length)
+        if self._hmac_key is not None:
+            segment_mac = await trio.to_thread.run_sync(_mac_range, self._hmac_key, fd, first, length)
+            headers.append(("x-segment-hmac", self._encode_mac(segment_mac)))
+            assert rec.hmac_sha256 is not None
+            headers.append(("x-recording-hmac", self._encode_mac(rec.hmac_sha256)))
+        if req.method == "HEAD":  # same headers as GET, no body (RFC 9110 §9.3.2)
             await ex.start(status, headers)
-            await self._send_span(ex, rec, fd, first, length, drop_at, final=True)
-        finally:
-            os.close(fd)
+            await ex.body(b"", False)
+            return
+        drop_at = drop_point(action, length) if action.kind is FaultKind.DROP else None
+        await ex.start(status, headers)
+        await self._send_span(ex, rec, fd, first, length, drop_at, final=True)
+
+    def _open(self, rec: Recording) -> tuple[Recording, int]:
+        """Open the current version's file; a concurrent mutation may have replaced ``rec``."""
+        for _ in range(OPEN_ATTEMPTS):
+            try:
+                return rec, os.open(rec.path, os.O_RDONLY)
+            except FileNotFoundError:
+                current = self.store.get(rec.id)
+                if current.path == rec.path:
+                    raise
+                rec = current
+        raise RecordingStoreError(f"recording {rec.id!r} kept changing while being opened ({OPEN_ATTEMPTS} attempts)")
 
     async def _send_span(
         self, ex: _Exchange, rec: Recording, fd: int, start: int, length: int, drop_at: int | None, *, final: bool, block: int = BODY_BLOCK
@@ -583,7 +614,7 @@ class CxoneEmulator:
             self.stats.event("etag_changes")
             rec = await trio.to_thread.run_sync(self.store.mutate, rec.id)
         ex.recording = rec.id
-        fd = os.open(rec.path, os.O_RDONLY)
+        rec, fd = self._open(rec)
         try:
             header = os.pread(fd, rec.wav.data_offset, 0) if rec.wav is not None else b""
             try:
@@ -693,6 +724,7 @@ def _action_json(action: FaultAction) -> dict:
         "retry_after_http_date": action.retry_after_http_date,
         "drop_after": action.drop_after,
         "drop_fraction": action.drop_fraction,
+        "ignore_range": action.ignore_range,
     }
 
 
@@ -753,11 +785,12 @@ async def _watch_disconnect(receive: Receive, ex: _Exchange) -> None:
 
 _ROUTES: Final[list[tuple[re.Pattern[str], str, dict[str, _Handler]]]] = [
     (re.compile(r"^/(?:oauth|auth)/token$"), "token", {"POST": CxoneEmulator._token}),
-    (re.compile(r"^/api/v2/recording/download/(?P<id>[^/]+)$"), "download", {"GET": CxoneEmulator._download_route}),
+    (re.compile(r"^/api/v2/recording/download/(?P<id>[^/]+)$"), "download", {"GET": CxoneEmulator._download_route, "HEAD": CxoneEmulator._download_route}),
     (re.compile(r"^/api/v2/recording/(?P<id>[^/]+)$"), "metadata", {"GET": CxoneEmulator._metadata_route}),
     (re.compile(r"^/api/v2/recordings/(?P<id>[^/]+)/stream$"), "stream", {"GET": CxoneEmulator._stream_route}),
     (re.compile(r"^/media-playback/v1/contacts$"), "playback", {"GET": CxoneEmulator._playback_route}),
-    (re.compile(r"^/media-playback/v1/files/(?P<id>[^/]+)$"), "media_file", {"GET": CxoneEmulator._media_file_route}),
+    (re.compile(r"^/media-playback/v1/segments/(?P<segment>[^/]+)$"), "playback", {"GET": CxoneEmulator._playback_route}),
+    (re.compile(r"^/media-playback/v1/files/(?P<id>[^/]+)$"), "media_file", {"GET": CxoneEmulator._media_file_route, "HEAD": CxoneEmulator._media_file_route}),
     (re.compile(r"^/_emulator/stats$"), "emulator", {"GET": CxoneEmulator._stats_route}),
     (re.compile(r"^/_emulator/reset$"), "emulator", {"POST": CxoneEmulator._reset_route}),
     (

@@ -28,7 +28,8 @@ import secrets
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Final, Mapping
+from typing import Final
+from collections.abc import Mapping
 
 __all__ = [
     "SCOPES",

@@ -24,7 +24,8 @@ import random
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Final, Iterable
+from typing import Final
+from collections.abc import Iterable
 
 __all__ = [
     "RequestKind",
@@ -47,7 +48,7 @@ DRAWS_PER_DECISION: Final = 7
 """Random values :func:`decide` draws per request (fixed, for reproducible schedules)."""
 
 
-class RequestKind(str, enum.Enum):
+class RequestKind(enum.StrEnum):
     """What a request asks the emulator for (one per endpoint)."""
 
     TOKEN = "token"
@@ -67,7 +68,7 @@ API_KINDS: Final = BODY_KINDS | {RequestKind.METADATA, RequestKind.PLAYBACK}
 RANGED_KINDS: Final = frozenset({RequestKind.DOWNLOAD, RequestKind.MEDIA_FILE})
 
 
-class FaultKind(str, enum.Enum):
+class FaultKind(enum.StrEnum):
     """One injected misbehaviour."""
 
     NONE = "none"
@@ -93,7 +94,8 @@ class FaultAction:
     ``retry_after_http_date`` shape RATE_LIMIT's ``Retry-After`` (delay-seconds
     or IMF-fixdate, RFC 9110 §10.2.3). DROP sends ``drop_after`` body bytes when
     given, else ``floor(drop_fraction × body length)``, always fewer than the
-    whole body.
+    whole body. ``ignore_range`` adds an ignored ``Range`` to a DROP (or any
+    body-serving action): a whole-body 200 that is then cut short.
     """
 
     kind: FaultKind
@@ -102,6 +104,12 @@ class FaultAction:
     retry_after_http_date: bool = False
     drop_after: int | None = None
     drop_fraction: float = 0.5
+    ignore_range: bool = False
+
+    @property
+    def ignores_range(self) -> bool:
+        """True when this action makes the server ignore the request's ``Range``."""
+        return self.kind is FaultKind.IGNORE_RANGE or self.ignore_range
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, FaultKind):
@@ -150,10 +158,10 @@ def decide(rng: random.Random, config: FaultConfig, kind: RequestKind) -> FaultA
     """Pick the random fault (or :data:`NO_FAULT`) for one request of ``kind``.
 
     Pure apart from advancing ``rng`` by exactly :data:`DRAWS_PER_DECISION`
-    values. Faults are tried in the order 429, 5xx, JSON error, ignore-range,
-    drop; only kinds that make sense for the request kind are eligible
-    (ranges only for ranged downloads, bodies only for body-serving kinds,
-    nothing for token requests).
+    values. Faults are tried in the order 429, 5xx, JSON error, then drop and
+    ignore-range (which combine: a whole-body 200 cut short); only faults that
+    make sense for the request kind are eligible (ranges only for ranged
+    downloads, bodies only for body-serving kinds, nothing for token requests).
     """
     u_429, u_5xx, u_json, u_ignore, u_drop, u_fraction, u_status = (rng.random() for _ in range(DRAWS_PER_DECISION))
     if kind not in API_KINDS:
@@ -169,10 +177,11 @@ def decide(rng: random.Random, config: FaultConfig, kind: RequestKind) -> FaultA
         return FaultAction(FaultKind.SERVER_ERROR, status=statuses[int(u_status * len(statuses))])
     if kind in BODY_KINDS and u_json < config.json_error:
         return FaultAction(FaultKind.JSON_ERROR)
-    if kind in RANGED_KINDS and u_ignore < config.ignore_range:
-        return FaultAction(FaultKind.IGNORE_RANGE)
+    ignore = kind in RANGED_KINDS and u_ignore < config.ignore_range
     if kind in BODY_KINDS and u_drop < config.drop:
-        return FaultAction(FaultKind.DROP, drop_fraction=u_fraction)
+        return FaultAction(FaultKind.DROP, drop_fraction=u_fraction, ignore_range=ignore)
+    if ignore:
+        return FaultAction(FaultKind.IGNORE_RANGE)
     return NO_FAULT
 
 

@@ -34,7 +34,7 @@ class RateLimit:
             raise ValueError(f"rate limit needs limit ≥ 1 and window > 0 s, got {self.limit}/{self.window}")
 
     @classmethod
-    def parse(cls, spec: str) -> "RateLimit":
+    def parse(cls, spec: str) -> RateLimit:
         """Parse ``N/WINDOW`` with WINDOW in seconds or suffixed s/m/h: ``150/300``, ``150/5m``."""
         m = _SPEC_RE.match(spec)
         if not m:

@@ -13,7 +13,8 @@ import queue
 import threading
 from contextlib import contextmanager
 from functools import partial
-from typing import Final, Iterator
+from typing import Final
+from collections.abc import Iterator
 
 import trio
 from hypercorn.config import Config
@@ -63,7 +64,7 @@ async def serve_emulator(
     """
     config = hypercorn_config(host or emulator.settings.host, emulator.settings.port if port is None else port)
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(partial(serve, emulator, config, mode="asgi"))
+        binds = await nursery.start(partial(serve, emulator, config, mode="asgi"))  # type: ignore[arg-type]
         task_status.started(binds[0])
 
 

@@ -51,8 +51,13 @@ class EmulatorSettings(BaseModel):
     sha256_in_metadata: bool = True
     tamper: tuple[str, ...] = ()
     storage_states: dict[str, str] = Field(default_factory=dict)
-    stream_chunk_size: int = Field(64 * 1024, ge=1, le=16 << 20)
+    stream_chunk_size: int = Field(256 * 1024, ge=1, le=16 << 20)
     """Bytes per chunk of the streaming endpoint's chunked body."""
+
+    @field_validator("rate_limit", mode="before")
+    @classmethod
+    def _parse_rate_limit(cls, value: object) -> object:
+        return RateLimit.parse(value) if isinstance(value, str) else value
 
     @field_validator("host")
     @classmethod

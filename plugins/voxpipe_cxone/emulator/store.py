@@ -27,7 +27,8 @@ import tempfile
 import threading
 from dataclasses import dataclass, replace as dc_replace
 from pathlib import Path
-from typing import Callable, Final, Iterable, Mapping
+from typing import Final
+from collections.abc import Callable, Iterable, Mapping
 
 import mutagen
 
