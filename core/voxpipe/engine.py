@@ -59,6 +59,8 @@ class RunObserver:
     def run_started(self, pipeline: PipelineConfig) -> None: ...
     def stream_started(self, stream: Stream) -> None: ...
     def stream_bytes(self, stream: Stream, n: int) -> None: ...
+    def stream_event(self, stream: Stream, event: str, fields: dict[str, Any]) -> None:
+        """An audit event of a stream (``segment`` with status and ms, ``token-refresh``...)."""
     def stream_finished(self, result: StreamResult) -> None: ...
     def run_finished(self, summary: "RunSummary") -> None: ...
 
@@ -77,6 +79,9 @@ class ObserverFanout(RunObserver):
 
     def stream_bytes(self, stream, n):
         for o in self.observers: o.stream_bytes(stream, n)
+
+    def stream_event(self, stream, event, fields):
+        for o in self.observers: o.stream_event(stream, event, fields)
 
     def stream_finished(self, result):
         for o in self.observers: o.stream_finished(result)
@@ -346,7 +351,7 @@ class Runner:
 
     async def _attempt(self, spec: StreamSpec, attempt: int) -> tuple[StreamResult, bool]:
         stream = Stream(spec, source=self.config.source.type, pipeline=self.config.name,
-                        audit=self.context.audit, attempt=attempt)
+                        audit=self.context.audit, attempt=attempt, on_event=self.observer.stream_event)
         result = StreamResult(id=stream.id, source=stream.source, pipeline=stream.pipeline,
                               attempts=attempt, started_at=stream.started_at)
         writers: list[tuple[Sink, SinkWriter]] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 if TYPE_CHECKING:  # pragma: no cover
     from .audit import AuditLog
@@ -52,9 +52,10 @@ class Stream:
     """
 
     __slots__ = ("id", "source", "pipeline", "metadata", "started_at", "attempt", "audit_entries", "resume_offset",
-                 "_audit")
+                 "_audit", "_on_event")
 
-    def __init__(self, spec: StreamSpec, *, source: str, pipeline: str, audit: "AuditLog | None", attempt: int = 1):
+    def __init__(self, spec: StreamSpec, *, source: str, pipeline: str, audit: "AuditLog | None", attempt: int = 1,
+                 on_event: "Callable[[Stream, str, dict[str, Any]], None] | None" = None):
         self.id = spec.id
         self.source = source
         self.pipeline = pipeline
@@ -66,6 +67,7 @@ class Stream:
         #: This stream's audit events (the first MAX_AUDIT_ENTRIES_PER_STREAM), for announcements.
         self.audit_entries: list[dict[str, Any]] = []
         self._audit = audit
+        self._on_event = on_event
 
     def audit(self, event: str, **fields: Any) -> None:
         """Record an audit event (``segment``, ``token-refresh``, ...) for this stream."""
@@ -73,6 +75,8 @@ class Stream:
             self.audit_entries.append({"ts": round(time.time(), 6), "event": event, **fields})
         if self._audit is not None:
             self._audit.write(event, pipeline=self.pipeline, source=self.source, stream=self.id, **fields)
+        if self._on_event is not None:
+            self._on_event(self, event, fields)
 
     def __repr__(self) -> str:
         return f"<Stream {self.source}:{self.id} attempt={self.attempt}>"
