@@ -3,7 +3,8 @@
 :class:`ArchiveIndex` walks the archive tree (without following symlinked directories,
 skipping hidden entries such as ``.voxpipe`` and ``.*.part`` temporary files, to at
 most :data:`MAX_DEPTH` levels and :data:`MAX_MANIFESTS` manifests) and keeps the parsed
-manifests of stored files that exist. A refresh is cheap: a directory whose mtime and
+manifests of stored files that exist and resolve inside the archive (a stored file
+that is a symlink pointing outside is left out, with a warning). A refresh is cheap: a directory whose mtime and
 inode are unchanged since the last walk is not listed again, because the sinks publish
 files and manifests by rename, which changes the directory's mtime. A full re-read
 happens every :data:`FULL_RESCAN_SECONDS` anyway. Refreshes are thread-safe and run in
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .manifest import Manifest, ManifestError, load_manifest, recording_time
-from .paths import MANIFEST_SUFFIX, is_hidden, real_root
+from .paths import MANIFEST_SUFFIX, OutsideArchive, is_hidden, real_root, resolve_inside
 
 log = logging.getLogger("voxpipe.archive")
 
@@ -172,6 +173,11 @@ class ArchiveIndex:
                     manifest = load_manifest(Path(e.path))
                 except ManifestError as exc:
                     log.debug("archive: skipping %s", exc)
+                    continue
+                try:
+                    resolve_inside(self.root, manifest.stored)
+                except OutsideArchive:
+                    log.warning("archive: %s: stored file resolves outside the archive; not catalogued", child)
                     continue
                 when, key = recording_time(manifest)
                 found.append(Entry(manifest, child[: -len(MANIFEST_SUFFIX)], when, key))
