@@ -338,7 +338,8 @@ def _headers(scope: dict) -> dict[str, Any]:
     for name, value in scope.get("headers", []):
         key = name.decode("latin-1").lower()
         if key == "authorization":
-            out["authorization-raw"] = value  # bytes; never logged
+            # bytes, never logged; a repeated header is malformed (RFC 9110 §5.3), so it fails the check
+            out["authorization-raw"] = b"repeated" if "authorization-raw" in out else value
             continue
         out[key] = f"{out[key]}, {value.decode('latin-1')}" if key in out else value.decode("latin-1")
     return out
