@@ -261,3 +261,21 @@ def test_serve_command_starts_stops_on_sigterm_and_refuses_without_tokens(tmp_pa
     env.pop(TOKENS_ENV)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "no tokens configured" in done.stderr
+
+
+@settings(max_examples=60, deadline=None)
+@given(members=st.lists(st.binary(max_size=3000), min_size=1, max_size=5), block=st.integers(1, 700),
+       read=st.integers(1, 500), compressible=st.booleans())
+def test_gunzip_body_matches_gzip_for_any_members_and_block_sizes(tmp_path_factory, members, block, read,
+                                                                   compressible):
+    if compressible:
+        members = [m * 20 for m in members]
+    path = tmp_path_factory.mktemp("gz") / "m.gz"
+    path.write_bytes(b"".join(gzip.compress(m, mtime=0) for m in members))
+    whole = b"".join(members)
+    old = bodies.BLOCK_SIZE, bodies.READ_SIZE
+    bodies.BLOCK_SIZE, bodies.READ_SIZE = block, read
+    try:
+        assert _gunzip_all(path, expected_size=len(whole), expected_sha256=hashlib.sha256(whole).hexdigest()) == whole
+    finally:
+        bodies.BLOCK_SIZE, bodies.READ_SIZE = old

@@ -73,22 +73,35 @@ class GunzipBody:
         self._done = False
 
     def read_block(self) -> bytes:
-        """The next block of original bytes (``b""`` at the end).
+        """The next block of original bytes, up to :data:`BLOCK_SIZE` (``b""`` at the end).
 
         :raises BodyError: corrupt or truncated gzip data, or more bytes than the manifest's size.
         """
+        pieces, size = [], 0
+        while size < BLOCK_SIZE:
+            piece = self._inflate(BLOCK_SIZE - size)
+            if not piece:
+                break
+            pieces.append(piece)
+            size += len(piece)
+        return b"".join(pieces)
+
+    def _inflate(self, limit: int) -> bytes:
+        """At most ``limit`` more original bytes (``b""`` at the end)."""
         while not self._done:
             if self._pending:
                 self._in_member = True
                 try:
-                    out = self._z.decompress(self._pending, BLOCK_SIZE)
+                    out = self._z.decompress(self._pending, limit)
                 except zlib.error as exc:
                     raise BodyError(f"{self.label}: corrupt gzip data near compressed byte "
                                     f"{self.read_offset}: {exc}") from None
                 self._pending = self._z.unconsumed_tail
                 if self._z.eof:  # member complete; another may follow (RFC 1952 section 2.2)
                     self._in_member = False
-                    self._pending = self._z.unused_data + self._pending
+                    # after the end of a member CPython reports the rest of the input as
+                    # unused_data (and may repeat it in unconsumed_tail): use it once
+                    self._pending = self._z.unused_data
                     self._z = zlib.decompressobj(31)
                 if out:
                     return self._emit(out)
@@ -96,7 +109,7 @@ class GunzipBody:
             data = os.pread(self.fd, READ_SIZE, self.read_offset)
             if not data and self._in_member:
                 # All input consumed: zlib may still hold output of the last match.
-                out = self._z.decompress(b"", BLOCK_SIZE)
+                out = self._z.decompress(b"", limit)
                 if self._z.eof:
                     self._in_member = False
                     self._pending = self._z.unused_data
