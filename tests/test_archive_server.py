@@ -364,3 +364,22 @@ def test_archive_written_by_a_pipeline_is_served(tmp_path, register_plugin):
         listing = httpx.get(url + "/recordings?source=memory", headers=AUTH).json()
         assert listing["total"] == 2 and all(i["date_from"] == "received_at" for i in listing["items"])
         assert all(i["path"].count("/") == 2 for i in listing["items"])
+
+
+def test_repeated_authorization_header_is_refused(server):
+    twice = BEARER + f"Authorization: Bearer {'z' * 30}\r\n".encode()
+    status, body = raw_request(server, b"/recordings/r3", headers=twice)
+    assert status == 401 and audio("r3", 1000) not in body
+
+
+def test_same_id_from_two_sources_needs_a_source(tmp_path):
+    root = tmp_path / "a"
+    store(root, "genesys/dup.wav", "dup", b"from genesys", source="genesys")
+    store(root, "cxone/dup.wav", "dup", b"from cxone", source="cxone")
+    app = ArchiveApp(ArchiveIndex(root), BearerAuth([TOKEN]))
+    with serve_in_thread(app) as url:
+        r = httpx.get(url + "/recordings/dup", headers=AUTH)
+        assert r.status_code == 300 and {c["source"] for c in r.json()["candidates"]} == {"genesys", "cxone"}
+        assert httpx.get(url + "/recordings/dup?source=cxone", headers=AUTH).content == b"from cxone"
+        assert httpx.get(url + r.json()["candidates"][0]["url"], headers=AUTH).status_code == 200
+        assert httpx.get(url + "/recordings/dup?source=nice", headers=AUTH).status_code == 404
