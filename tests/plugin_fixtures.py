@@ -35,6 +35,7 @@ class MemorySettings(Settings):
     fail: list[str] = setting([], description="Ids whose read fails half-way.")
     restart_once: list[str] = setting([], description="Ids that raise StreamRestart on the first attempt.")
     delay: float = setting(0.0, description="Seconds to sleep per chunk.")
+    repeat: bool = setting(False, description="Repeat one chunk-sized block (fast, for huge streams).")
 
 
 class MemorySource(Source):
@@ -53,6 +54,11 @@ class MemorySource(Source):
             yield StreamSpec(rid, {"format": "bin"})
 
     async def read(self, stream):
+        if self.settings.repeat:
+            block = pattern(stream.id, self.settings.chunk)
+            for offset in range(0, self.settings.size, len(block)):
+                yield Chunk(offset, block[: self.settings.size - offset])
+            return
         data = pattern(stream.id, self.settings.size)
         stream.metadata["sha256"] = hashlib.sha256(data).hexdigest()
         for offset in range(0, len(data), self.settings.chunk):
