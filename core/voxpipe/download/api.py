@@ -10,13 +10,16 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Any, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
 import httpx
 import trio
 
 from ..errors import StreamError
 from .retry import RetryPolicy, parse_retry_after
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .ratelimit import RateLimiter
 
 log = logging.getLogger("voxpipe.download")
 
@@ -44,11 +47,14 @@ async def request_json(client: httpx.AsyncClient, method: str, url: str, *,
                        auth: Callable[[], Awaitable[Mapping[str, str]]] | None = None,
                        on_401: Callable[[Mapping[str, str]], None] | None = None,
                        policy: RetryPolicy | None = None, ok: tuple[int, ...] = (200,),
-                       rng: random.Random | None = None, what: str = "", **kwargs: Any) -> tuple[int, Any]:
+                       rng: random.Random | None = None, what: str = "", limiter: "RateLimiter | None" = None,
+                       **kwargs: Any) -> tuple[int, Any]:
     """Send a request and decode its JSON answer, retrying transient failures.
 
     :param ok: statuses that count as an answer (e.g. ``(200, 202)`` for job polling).
     :param what: context for messages, e.g. ``"recording 1234 metadata"``.
+    :param limiter: the credential's request budget: every attempt (retries included)
+        waits for it, and a 429 slows it down (:mod:`.ratelimit`).
     :returns: ``(status, decoded JSON or None for an empty body)``.
     :raises APIError: a non-retryable status, or retries exhausted.
     """
@@ -63,6 +69,8 @@ async def request_json(client: httpx.AsyncClient, method: str, url: str, *,
         if auth is not None:
             sent.update(await auth())
         wait: float | None = None
+        if limiter is not None:
+            await limiter.acquire()
         try:
             response = await client.request(method, url, headers=sent, **kwargs)
             kwargs["headers"] = headers
@@ -94,6 +102,8 @@ async def request_json(client: httpx.AsyncClient, method: str, url: str, *,
                 raise APIError(f"{where}: still rate-limited after {rate_limited} waits", status=429,
                                reason="http-429-exhausted")
             wait = parse_retry_after(response.headers.get("retry-after"), now=time.time())
+            if limiter is not None:
+                limiter.on_rate_limited(wait)
             wait = policy.backoff(rate_limited, rng) if wait is None else wait
             if wait > policy.max_retry_after:
                 raise APIError(f"{where}: asked to retry after {wait:.0f} s", status=429, reason="http-429-exhausted")
