@@ -188,3 +188,24 @@ def test_example_pipeline_archives_every_recording_byte_identically(tmp_path):
     for name, data in files.items():
         [path] = list(archive.glob(f"{rid(name)}.*.gz"))
         assert gzip.decompress(path.read_bytes()) == data, name
+
+
+def test_format_id_fetches_each_recording_after_202s(tmp_path):
+    originals = make_recordings(tmp_path / "rec")
+    archive = tmp_path / "archive"
+    with emulator(tmp_path / "rec", not_ready_polls=2) as (url, app):
+        summary, runner = run_yaml(pipeline_yaml(url, archive, source=f"""
+            interval: {ALL}
+            format_id: WAV
+        """))
+        assert summary.ok, [(r.id, r.message) for r in summary.failed]
+        assert app.stats.requests["recording"] == 3 * 6 and "batch-submit" not in app.stats.requests
+        for name, data in originals.items():
+            assert stored(archive, rid(name))[0] == data
+        # a format the server cannot produce fails each recording with the API's reason
+        summary, _ = run_yaml(pipeline_yaml(url, tmp_path / "mp3", source=f"""
+            conversations: [{derived_id("conversation", "call-a")}]
+            format_id: MP3
+        """))
+    [result] = summary.results
+    assert result.reason == "http-400" and "formatId MP3 is not available" in result.message

@@ -33,8 +33,10 @@ MAX_PAGE_SIZE = 100
 #: Longest id accepted from an answer (characters); Genesys ids are 36-character UUIDs.
 MAX_ID_LENGTH = 128
 
-#: ``formatId`` values of GET /api/v2/conversations/{id}/recordings.
-FORMAT_IDS = ("WAV", "WEBM", "WAV_ULAW", "OGG_VORBIS", "OGG_OPUS", "MP3", "NONE")
+#: ``formatId`` values of GET /api/v2/conversations/{id}/recordings[/{recordingId}] → content type served.
+FORMAT_CONTENT_TYPES = {"WAV": "audio/wav", "WAV_ULAW": "audio/wav", "WEBM": "audio/webm", "OGG_VORBIS": "audio/ogg",
+                        "OGG_OPUS": "audio/ogg; codecs=opus", "MP3": "audio/mpeg"}
+FORMAT_IDS = tuple(FORMAT_CONTENT_TYPES) + ("NONE",)
 
 #: Content types → the ``format`` used in stored file names.
 _FORMATS = {
@@ -271,6 +273,21 @@ def parse_batch_status(payload: Any, job_id: str, *, checksum_field: str | None 
                                    _optional_str(item, checksum_field) if checksum_field else None))
     result_count = counts[1] if counts[1] is not None else len(results)
     return BatchStatus(job_id, counts[0], result_count, counts[2] or 0, tuple(results))
+
+
+def parse_recording_media(payload: Any, recording_id: str, format_id: str) -> BatchResult:
+    """A ``Recording`` (GET …/recordings/{recordingId}?formatId=) → its media URL as a result.
+
+    ``mediaUris`` maps a key (``"S"`` for the whole recording) to ``MediaResult{mediaUri}``;
+    ``"S"`` is preferred, else the first key in sorted order.
+    """
+    where = f"recording {recording_id} ({format_id})"
+    uris = _require(payload, "mediaUris", dict, where)
+    key = "S" if "S" in uris else (sorted(uris)[0] if uris else None)
+    if key is None:
+        raise BadResponse(f"{where}: field 'mediaUris' is empty")
+    url = _require(uris[key], "mediaUri", str, f"{where}: mediaUris[{key!r}]")
+    return BatchResult(_id(payload, "conversationId", where), recording_id, url, FORMAT_CONTENT_TYPES.get(format_id))
 
 
 def chunked(items: Iterable[Any], size: int) -> Iterable[list[Any]]:

@@ -33,7 +33,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Literal, Mapping
 from urllib.parse import quote
 
 import httpx
@@ -101,6 +101,10 @@ class GenesysSettings(Settings):
                                     "recordings fail (`batch-timeout`).", gt=0, le=86400)
     max_requests_per_minute: int = setting(300, description="API requests per minute with one token (Genesys: 300 "
                                            "per client-credentials token); 429s lower it further.", ge=1, le=100_000)
+    format_id: Literal["WAV", "WEBM", "WAV_ULAW", "OGG_VORBIS", "OGG_OPUS", "MP3"] | None = setting(
+        None, description="Media format (`formatId`) to fetch each recording in, through `GET /api/v2/conversations/"
+        "{id}/recordings/{recordingId}` (Genesys transcodes; 202 until ready) instead of batch jobs; default: batch "
+        "download in the recording's stored format.", example="WAV")
     checksum_field: str | None = setting(None, description="Field of the recording metadata or batch result holding "
                                          "the recording's SHA-256 (hex or base64), copied to metadata `sha256` for the "
                                          "sha256 verifier. The published API has none; the seed's `Checksum`, an "
@@ -304,6 +308,10 @@ class GenesysSource(Source):
                         f"downloadable (needs {' or '.join(sorted(DOWNLOADABLE_STATES))})", reason="not-available"))
                     yield StreamSpec(info.recording_id, meta)
                     continue
+                if self.settings.format_id is not None:  # fetched one by one in read()
+                    self._pending[info.recording_id] = _Pending(cid)
+                    yield StreamSpec(info.recording_id, meta)
+                    continue
                 batch.append((info, meta))
                 if len(batch) >= self.settings.batch_size:
                     async for spec in self._batch_specs(batch):
@@ -387,9 +395,38 @@ class GenesysSource(Source):
 
     # ---------------------------------------------------------------- one recording
 
+    async def fetch_formatted(self, recording_id: str, conversation_id: str) -> api.BatchResult:
+        """The media URL of one recording in ``format_id``, polling while Genesys answers 202.
+
+        :raises StreamError: ``not-ready-timeout`` after ``max_batch_wait`` seconds of 202s,
+            or the API's refusal (e.g. ``http-400`` for a format it cannot produce).
+        """
+        s = self.settings
+        assert s.format_id is not None
+        path = (f"/api/v2/conversations/{quote(conversation_id, safe='')}/recordings/"
+                f"{quote(recording_id, safe='')}")
+        started = trio.current_time()
+        wait = s.poll_interval
+        while True:
+            status, body = await request_json(
+                self.client, "GET", self.endpoints.api_base + path, auth=self.auth_headers, on_401=self.on_401,
+                policy=self.policy, rng=self.rng, limiter=self.limiter, ok=(200, 202),
+                params={"formatId": s.format_id, "download": "false"}, headers={"Accept": "application/json"},
+                what=f"recording {recording_id} as {s.format_id}")
+            if status == 200:
+                return api.parse_recording_media(body, recording_id, s.format_id)
+            if trio.current_time() - started + wait > s.max_batch_wait:
+                raise StreamError(f"recording {recording_id} (conversation {conversation_id}): still being prepared "
+                                  f"as {s.format_id} after {s.max_batch_wait:g} s", reason="not-ready-timeout")
+            self.stats["polls"] += 1
+            await trio.sleep(wait)
+            wait = min(wait * 2, s.max_poll_interval)
+
     async def _renew(self, stream: Stream, conversation_id: str) -> api.BatchResult:
-        """A fresh result (URL) for one recording, by a one-item batch job."""
+        """A fresh result (URL) for one recording: a one-item batch job, or the formatted recording."""
         self.stats["renewals"] += 1
+        if self.settings.format_id is not None:
+            return await self.fetch_formatted(stream.id, conversation_id)
         results = await self.run_batch([(conversation_id, stream.id)])
         result = results.get(stream.id)
         if result is None:
@@ -407,7 +444,8 @@ class GenesysSource(Source):
         if pending.error is not None:
             raise pending.error
         result = pending.result
-        assert result is not None
+        if result is None:  # format_id: one request per recording
+            result = await self.fetch_formatted(stream.id, pending.conversation_id)
         renewals = 0
         position, etag, size = 0, None, None
         while True:

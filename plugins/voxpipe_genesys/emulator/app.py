@@ -9,6 +9,10 @@ models; ``docs/genesys.md``):
   (``pageSize`` ≤ 100, ``pageNumber`` from 1), ``{"conversations": [...], "totalHits"}``;
 - ``GET /api/v2/analytics/conversations/details?id=…`` — conversations by id;
 - ``GET /api/v2/conversations/{id}/recordingmetadata`` — a list of ``RecordingMetadata``;
+- ``GET /api/v2/conversations/{id}/recordings/{recordingId}?formatId=…`` — a ``Recording``
+  whose ``mediaUris`` hold a pre-signed URL; ``202`` (still being prepared) for the first
+  ``not_ready_polls`` requests of each recording and format. The emulator does not
+  transcode: it offers the file's own format only (400 for others);
 - ``POST /api/v2/recording/batchrequests`` (≤ 100 items) → ``{"id", "selfUri"}``;
 - ``GET /api/v2/recording/batchrequests/{jobId}`` — ``BatchDownloadJobStatusResult``; the
   job fills in over successive polls (``not_ready_polls`` polls with results missing);
@@ -55,6 +59,12 @@ SEND_SIZE = 1 << 20
 MAX_PAGE_SIZE = 100
 #: Most items of one batch request, as the real API.
 MAX_BATCH_ITEMS = 100
+
+#: ``formatId`` values of the recording endpoint (Genesys Platform API).
+FORMAT_IDS_ALL = ("WAV", "WEBM", "WAV_ULAW", "OGG_VORBIS", "OGG_OPUS", "MP3", "NONE")
+#: The ``formatId`` naming each file type the emulator serves as it is.
+FORMAT_IDS_BY_TYPE = {"audio/wav": "WAV", "audio/mpeg": "MP3", "audio/ogg": "OGG_VORBIS",
+                      "audio/ogg; codecs=opus": "OGG_OPUS", "audio/webm": "WEBM"}
 
 Send = Callable[[dict], Awaitable[None]]
 
@@ -126,6 +136,7 @@ class GenesysEmulator:
         self._tokens: dict[str, tuple[str, float]] = {}  # token → (client id, expiry)
         self._windows: dict[str, deque[float]] = {}
         self._jobs: dict[str, _Job] = {}
+        self._prepared: dict[tuple[str, str], int] = {}  # (recording, formatId) → requests so far
         self._expired_in: dict[str, str] = {}  # recording id → the job whose URLs are expired
         self._lock = threading.Lock()
         c = self.config
@@ -246,6 +257,9 @@ class GenesysEmulator:
             if conv is None:
                 raise _Answer(404, f"Conversation {parts[1]} not found", "not.found")
             return await _json(send, 200, [self._metadata_json(r) for r in conv.recordings])
+        if len(parts) == 4 and parts[0] == "conversations" and parts[2] == "recordings" and method == "GET":
+            self._admit(token, "recording")
+            return await self._recording(send, parts[1], parts[3], dict(query), base)
         if parts == ["recording", "batchrequests"] and method == "POST":
             self._admit(token, "batch-submit")
             job = self._submit(_json_body(body), client_id)
@@ -263,6 +277,30 @@ class GenesysEmulator:
         return {"conversationId": conv.conversation_id, "conversationStart": _iso(conv.start),
                 "conversationEnd": _iso(conv.end), "originatingDirection": "inbound",
                 "divisionIds": [], "participants": []}
+
+    async def _recording(self, send: Send, cid: str, rid: str, query: dict[str, str], base: str) -> None:
+        rec = self.catalogue.by_recording.get(rid)
+        if rec is None or rec.conversation_id != cid:
+            raise _Answer(404, f"Recording {rid} of conversation {cid} not found", "not.found")
+        if rec.recording_id in self._archived:
+            raise _Answer(404, f"Recording {rid} is archived; restore it first", "recording.archived")
+        asked = query.get("formatId", "WEBM").upper()
+        own = FORMAT_IDS_BY_TYPE.get(rec.content_type)
+        if asked not in FORMAT_IDS_ALL:
+            raise _Answer(400, f"formatId {asked!r} is not one of {', '.join(FORMAT_IDS_ALL)}", "bad.request")
+        if asked != own:
+            raise _Answer(400, f"formatId {asked} is not available for recording {rid}: the emulator serves it as "
+                          f"{own} only (it does not transcode)", "bad.request")
+        with self._lock:
+            key = (rid, asked)
+            self._prepared[key] = self._prepared.get(key, 0) + 1
+            calls = self._prepared[key]
+        body: dict[str, Any] = {"id": rid, "conversationId": cid, "media": "audio", "fileState": "AVAILABLE",
+                                "selfUri": f"/api/v2/conversations/{cid}/recordings/{rid}"}
+        if calls <= self.config.not_ready_polls:
+            return await _json(send, 202, body)
+        body["mediaUris"] = {"S": {"mediaUri": self.sign_url(base, rid)}}
+        await _json(send, 200, body)
 
     def _metadata_json(self, rec: Recording) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -461,10 +499,10 @@ def _parse_range(spec: str, size: int) -> tuple[int, int] | str | None:
         last = int(last_s) if last_s else size - 1
     except ValueError:
         return None
-    if first > last:
-        return None
     if first >= size:
         return "unsatisfiable"
+    if first > last:
+        return None
     return first, min(last, size - 1)
 
 
