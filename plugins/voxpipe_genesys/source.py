@@ -15,7 +15,10 @@ Contract (Genesys Cloud Platform API; ``docs/genesys.md``, ``/work/shared/refere
   ``expectedResultCount`` or ``max_batch_wait`` passes; each result's pre-signed
   ``resultUrl`` is downloaded by ``Range`` segments (:class:`RangedDownload`); a result
   with ``errorMsg`` fails that recording only (``batch-result-error``). An expired URL
-  (403) is renewed by a one-recording batch job and the download resumes where it was.
+  (403) is renewed by a one-recording batch job and the download resumes where it was;
+- with ``format_id``, each recording instead comes from
+  ``GET /api/v2/conversations/{id}/recordings/{recordingId}?formatId=…`` (Genesys
+  transcodes; 202 while preparing, polled as above) and its ``mediaUris`` URL;
 - every API request waits for the token's budget (:class:`RateLimiter`,
   ``max_requests_per_minute``, 300 by default as Genesys allows per client-credentials
   token) and a 429 honours ``Retry-After`` and slows the whole source down.
@@ -41,7 +44,7 @@ import trio
 from pydantic import SecretStr, field_validator, model_validator
 
 from voxpipe.components import Source
-from voxpipe.download.api import APIError, request_json
+from voxpipe.download.api import request_json
 from voxpipe.download.downloader import DEFAULT_READ_SIZE, HTTPStatusError, RangedDownload
 from voxpipe.download.ranges import ContentRangeError, parse_content_range
 from voxpipe.download.ratelimit import RateLimiter
