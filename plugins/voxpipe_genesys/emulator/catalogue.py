@@ -37,10 +37,11 @@ class Recording:
     content_type: str
     data: bytes = field(repr=False)
     duration_ms: int = 0
+    #: hex SHA-256 of ``data``, computed once (the ETag of every media answer derives from it)
+    sha256: str = field(init=False)
 
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha256", hashlib.sha256(self.data).hexdigest())
 
     @property
     def etag(self) -> str:
