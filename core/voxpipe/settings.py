@@ -49,6 +49,9 @@ def setting(default: Any = _REQUIRED, *, description: str, example: Any = None, 
     if default is _REQUIRED:
         return Field(description=description, examples=examples, **constraints)
     if isinstance(default, (list, dict, set)):
-        factory = type(default)
-        return Field(default_factory=factory, description=description, examples=examples, **constraints)
+        import copy
+
+        # a fresh copy per model instance, with the declared items (not an empty container)
+        return Field(default_factory=lambda: copy.deepcopy(default), description=description, examples=examples,
+                     **constraints)
     return Field(default, description=description, examples=examples, **constraints)

@@ -117,8 +117,10 @@ class RangedDownload:
                  read_size: int = DEFAULT_READ_SIZE, etag: str | None = None, params: Mapping[str, str] | None = None,
                  rng: random.Random | None = None, start: int = 0):
         self.client = client
-        self.url = url
         self.params = dict(params or {})
+        # params are merged into the URL once: httpx's params= replaces the URL's own query,
+        # which would strip a pre-signed URL's signature
+        self.url = str(httpx.URL(url).copy_merge_params(self.params)) if self.params else url
         self.recording_id = recording_id
         self.size = size
         self.segment_size = segment_size
@@ -209,7 +211,7 @@ class RangedDownload:
         t0 = time.perf_counter()
         status = 0
         try:
-            async with self.client.stream("GET", self.url, headers=headers, params=self.params) as response:
+            async with self.client.stream("GET", self.url, headers=headers) as response:
                 status = response.status_code
                 await self._check_status(response, headers)
                 etag = response.headers.get("etag")

@@ -1,0 +1,528 @@
+"""An ASGI emulator of the Genesys Cloud Platform API endpoints the ``genesys`` source uses.
+
+Endpoints, field names and status codes follow the published API (the official SDK's
+models; ``docs/genesys.md``):
+
+- ``POST /oauth/token`` — client-credentials grant, client authenticated by HTTP Basic
+  (RFC 6749 §2.3.1); ``{"access_token", "token_type": "bearer", "expires_in"}``;
+- ``POST /api/v2/analytics/conversations/details/query`` — ``interval`` filter, ``paging``
+  (``pageSize`` ≤ 100, ``pageNumber`` from 1), ``{"conversations": [...], "totalHits"}``;
+- ``GET /api/v2/analytics/conversations/details?id=…`` — conversations by id;
+- ``GET /api/v2/conversations/{id}/recordingmetadata`` — a list of ``RecordingMetadata``;
+- ``GET /api/v2/conversations/{id}/recordings/{recordingId}?formatId=…`` — a ``Recording``
+  whose ``mediaUris`` hold a pre-signed URL; ``202`` (still being prepared) for the first
+  ``not_ready_polls`` requests of each recording and format. The emulator does not
+  transcode: it offers the file's own format only (400 for others);
+- ``POST /api/v2/recording/batchrequests`` (≤ 100 items) → ``{"id", "selfUri"}``;
+- ``GET /api/v2/recording/batchrequests/{jobId}`` — ``BatchDownloadJobStatusResult``; the
+  job fills in over successive polls (``not_ready_polls`` polls with results missing);
+  only the submitting client may read it (else 404);
+- ``GET /media/{recordingId}?expires=…&signature=…`` — the result URLs: pre-signed,
+  expiring (403 ``AccessDenied`` afterwards, as S3), with ``Range``/``206``/``416``,
+  ``ETag`` and ``If-Range`` (RFC 9110 §14).
+
+Every ``/api/v2`` call needs ``Authorization: Bearer``; each token has a sliding-window
+budget (``rate_limit`` requests per minute, 429 with ``Retry-After`` beyond it). Fault
+switches (:class:`EmulatorConfig`): random 429s, recordings whose batch result carries
+``errorMsg``, recordings that are archived, result URLs issued already expired, and a
+non-standard ``checksum`` field (SHA-256 hex) in the recording metadata, right or wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import random
+import secrets
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
+from urllib.parse import parse_qsl, quote
+
+from .catalogue import Catalogue, Recording
+
+#: Largest request body accepted (bytes).
+MAX_BODY = 1 << 20
+#: Most batch jobs kept; the oldest are forgotten beyond it.
+MAX_JOBS = 10_000
+#: Most tokens kept.
+MAX_TOKENS = 10_000
+#: Bytes per ASGI body message when serving media.
+SEND_SIZE = 1 << 20
+#: Largest page of the analytics query, as the real API.
+MAX_PAGE_SIZE = 100
+#: Most items of one batch request, as the real API.
+MAX_BATCH_ITEMS = 100
+
+#: ``formatId`` values of the recording endpoint (Genesys Platform API).
+FORMAT_IDS_ALL = ("WAV", "WEBM", "WAV_ULAW", "OGG_VORBIS", "OGG_OPUS", "MP3", "NONE")
+#: The ``formatId`` naming each file type the emulator serves as it is.
+FORMAT_IDS_BY_TYPE = {"audio/wav": "WAV", "audio/mpeg": "MP3", "audio/ogg": "OGG_VORBIS",
+                      "audio/ogg; codecs=opus": "OGG_OPUS", "audio/webm": "WEBM"}
+
+Send = Callable[[dict], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Credentials, limits and fault switches.
+
+    :ivar not_ready_polls: status polls of each job that still miss results (the first
+        shows none, later ones more and more).
+    :ivar fail_recordings: recording ids or file names whose batch result has ``errorMsg``.
+    :ivar archived: recording ids or file names whose ``fileState`` is ``ARCHIVED``.
+    :ivar expire_once: recording ids or file names whose first result URL is already expired.
+    :ivar checksums: add a ``checksum`` (SHA-256 hex) to each recording's metadata.
+    :ivar bad_checksums: recording ids or file names whose ``checksum`` is wrong.
+    :ivar p429: probability of an injected 429 per API or media request (not token requests).
+    :ivar retry_after: seconds sent in ``Retry-After`` with injected 429s.
+    :ivar rate_limit: requests per ``rate_window`` seconds per token before 429s (Genesys: 300 per 60 s).
+    :ivar url_ttl: seconds a result URL stays valid.
+    """
+
+    client_id: str = "voxpipe-emulator"
+    client_secret: str = "emulator-secret"
+    token_ttl: int = 86400
+    not_ready_polls: int = 1
+    fail_recordings: frozenset[str] = frozenset()
+    archived: frozenset[str] = frozenset()
+    expire_once: frozenset[str] = frozenset()
+    checksums: bool = False
+    bad_checksums: frozenset[str] = frozenset()
+    p429: float = 0.0
+    retry_after: int = 1
+    rate_limit: int = 300
+    rate_window: float = 60.0
+    url_ttl: float = 600.0
+    seed: int = 0
+
+
+@dataclass
+class _Job:
+    job_id: str
+    client_id: str
+    items: list[tuple[str, str | None, Recording | None]]  # (conversationId, recordingId, recording)
+    polls: int = 0
+
+
+@dataclass
+class Stats:
+    """What the emulator saw, for tests and the CLI's exit summary."""
+
+    requests: dict[str, int] = field(default_factory=dict)
+    rate_limited: int = 0
+    injected_429: int = 0
+    max_in_window: int = 0
+
+    def count(self, kind: str) -> None:
+        self.requests[kind] = self.requests.get(kind, 0) + 1
+
+
+class GenesysEmulator:
+    """The ASGI application. Thread-safe: tests may read :attr:`stats` while it serves."""
+
+    def __init__(self, catalogue: Catalogue, config: EmulatorConfig | None = None):
+        self.catalogue = catalogue
+        self.config = config or EmulatorConfig()
+        self.stats = Stats()
+        self._rng = random.Random(self.config.seed)
+        self._key = secrets.token_bytes(32)
+        self._tokens: dict[str, tuple[str, float]] = {}  # token → (client id, expiry)
+        self._windows: dict[str, deque[float]] = {}
+        self._jobs: dict[str, _Job] = {}
+        self._prepared: dict[tuple[str, str], int] = {}  # (recording, formatId) → requests so far
+        self._expired_in: dict[str, str] = {}  # recording id → the job whose URLs are expired
+        self._lock = threading.Lock()
+        c = self.config
+        self._failing = self._resolve(c.fail_recordings)
+        self._archived = self._resolve(c.archived)
+        self._expire_once = self._resolve(c.expire_once)
+        self._bad_checksums = self._resolve(c.bad_checksums)
+
+    def _resolve(self, keys: frozenset[str]) -> frozenset[str]:
+        out = set()
+        for key in keys:
+            rec = self.catalogue.find(key)
+            if rec is None:
+                raise ValueError(f"fault switch names {key!r}, which is no recording id or file name in the catalogue")
+            out.add(rec.recording_id)
+        return frozenset(out)
+
+    # ------------------------------------------------------------------ ASGI
+
+    async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if len(body) > MAX_BODY:
+                return await _error(send, 413, "Request body too large", "request.too.large")
+            if not message.get("more_body"):
+                break
+        try:
+            if path == "/oauth/token" and method == "POST":
+                return await self._token(send, headers, body)
+            if path.startswith("/media/") and method in ("GET", "HEAD"):
+                return await self._media(send, method, path[len("/media/"):], dict(query), headers)
+            if path.startswith("/api/v2/"):
+                return await self._api(send, method, path, query, headers, body)
+            return await _error(send, 404, f"No resource at {path}", "not.found")
+        except _Answer as answer:
+            return await _error(send, answer.status, answer.message, answer.code, answer.headers)
+
+    # ------------------------------------------------------------------ OAuth
+
+    async def _token(self, send: Send, headers: dict[str, str], body: bytes) -> None:
+        self.stats.count("token")
+        form = dict(parse_qsl(body.decode("utf-8", "replace")))
+        if form.get("grant_type") != "client_credentials":
+            return await _json(send, 400, {"error": "unsupported_grant_type",
+                                           "description": "grant_type must be client_credentials"})
+        client = _basic_client(headers.get("authorization", ""))
+        if client is None or not (hmac.compare_digest(client[0], self.config.client_id)
+                                  and hmac.compare_digest(client[1], self.config.client_secret)):
+            return await _json(send, 401, {"error": "invalid_client", "description": "client authentication failed"},
+                               [("www-authenticate", 'Basic realm="genesys-emulator"')])
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            if len(self._tokens) >= MAX_TOKENS:
+                self._tokens.pop(next(iter(self._tokens)))
+            self._tokens[token] = (client[0], time.monotonic() + self.config.token_ttl)
+        await _json(send, 200, {"access_token": token, "token_type": "bearer", "expires_in": self.config.token_ttl})
+
+    def _authorise(self, headers: dict[str, str]) -> tuple[str, str]:
+        value = headers.get("authorization", "")
+        if not value.startswith("Bearer "):
+            raise _Answer(401, "No authentication bearer token specified in authorization header.",
+                          "authentication.required")
+        token = value[7:]
+        with self._lock:
+            entry = self._tokens.get(token)
+        if entry is None or entry[1] < time.monotonic():
+            raise _Answer(401, "Invalid login credentials.", "bad.credentials")
+        return token, entry[0]
+
+    def _admit(self, token: str | None, kind: str) -> None:
+        """Per-token sliding window, then random 429 injection."""
+        self.stats.count(kind)
+        now = time.monotonic()
+        with self._lock:
+            if token is not None:
+                window = self._windows.setdefault(token, deque())
+                span = self.config.rate_window
+                while window and window[0] <= now - span:
+                    window.popleft()
+                if len(window) >= self.config.rate_limit:
+                    self.stats.rate_limited += 1
+                    wait = max(1, math.ceil(window[0] + span - now))
+                    raise _Answer(429, f"Rate limit exceeded the maximum. [{self.config.rate_limit}] requests for "
+                                  f"[{span:g}] seconds", "too.many.requests", [("retry-after", str(wait))])
+                window.append(now)
+                self.stats.max_in_window = max(self.stats.max_in_window, len(window))
+            if self.config.p429 and self._rng.random() < self.config.p429:
+                self.stats.injected_429 += 1
+                raise _Answer(429, "Rate limit exceeded the maximum.", "too.many.requests",
+                              [("retry-after", str(self.config.retry_after))])
+
+    # ------------------------------------------------------------------ API
+
+    async def _api(self, send: Send, method: str, path: str, query: list[tuple[str, str]], headers: dict[str, str],
+                   body: bytes) -> None:
+        token, client_id = self._authorise(headers)
+        base = f"{scope_scheme(headers)}://{headers.get('host', '127.0.0.1')}"
+        parts = path.split("/")[3:]  # after /api/v2/
+        if parts == ["analytics", "conversations", "details", "query"] and method == "POST":
+            self._admit(token, "analytics-query")
+            return await _json(send, 200, self._query(_json_body(body)))
+        if parts == ["analytics", "conversations", "details"] and method == "GET":
+            self._admit(token, "analytics-get")
+            ids = [i for k, v in query if k == "id" for i in v.split(",") if i]
+            found = [self._conversation_json(self.catalogue.by_conversation[i]) for i in ids
+                     if i in self.catalogue.by_conversation]
+            return await _json(send, 200, {"conversations": found} if found else {})
+        if len(parts) == 3 and parts[0] == "conversations" and parts[2] == "recordingmetadata" and method == "GET":
+            self._admit(token, "recordingmetadata")
+            conv = self.catalogue.by_conversation.get(parts[1])
+            if conv is None:
+                raise _Answer(404, f"Conversation {parts[1]} not found", "not.found")
+            return await _json(send, 200, [self._metadata_json(r) for r in conv.recordings])
+        if len(parts) == 4 and parts[0] == "conversations" and parts[2] == "recordings" and method == "GET":
+            self._admit(token, "recording")
+            return await self._recording(send, parts[1], parts[3], dict(query), base)
+        if parts == ["recording", "batchrequests"] and method == "POST":
+            self._admit(token, "batch-submit")
+            job = self._submit(_json_body(body), client_id)
+            return await _json(send, 202, {"id": job.job_id, "selfUri": f"/api/v2/recording/batchrequests/{job.job_id}"})
+        if len(parts) == 3 and parts[:2] == ["recording", "batchrequests"] and method == "GET":
+            self._admit(token, "batch-status")
+            with self._lock:
+                job = self._jobs.get(parts[2])
+            if job is None or job.client_id != client_id:  # only the submitting client sees its jobs
+                raise _Answer(404, f"Batch request {parts[2]} not found", "not.found")
+            return await _json(send, 200, self._status(job, base))
+        raise _Answer(404, f"No resource at {method} {path}", "not.found")
+
+    def _conversation_json(self, conv) -> dict[str, Any]:
+        return {"conversationId": conv.conversation_id, "conversationStart": _iso(conv.start),
+                "conversationEnd": _iso(conv.end), "originatingDirection": "inbound",
+                "divisionIds": [], "participants": []}
+
+    async def _recording(self, send: Send, cid: str, rid: str, query: dict[str, str], base: str) -> None:
+        rec = self.catalogue.by_recording.get(rid)
+        if rec is None or rec.conversation_id != cid:
+            raise _Answer(404, f"Recording {rid} of conversation {cid} not found", "not.found")
+        if rec.recording_id in self._archived:
+            raise _Answer(404, f"Recording {rid} is archived; restore it first", "recording.archived")
+        asked = query.get("formatId", "WEBM").upper()
+        own = FORMAT_IDS_BY_TYPE.get(rec.content_type)
+        if asked not in FORMAT_IDS_ALL:
+            raise _Answer(400, f"formatId {asked!r} is not one of {', '.join(FORMAT_IDS_ALL)}", "bad.request")
+        if asked != own:
+            raise _Answer(400, f"formatId {asked} is not available for recording {rid}: the emulator serves it as "
+                          f"{own} only (it does not transcode)", "bad.request")
+        with self._lock:
+            key = (rid, asked)
+            self._prepared[key] = self._prepared.get(key, 0) + 1
+            calls = self._prepared[key]
+        body: dict[str, Any] = {"id": rid, "conversationId": cid, "media": "audio", "fileState": "AVAILABLE",
+                                "selfUri": f"/api/v2/conversations/{cid}/recordings/{rid}"}
+        if calls <= self.config.not_ready_polls:
+            return await _json(send, 202, body)
+        body["mediaUris"] = {"S": {"mediaUri": self.sign_url(base, rid)}}
+        await _json(send, 200, body)
+
+    def _metadata_json(self, rec: Recording) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": rec.recording_id, "name": rec.name, "conversationId": rec.conversation_id, "media": "audio",
+            "fileState": "ARCHIVED" if rec.recording_id in self._archived else "AVAILABLE",
+            "sessionId": rec.recording_id, "selfUri": f"/api/v2/conversations/{rec.conversation_id}/recordings/"
+                                                      f"{rec.recording_id}"}
+        if self.config.checksums:
+            digest = rec.sha256
+            if rec.recording_id in self._bad_checksums:
+                digest = hashlib.sha256(b"not " + rec.data).hexdigest()
+            out["checksum"] = digest
+        return out
+
+    def _query(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict) or not isinstance(body.get("interval"), str):
+            raise _Answer(400, "interval is required (ISO-8601 start/end)", "bad.request")
+        try:
+            start, end = (_parse_time(p) for p in body["interval"].split("/"))
+        except ValueError:
+            raise _Answer(400, f"interval {body['interval']!r} is not an ISO-8601 interval", "bad.request") from None
+        paging = body.get("paging") or {}
+        size, number = paging.get("pageSize", 25), paging.get("pageNumber", 1)
+        if not isinstance(size, int) or not 1 <= size <= MAX_PAGE_SIZE or not isinstance(number, int) or number < 1:
+            raise _Answer(400, f"paging: pageSize must be 1..{MAX_PAGE_SIZE} and pageNumber >= 1", "bad.request")
+        matching = [c for c in self.catalogue.conversations if start <= c.start < end]
+        if body.get("order") == "desc":
+            matching.reverse()
+        page = matching[(number - 1) * size:number * size]
+        out: dict[str, Any] = {"totalHits": len(matching)}
+        if page:  # the API omits empty lists
+            out["conversations"] = [self._conversation_json(c) for c in page]
+        return out
+
+    def _submit(self, body: Any, client_id: str) -> _Job:
+        items = body.get("batchDownloadRequestList") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH_ITEMS:
+            raise _Answer(400, f"batchDownloadRequestList must hold 1..{MAX_BATCH_ITEMS} items", "bad.request")
+        resolved: list[tuple[str, str | None, Recording | None]] = []
+        for item in items:
+            cid = item.get("conversationId") if isinstance(item, dict) else None
+            if not isinstance(cid, str):
+                raise _Answer(400, "every batchDownloadRequestList item needs a conversationId", "bad.request")
+            rid = item.get("recordingId")
+            conv = self.catalogue.by_conversation.get(cid)
+            if rid is None and conv is not None:  # no recordingId: every recording of the conversation
+                resolved.extend((cid, r.recording_id, r) for r in conv.recordings)
+            else:
+                rec = self.catalogue.by_recording.get(rid) if isinstance(rid, str) else None
+                resolved.append((cid, rid, rec if rec is not None and rec.conversation_id == cid else None))
+        job = _Job(str(uuid.uuid4()), client_id, resolved)
+        with self._lock:
+            for _, _, rec in resolved:  # the first job of an expire_once recording hands out an expired URL
+                if rec is not None and rec.recording_id in self._expire_once:
+                    self._expired_in.setdefault(rec.recording_id, job.job_id)
+            if len(self._jobs) >= MAX_JOBS:
+                self._jobs.pop(next(iter(self._jobs)))
+            self._jobs[job.job_id] = job
+        return job
+
+    def _status(self, job: _Job, base: str) -> dict[str, Any]:
+        with self._lock:
+            job.polls += 1
+            polls = job.polls
+        expected = len(job.items)
+        ready = self.config.not_ready_polls
+        shown = expected if polls > ready else expected * (polls - 1) // (ready + 1)
+        results = [self._result(job, base, cid, rid, rec) for cid, rid, rec in job.items[:shown]]
+        out: dict[str, Any] = {"id": job.job_id, "jobId": job.job_id, "expectedResultCount": expected,
+                               "resultCount": len(results), "errorCount": sum(1 for r in results if "errorMsg" in r),
+                               "selfUri": f"/api/v2/recording/batchrequests/{job.job_id}"}
+        if results:
+            out["results"] = results
+        return out
+
+    def _result(self, job: _Job, base: str, cid: str, rid: str | None, rec: Recording | None) -> dict[str, Any]:
+        out: dict[str, Any] = {"conversationId": cid, "recordingId": rid}
+        if rec is None:
+            out["errorMsg"] = f"Recording {rid} of conversation {cid} was not found"
+        elif rec.recording_id in self._failing:
+            out["errorMsg"] = f"Failed to transcode recording {rec.recording_id}"
+        elif rec.recording_id in self._archived:
+            out["errorMsg"] = f"Recording {rec.recording_id} is archived"
+        else:
+            out["id"] = rec.recording_id
+            expired = self._expired_in.get(rec.recording_id) == job.job_id
+            out["resultUrl"] = self.sign_url(base, rec.recording_id, expired=expired)
+            out["contentType"] = rec.content_type
+        return out
+
+    # ------------------------------------------------------------------ media
+
+    def sign_url(self, base: str, recording_id: str, *, expired: bool = False, now: float | None = None) -> str:
+        """A pre-signed, expiring result URL for a recording's bytes under ``base`` (``http://host:port``)."""
+        now = time.time() if now is None else now
+        expires = int(now - 1) if expired else int(math.ceil(now + self.config.url_ttl))
+        signature = hmac.new(self._key, f"{recording_id}\n{expires}".encode(), hashlib.sha256).hexdigest()
+        return f"{base}/media/{quote(recording_id)}?expires={expires}&signature={signature}"
+
+    async def _media(self, send: Send, method: str, rid: str, query: dict[str, str], headers: dict[str, str]) -> None:
+        rec = self.catalogue.by_recording.get(rid)
+        try:
+            expires = int(query.get("expires", ""))
+        except ValueError:
+            expires = -1
+        good = hmac.new(self._key, f"{rid}\n{expires}".encode(), hashlib.sha256).hexdigest()
+        if rec is None or not hmac.compare_digest(good, query.get("signature", "")):
+            return await _s3_error(send, "SignatureDoesNotMatch", "The request signature we calculated does not match")
+        if expires < time.time():
+            return await _s3_error(send, "AccessDenied", "Request has expired")
+        self._admit(None, "media")
+        data, size = rec.data, len(rec.data)
+        base = [("content-type", rec.content_type.split(";")[0]), ("etag", rec.etag), ("accept-ranges", "bytes")]
+        first, last = 0, size - 1
+        status = 200
+        spec = headers.get("range")
+        if spec is not None and (headers.get("if-range") in (None, rec.etag)):
+            parsed = _parse_range(spec, size)
+            if parsed == "unsatisfiable":
+                return await _raw(send, 416, b"", base + [("content-range", f"bytes */{size}")])
+            if parsed is not None:
+                first, last = parsed
+                status = 206
+                base.append(("content-range", f"bytes {first}-{last}/{size}"))
+        length = last - first + 1
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(k.encode(), v.encode()) for k, v in base + [("content-length", str(length))]]})
+        if method == "HEAD":
+            return await send({"type": "http.response.body", "body": b""})
+        for offset in range(first, last + 1, SEND_SIZE):
+            end = min(offset + SEND_SIZE, last + 1)
+            await send({"type": "http.response.body", "body": data[offset:end], "more_body": end <= last})
+        if length == 0:
+            await send({"type": "http.response.body", "body": b""})
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+class _Answer(Exception):
+    def __init__(self, status: int, message: str, code: str, headers: list[tuple[str, str]] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.headers = status, message, code, headers or []
+
+
+def scope_scheme(headers: dict[str, str]) -> str:
+    """``http`` (the emulator serves plain HTTP on loopback; a TLS proxy sets X-Forwarded-Proto)."""
+    return headers.get("x-forwarded-proto", "http")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _parse_time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.strip())
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _json_body(body: bytes) -> Any:
+    try:
+        return json.loads(body or b"null")
+    except ValueError:
+        raise _Answer(400, "The request body is not valid JSON", "bad.request") from None
+
+
+def _basic_client(value: str) -> tuple[str, str] | None:
+    import base64
+    import binascii
+
+    if not value.startswith("Basic "):
+        return None
+    try:
+        decoded = base64.b64decode(value[6:], validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client, sep, secret = decoded.partition(":")
+    return (client, secret) if sep else None
+
+
+def _parse_range(spec: str, size: int) -> tuple[int, int] | str | None:
+    """One ``bytes=`` range (RFC 9110 §14.1.2) → (first, last); None to ignore the header."""
+    unit, _, ranges = spec.partition("=")
+    if unit.strip().lower() != "bytes" or "," in ranges:
+        return None  # other units and multiple ranges: answer 200 with the whole body (allowed by RFC 9110)
+    first_s, dash, last_s = ranges.strip().partition("-")
+    if not dash:
+        return None
+    try:
+        if first_s == "":
+            n = int(last_s)
+            if n == 0:
+                return "unsatisfiable"
+            return max(0, size - n), size - 1
+        first = int(first_s)
+        last = int(last_s) if last_s else size - 1
+    except ValueError:
+        return None
+    if first >= size:
+        return "unsatisfiable"
+    if first > last:
+        return None
+    return first, min(last, size - 1)
+
+
+async def _raw(send: Send, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
+    headers = headers + [("content-length", str(len(body)))]
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(k.encode(), v.encode()) for k, v in headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _json(send: Send, status: int, payload: Any, headers: list[tuple[str, str]] | None = None) -> None:
+    await _raw(send, status, json.dumps(payload).encode(), [("content-type", "application/json")] + (headers or []))
+
+
+async def _error(send: Send, status: int, message: str, code: str, headers: list[tuple[str, str]] | None = None) -> None:
+    """The API's error body: ``{message, code, status, contextId, details, errors}``."""
+    await _json(send, status, {"message": message, "code": code, "status": status, "contextId": str(uuid.uuid4()),
+                               "details": [], "errors": []}, headers)
+
+
+async def _s3_error(send: Send, code: str, message: str) -> None:
+    body = f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>'
+    await _raw(send, 403, body.encode(), [("content-type", "application/xml")])

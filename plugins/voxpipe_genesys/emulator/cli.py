@@ -1,0 +1,80 @@
+"""The ``voxpipe emulate genesys`` command."""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+import trio
+
+from voxpipe.serving import serve_asgi
+
+from .app import EmulatorConfig, GenesysEmulator
+from .catalogue import DEFAULT_START, load_catalogue
+
+
+@click.command("genesys")
+@click.option("--recordings", "directory", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              required=True, help="Directory of audio files (wav, mp3, ogg, opus, webm): one recording each; "
+              "NAME__LEG.ext files share conversation NAME.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8098, show_default=True, type=int, help="Port to bind (0: any free port).")
+@click.option("--client-id", default=EmulatorConfig.client_id, show_default=True, help="OAuth client id accepted.")
+@click.option("--client-secret", default=EmulatorConfig.client_secret, show_default=True,
+              help="OAuth client secret accepted.")
+@click.option("--start", default=DEFAULT_START.strftime("%Y-%m-%dT%H:%M:%SZ"), show_default=True,
+              help="Start of the first conversation (ISO-8601); the others follow every 13 hours.")
+@click.option("--not-ready-polls", default=1, show_default=True, type=click.IntRange(0, 100),
+              help="Status polls of each batch job that still miss results.")
+@click.option("--fail", "fail", multiple=True, help="Recording id or file name whose batch result has errorMsg "
+              "(repeatable).")
+@click.option("--archived", multiple=True, help="Recording id or file name with fileState ARCHIVED (repeatable).")
+@click.option("--expire-once", multiple=True, help="Recording id or file name whose first result URL is already "
+              "expired (repeatable).")
+@click.option("--checksums/--no-checksums", default=False, show_default=True,
+              help="Add a non-standard `checksum` (SHA-256 hex) field to recording metadata.")
+@click.option("--bad-checksum", multiple=True, help="Recording id or file name with a wrong checksum (repeatable).")
+@click.option("--p429", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Probability of an injected 429 per API or media request.")
+@click.option("--retry-after", default=1, show_default=True, type=click.IntRange(0, 3600),
+              help="Retry-After seconds of injected 429s.")
+@click.option("--rate-limit", default=300, show_default=True, type=click.IntRange(1),
+              help="Requests per minute per token (Genesys: 300 per client-credentials token).")
+@click.option("--url-ttl", default=600.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds a result URL stays valid.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random faults.")
+def command(directory: Path, host: str, port: int, client_id: str, client_secret: str, start: str,
+            not_ready_polls: int, fail: tuple[str, ...], archived: tuple[str, ...], expire_once: tuple[str, ...],
+            checksums: bool, bad_checksum: tuple[str, ...], p429: float, retry_after: int, rate_limit: int,
+            url_ttl: float, seed: int) -> None:
+    """Emulate the Genesys Cloud Platform API (OAuth, analytics query, recording metadata, batch
+    downloads, pre-signed media URLs) over the audio files in a directory."""
+    try:
+        begin = datetime.fromisoformat(start)
+        catalogue = load_catalogue(directory, start=begin if begin.tzinfo else begin.replace(tzinfo=timezone.utc))
+        config = EmulatorConfig(client_id=client_id, client_secret=client_secret, not_ready_polls=not_ready_polls,
+                                fail_recordings=frozenset(fail), archived=frozenset(archived),
+                                expire_once=frozenset(expire_once), checksums=checksums or bool(bad_checksum),
+                                bad_checksums=frozenset(bad_checksum), p429=p429, retry_after=retry_after,
+                                rate_limit=rate_limit, url_ttl=url_ttl, seed=seed)
+        app = GenesysEmulator(catalogue, config)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    first, last = catalogue.conversations[0].start, catalogue.conversations[-1].end
+    interval = f"{first:%Y-%m-%dT00:00:00Z}/{last.date().isoformat()}T23:59:59Z"
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(functools.partial(serve_asgi, app, host, port))
+            click.echo(f"Genesys Cloud emulator at {url}: {len(catalogue.conversations)} conversations, "
+                       f"{len(catalogue.by_recording)} recordings ({interval})")
+            click.echo(f"  export GENESYS_API_BASE={url} GENESYS_LOGIN_BASE={url}")
+            click.echo(f"  export GENESYS_CLIENT_ID={client_id} GENESYS_CLIENT_SECRET=...  # --client-secret")
+            click.echo(f"  export GENESYS_INTERVAL={interval}")
+
+    try:
+        trio.run(main)
+    except KeyboardInterrupt:
+        click.echo(f"stopped; requests: {app.stats.requests}", err=True)

@@ -1,0 +1,533 @@
+"""The ``genesys`` source: Genesys Cloud call recordings through batch download jobs.
+
+Contract (Genesys Cloud Platform API; ``docs/genesys.md``, ``/work/shared/reference/genesys.md``):
+
+- token: client-credentials grant at ``{login_base}/oauth/token`` (:mod:`.auth`), cached
+  and refreshed 30 s before expiry by one task for all streams, and once after a 401;
+- conversations: explicit ids, and/or every conversation of ``interval`` from
+  ``POST /api/v2/analytics/conversations/details/query`` page by page (``totalHits``);
+- recordings: ``GET /api/v2/conversations/{id}/recordingmetadata`` per conversation; only
+  ``media`` in ``media`` (audio by default); a ``fileState`` other than AVAILABLE/RESTORED
+  fails that recording (``not-available``) instead of dropping it silently;
+- media: ``POST /api/v2/recording/batchrequests`` for up to ``batch_size`` recordings at
+  a time, then ``GET /api/v2/recording/batchrequests/{jobId}`` every ``poll_interval``
+  (doubling up to ``max_poll_interval``) until ``resultCount`` reaches
+  ``expectedResultCount`` or ``max_batch_wait`` passes; each result's pre-signed
+  ``resultUrl`` is downloaded by ``Range`` segments (:class:`RangedDownload`); a result
+  with ``errorMsg`` fails that recording only (``batch-result-error``). An expired URL
+  (403) is renewed by a one-recording batch job and the download resumes where it was;
+- with ``format_id``, each recording instead comes from
+  ``GET /api/v2/conversations/{id}/recordings/{recordingId}?formatId=…`` (Genesys
+  transcodes; 202 while preparing, polled as above) and its ``mediaUris`` URL;
+- every API request waits for the token's budget (:class:`RateLimiter`,
+  ``max_requests_per_minute``, 300 by default as Genesys allows per client-credentials
+  token) and a 429 honours ``Retry-After`` and slows the whole source down.
+
+Stream id: the recording id (file-name safe); metadata: ``conversationId``,
+``recordingId``, ``format``, ``contentType``, ``date`` (conversation start, ISO-8601),
+``media``, ``fileState`` and ``sha256`` when the answer carries a checksum
+(``checksum_field``). The result URL is never logged, audited or put in metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Literal, Mapping
+from urllib.parse import quote
+
+import httpx
+import trio
+from pydantic import SecretStr, field_validator, model_validator
+
+from voxpipe.components import Source
+from voxpipe.download.api import request_json
+from voxpipe.download.downloader import DEFAULT_READ_SIZE, HTTPStatusError, RangedDownload
+from voxpipe.download.ranges import ContentRangeError, parse_content_range
+from voxpipe.download.ratelimit import RateLimiter
+from voxpipe.download.retry import RetryPolicy, parse_retry_after
+from voxpipe.download.tokens import TokenCache
+from voxpipe.errors import StreamError, StreamRejected
+from voxpipe.model import Chunk, Stream, StreamSpec
+from voxpipe.settings import Settings, setting
+
+from . import api
+from .auth import fetch_token
+from .regions import endpoints, region_host
+
+log = logging.getLogger("voxpipe.genesys")
+
+#: ``fileState`` values whose media can be fetched now.
+DOWNLOADABLE_STATES = frozenset({"AVAILABLE", "RESTORED"})
+#: Most conversations one run discovers (a larger backlog is several runs or intervals).
+MAX_CONVERSATIONS = 1_000_000
+#: Most times one recording's result URL is renewed (expired pre-signed URL).
+MAX_URL_RENEWALS = 2
+#: Most ids per ``GET /api/v2/analytics/conversations/details?id=`` request.
+MAX_IDS_PER_LOOKUP = 100
+
+
+def _blank_to_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+class GenesysSettings(Settings):
+    region: str | None = setting(None, description="The org's region: host (`mypurecloud.ie`, `usw2.pure.cloud`) "
+                                 "or AWS name (`eu-west-1`); gives `https://api.{host}` and `https://login.{host}`.",
+                                 example="mypurecloud.ie")
+    api_base: str | None = setting(None, description="Explicit API base URL (emulator, proxy); overrides `region`.",
+                                   example="http://127.0.0.1:8098")
+    login_base: str | None = setting(None, description="Explicit OAuth base URL (token at `{login_base}/oauth/token`); "
+                                     "overrides `region`.", example="http://127.0.0.1:8098")
+    client_id: str = setting(description="OAuth client id (client-credentials grant).", example="${GENESYS_CLIENT_ID}")
+    client_secret: SecretStr = setting(description="OAuth client secret (use `${VAR}`; never logged).",
+                                       example="${GENESYS_CLIENT_SECRET}")
+    conversations: list[str] = setting([], description="Conversation ids whose recordings to archive.",
+                                       example=["0f4d5c2e-8a51-4d8b-9c55-1f0a2b3c4d5e"])
+    conversations_file: Path | None = setting(None, description="File with one conversation id per line "
+                                              "(blank lines and `#` comments ignored).", example="./conversations.txt")
+    interval: str | None = setting(None, description="ISO-8601 interval `START/END`: archive every conversation "
+                                   "started in it (analytics conversation details query).",
+                                   example="2026-11-01T00:00:00Z/2026-11-02T00:00:00Z")
+    media: list[str] = setting(["audio"], description="Recording `media` types to archive (audio, chat, email, "
+                               "message, screen).")
+    page_size: int = setting(100, description="Conversations per analytics query page.", ge=1, le=api.MAX_PAGE_SIZE)
+    batch_size: int = setting(100, description="Recordings per batch download job.", ge=1, le=api.MAX_BATCH_SIZE)
+    poll_interval: float = setting(2.0, description="Seconds before the first batch job status poll; doubles per "
+                                   "poll up to `max_poll_interval`.", gt=0, le=300)
+    max_poll_interval: float = setting(15.0, description="Longest wait between two status polls (seconds).",
+                                       gt=0, le=600)
+    max_batch_wait: float = setting(900.0, description="Seconds a batch job may take before its unfinished "
+                                    "recordings fail (`batch-timeout`).", gt=0, le=86400)
+    max_requests_per_minute: int = setting(300, description="API requests per minute with one token (Genesys: 300 "
+                                           "per client-credentials token); 429s lower it further.", ge=1, le=100_000)
+    format_id: Literal["WAV", "WEBM", "WAV_ULAW", "OGG_VORBIS", "OGG_OPUS", "MP3"] | None = setting(
+        None, description="Media format (`formatId`) to fetch each recording in, through `GET /api/v2/conversations/"
+        "{id}/recordings/{recordingId}` (Genesys transcodes; 202 until ready) instead of batch jobs; default: batch "
+        "download in the recording's stored format.", example="WAV")
+    checksum_field: str | None = setting(None, description="Field of the recording metadata or batch result holding "
+                                         "the recording's SHA-256 (hex or base64), copied to metadata `sha256` for the "
+                                         "sha256 verifier. The published API has none; the seed's `Checksum`, an "
+                                         "integration's field or the emulator's `checksum`.", example="checksum")
+    chunk_size: int = setting(8 << 20, description="Bytes per ranged request (segment size).", ge=64 << 10, le=1 << 30)
+    max_connections: int = setting(16, description="Most HTTP connections open at once.", ge=1, le=256)
+    timeout: float = setting(60.0, description="Seconds to wait for a connection or for the next bytes of a body.",
+                             gt=0, le=3600)
+    max_attempts: int = setting(6, description="Tries per request (or per segment without progress).", ge=1, le=50)
+    max_retry_after: float = setting(300.0, description="Longest `Retry-After` honoured, in seconds.", ge=0)
+    verify_tls: bool = setting(True, description="Verify the servers' TLS certificates.")
+
+    _blanks = field_validator("region", "api_base", "login_base", "interval", "checksum_field",
+                              mode="before")(_blank_to_none)
+
+    @field_validator("api_base", "login_base")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _check_region(cls, value: str | None) -> str | None:
+        if value is not None:
+            region_host(value)
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _check_interval(cls, value: str | None) -> str | None:
+        if value is not None:
+            api.parse_interval(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> "GenesysSettings":
+        if not self.conversations and self.conversations_file is None and self.interval is None:
+            raise ValueError("give `interval`, `conversations` or `conversations_file`")
+        endpoints(self.region, api_base=self.api_base, login_base=self.login_base)
+        if self.max_poll_interval < self.poll_interval:
+            raise ValueError("`max_poll_interval` is shorter than `poll_interval`")
+        return self
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """What discovery learnt about a recording, kept until ``read`` (never in metadata)."""
+
+    conversation_id: str
+    result: api.BatchResult | None = None
+    error: StreamError | None = None
+
+
+class GenesysSource(Source):
+    """Genesys Cloud recordings by conversation ids or interval, through batch download jobs."""
+
+    type = "genesys"
+    Settings = GenesysSettings
+
+    def __init__(self, settings: GenesysSettings, context):
+        super().__init__(settings, context)
+        self.endpoints = endpoints(settings.region, api_base=settings.api_base, login_base=settings.login_base)
+        self.policy = RetryPolicy(max_attempts=settings.max_attempts, max_retry_after=settings.max_retry_after)
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.timeout),
+            limits=httpx.Limits(max_connections=settings.max_connections,
+                                max_keepalive_connections=settings.max_connections),
+            verify=settings.verify_tls, follow_redirects=True, headers={"User-Agent": "voxpipe"})
+        self.tokens = TokenCache(self._fetch_token)
+        self.limiter = RateLimiter(settings.max_requests_per_minute, 60.0)
+        self.rng = random.Random()
+        self._pending: dict[str, _Pending] = {}
+        self.stats = {"batches": 0, "polls": 0, "renewals": 0}
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    # ---------------------------------------------------------------- auth and API calls
+
+    async def _fetch_token(self):
+        s = self.settings
+        token = await fetch_token(self.client, self.endpoints.token_url, s.client_id,
+                                  s.client_secret.get_secret_value(), policy=self.policy)
+        self._audit("token-refresh", expires_in=token.expires_in)
+        return token
+
+    async def auth_headers(self) -> Mapping[str, str]:
+        return {"Authorization": f"Bearer {await self.tokens.get()}"}
+
+    def on_401(self, sent: Mapping[str, str]) -> None:
+        value = sent.get("Authorization", "")
+        if value.startswith("Bearer "):
+            self.tokens.invalidate(value[7:])
+
+    async def call(self, method: str, path: str, *, what: str, ok: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
+        """One API request under the token's rate budget; returns the decoded JSON answer."""
+        _, body = await request_json(self.client, method, self.endpoints.api_base + path, auth=self.auth_headers,
+                                     on_401=self.on_401, policy=self.policy, rng=self.rng, what=what, ok=ok,
+                                     limiter=self.limiter, headers={"Accept": "application/json"}, **kwargs)
+        return body
+
+    def _audit(self, event: str, **fields: Any) -> None:
+        if self.context.audit is not None:
+            self.context.audit.write(event, pipeline=self.context.pipeline, source=self.type, **fields)
+
+    # ---------------------------------------------------------------- conversations
+
+    def _explicit_ids(self) -> list[str]:
+        ids = [str(c).strip() for c in self.settings.conversations if str(c).strip()]
+        path = self.settings.conversations_file
+        if path is not None:
+            try:
+                lines = Path(path).read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise StreamError(f"cannot read conversations_file {path}: {exc.strerror}", reason="bad-input") from None
+            for lineno, line in enumerate(lines, 1):
+                line = line.split("#", 1)[0].strip()
+                if not line:
+                    continue
+                if len(line) > api.MAX_ID_LENGTH or any(c.isspace() or c in "/\\" for c in line):
+                    raise StreamError(f"{path}:{lineno}: not a conversation id: {line[:40]!r}", reason="bad-input")
+                ids.append(line)
+        if len(ids) > MAX_CONVERSATIONS:
+            raise StreamError(f"{len(ids)} conversation ids given; at most {MAX_CONVERSATIONS} per run",
+                              reason="bad-input")
+        return list(dict.fromkeys(ids))
+
+    async def _lookup_starts(self, ids: list[str]) -> dict[str, str]:
+        """Conversation start times of explicit ids (best effort: the date is metadata, not data)."""
+        starts: dict[str, str] = {}
+        for group in api.chunked(ids, MAX_IDS_PER_LOOKUP):
+            try:
+                body = await self.call("GET", "/api/v2/analytics/conversations/details", params=[("id", i) for i in group],
+                                       what=f"details of {len(group)} conversations")
+                found, _ = api.parse_conversation_page(body, "conversation details")
+            except StreamError as exc:
+                log.warning("conversation start times unavailable: %s", exc)
+                return starts
+            starts.update({c.conversation_id: c.conversation_start for c in found if c.conversation_start})
+        return starts
+
+    async def conversations(self) -> AsyncIterator[api.Conversation]:
+        """Explicit conversations first, then the interval's, each once."""
+        seen: set[str] = set()
+        explicit = self._explicit_ids()
+        starts = await self._lookup_starts(explicit) if explicit else {}
+        for cid in explicit:
+            seen.add(cid)
+            yield api.Conversation(cid, starts.get(cid))
+        if self.settings.interval is None:
+            return
+        page, fetched = 1, 0
+        while True:
+            body = self.call("POST", "/api/v2/analytics/conversations/details/query",
+                             json=api.conversation_query(self.settings.interval, page, self.settings.page_size),
+                             what=f"conversations of {self.settings.interval}, page {page}")
+            found, total = api.parse_conversation_page(await body, f"analytics query page {page}")
+            for conv in found:
+                if conv.conversation_id not in seen and len(seen) < MAX_CONVERSATIONS:
+                    seen.add(conv.conversation_id)
+                    yield conv
+            fetched += len(found)
+            if not found or fetched >= total or len(seen) >= MAX_CONVERSATIONS:
+                self._audit("conversations-found", interval=self.settings.interval, total_hits=total, pages=page)
+                return
+            page += 1
+
+    # ---------------------------------------------------------------- discovery
+
+    async def discover(self) -> AsyncIterator[StreamSpec]:
+        wanted = {m.lower() for m in self.settings.media}
+        batch: list[tuple[api.RecordingInfo, dict[str, Any]]] = []
+        seen: set[str] = set()
+        async for conv in self.conversations():
+            cid = conv.conversation_id
+            try:
+                payload = await self.call("GET", f"/api/v2/conversations/{quote(cid, safe='')}/recordingmetadata",
+                                          what=f"conversation {cid} recording metadata")
+                infos = api.parse_recording_metadata(payload, cid, checksum_field=self.settings.checksum_field)
+            except StreamError as exc:
+                # the conversation's recordings are unknown: report it as a failed stream, not silence
+                self._pending[cid] = _Pending(cid, error=StreamError(f"conversation {cid}: {exc}", reason=exc.reason))
+                yield StreamSpec(cid, {"conversationId": cid, "date": conv.conversation_start})
+                continue
+            if not infos:
+                self._audit("no-recordings", conversation=cid)
+            for info in infos:
+                if (info.media or "audio").lower() not in wanted or info.recording_id in seen:
+                    continue
+                seen.add(info.recording_id)
+                meta = {"conversationId": cid, "recordingId": info.recording_id, "date": conv.conversation_start,
+                        "media": info.media, "fileState": info.file_state}
+                if info.checksum:
+                    meta["sha256"] = info.checksum
+                state = (info.file_state or "AVAILABLE").upper()
+                if state not in DOWNLOADABLE_STATES:
+                    self._pending[info.recording_id] = _Pending(cid, error=StreamRejected(
+                        f"recording {info.recording_id} (conversation {cid}): fileState {info.file_state!r} is not "
+                        f"downloadable (needs {' or '.join(sorted(DOWNLOADABLE_STATES))})", reason="not-available"))
+                    yield StreamSpec(info.recording_id, meta)
+                    continue
+                if self.settings.format_id is not None:  # fetched one by one in read()
+                    self._pending[info.recording_id] = _Pending(cid)
+                    yield StreamSpec(info.recording_id, meta)
+                    continue
+                batch.append((info, meta))
+                if len(batch) >= self.settings.batch_size:
+                    async for spec in self._batch_specs(batch):
+                        yield spec
+                    batch = []
+        if batch:
+            async for spec in self._batch_specs(batch):
+                yield spec
+
+    async def _batch_specs(self, batch: list[tuple[api.RecordingInfo, dict[str, Any]]]) -> AsyncIterator[StreamSpec]:
+        pairs = [(info.conversation_id, info.recording_id) for info, _ in batch]
+        try:
+            results = await self.run_batch(pairs)
+            failure = None
+        except StreamError as exc:
+            results, failure = {}, exc
+        for info, meta in batch:
+            rid, cid = info.recording_id, info.conversation_id
+            result = results.get(rid)
+            if result is None:
+                error = failure or StreamError(f"recording {rid} (conversation {cid}): the batch job returned no "
+                                               "result for it", reason="batch-no-result")
+                self._pending[rid] = _Pending(cid, error=error)
+            else:
+                self._pending[rid] = _Pending(cid, result=result)
+                meta = {**meta, **self._result_metadata(result)}
+            yield StreamSpec(rid, meta)
+
+    @staticmethod
+    def _result_metadata(result: api.BatchResult) -> dict[str, Any]:
+        meta: dict[str, Any] = {}
+        if result.content_type:
+            meta["contentType"] = result.content_type
+            meta["format"] = api.format_from_content_type(result.content_type)
+        if result.checksum:
+            meta["sha256"] = result.checksum
+        return meta
+
+    async def run_batch(self, pairs: list[tuple[str, str]]) -> dict[str, api.BatchResult]:
+        """Submit one batch download job and poll it until every result is in.
+
+        :returns: results by recording id (a job that timed out returns those it has).
+        :raises StreamError: the submission was refused (reason ``http-…``) or the job
+            produced nothing within ``max_batch_wait`` seconds (``batch-timeout``).
+        """
+        s = self.settings
+        body = await self.call("POST", "/api/v2/recording/batchrequests", json=api.batch_submission(pairs),
+                               ok=(200, 202), what=f"batch request for {len(pairs)} recordings")
+        job_id = api.parse_job_id(body)
+        self.stats["batches"] += 1
+        self._audit("batch-submitted", job=job_id, recordings=len(pairs))
+        started = trio.current_time()
+        wait, polls = s.poll_interval, 0
+        status: api.BatchStatus | None = None
+        while True:
+            await trio.sleep(min(wait, max(0.0, started + s.max_batch_wait - trio.current_time())))
+            polls += 1
+            self.stats["polls"] += 1
+            payload = await self.call("GET", f"/api/v2/recording/batchrequests/{quote(job_id, safe='')}",
+                                      what=f"batch job {job_id} status")
+            status = api.parse_batch_status(payload, job_id, checksum_field=s.checksum_field)
+            if status.complete or trio.current_time() - started >= s.max_batch_wait:
+                break
+            wait = min(wait * 2, s.max_poll_interval)
+        results = {r.recording_id: r for r in status.results}
+        self._audit("batch-complete" if status.complete else "batch-timeout", job=job_id, polls=polls,
+                    results=status.result_count, expected=status.expected_result_count, errors=status.error_count,
+                    seconds=round(trio.current_time() - started, 3))
+        if not status.complete:
+            missing = [rid for _, rid in pairs if rid not in results]
+            log.warning("batch job %s: %d of %d results after %.0f s; giving up on the others", job_id,
+                        len(results), len(pairs), s.max_batch_wait)
+            if not results:
+                raise StreamError(f"batch job {job_id}: no result within {s.max_batch_wait:g} s "
+                                  f"({len(missing)} recordings)", reason="batch-timeout")
+            for rid in missing:
+                cid = next(c for c, r in pairs if r == rid)
+                results[rid] = api.BatchResult(cid, rid, error_msg=f"no result within {s.max_batch_wait:g} s "
+                                               f"(batch job {job_id})")
+        return results
+
+    # ---------------------------------------------------------------- one recording
+
+    async def fetch_formatted(self, recording_id: str, conversation_id: str) -> api.BatchResult:
+        """The media URL of one recording in ``format_id``, polling while Genesys answers 202.
+
+        :raises StreamError: ``not-ready-timeout`` after ``max_batch_wait`` seconds of 202s,
+            or the API's refusal (e.g. ``http-400`` for a format it cannot produce).
+        """
+        s = self.settings
+        assert s.format_id is not None
+        path = (f"/api/v2/conversations/{quote(conversation_id, safe='')}/recordings/"
+                f"{quote(recording_id, safe='')}")
+        started = trio.current_time()
+        wait = s.poll_interval
+        while True:
+            status, body = await request_json(
+                self.client, "GET", self.endpoints.api_base + path, auth=self.auth_headers, on_401=self.on_401,
+                policy=self.policy, rng=self.rng, limiter=self.limiter, ok=(200, 202),
+                params={"formatId": s.format_id, "download": "false"}, headers={"Accept": "application/json"},
+                what=f"recording {recording_id} as {s.format_id}")
+            if status == 200:
+                return api.parse_recording_media(body, recording_id, s.format_id)
+            if trio.current_time() - started + wait > s.max_batch_wait:
+                raise StreamError(f"recording {recording_id} (conversation {conversation_id}): still being prepared "
+                                  f"as {s.format_id} after {s.max_batch_wait:g} s", reason="not-ready-timeout")
+            self.stats["polls"] += 1
+            await trio.sleep(wait)
+            wait = min(wait * 2, s.max_poll_interval)
+
+    async def _renew(self, stream: Stream, conversation_id: str) -> api.BatchResult:
+        """A fresh result (URL) for one recording: a one-item batch job, or the formatted recording."""
+        self.stats["renewals"] += 1
+        if self.settings.format_id is not None:
+            return await self.fetch_formatted(stream.id, conversation_id)
+        results = await self.run_batch([(conversation_id, stream.id)])
+        result = results.get(stream.id)
+        if result is None:
+            raise StreamError(f"recording {stream.id} (conversation {conversation_id}): the batch job returned no "
+                              "result for it", reason="batch-no-result")
+        return result
+
+    async def read(self, stream: Stream) -> AsyncIterator[Chunk]:
+        pending = self._pending.pop(stream.id, None)
+        if pending is None:  # a restarted attempt: the first result was consumed
+            cid = stream.metadata.get("conversationId")
+            if not cid:
+                raise StreamError(f"recording {stream.id}: unknown to this source", reason="internal-error")
+            pending = _Pending(cid, result=await self._renew(stream, cid))
+        if pending.error is not None:
+            raise pending.error
+        result = pending.result
+        if result is None:  # format_id: one request per recording
+            result = await self.fetch_formatted(stream.id, pending.conversation_id)
+        renewals = 0
+        position, etag, size = 0, None, None
+        while True:
+            if result.error_msg is not None or result.result_url is None:
+                raise StreamError(f"recording {stream.id} (conversation {pending.conversation_id}): batch download "
+                                  f"failed: {result.error_msg}", reason="batch-result-error")
+            stream.metadata.update(self._result_metadata(result))
+            try:
+                if size is None:
+                    size, etag = await self._probe(result.result_url, stream.id)
+                    if size is not None:
+                        stream.metadata["size"] = size
+                download = RangedDownload(
+                    self.client, result.result_url, recording_id=stream.id, size=size,
+                    segment_size=self.settings.chunk_size, policy=self.policy, read_size=DEFAULT_READ_SIZE,
+                    etag=etag, rng=self.rng, on_segment=lambda event: stream.audit("segment", **event))
+                download.position = position
+                async for chunk in download.chunks():
+                    position = chunk.end
+                    yield chunk
+                etag = download.etag or etag
+                break
+            except HTTPStatusError as exc:
+                # a pre-signed URL that expired answers 403 (S3: AccessDenied, "Request has expired")
+                if exc.reason != "http-403" or renewals >= MAX_URL_RENEWALS or (size is None and position > 0):
+                    raise
+                renewals += 1
+                log.info("recording %s: result URL refused at byte %d (expired?); renewing it", stream.id, position)
+                stream.audit("url-renewal", at_byte=position, renewal=renewals)
+                result = await self._renew(stream, pending.conversation_id)
+        if etag:
+            stream.metadata["etag"] = etag
+
+    async def _probe(self, url: str, recording_id: str) -> tuple[int | None, str | None]:
+        """Size and ETag of a result URL by ``GET`` of ``Range: bytes=0-0`` (a pre-signed GET
+        URL cannot be asked ``HEAD``). ``(None, None)`` when the server ignores ranges.
+
+        :raises HTTPStatusError: a non-retryable status (403 expired, 404).
+        :raises StreamError: retries exhausted (``download-failed``, ``http-429-exhausted``).
+        """
+        failures = limited = 0
+        while True:
+            wait: float | None = None
+            try:
+                async with self.client.stream("GET", url, headers={"Range": "bytes=0-0",
+                                                                     "Accept-Encoding": "identity"}) as response:
+                    status = response.status_code
+                    if status == 206:
+                        try:
+                            cr = parse_content_range(response.headers.get("content-range"))
+                        except ContentRangeError as exc:
+                            raise StreamError(f"recording {recording_id}: result URL: {exc}",
+                                              reason="bad-content-range") from None
+                        return cr.complete_length, response.headers.get("etag")
+                    if status == 200:
+                        return None, response.headers.get("etag")
+                    if status == 429:
+                        limited += 1
+                        if limited > self.policy.max_rate_limited:
+                            raise StreamError(f"recording {recording_id}: result URL still rate-limited (429) after "
+                                              f"{limited} waits", reason="http-429-exhausted")
+                        wait = parse_retry_after(response.headers.get("retry-after"), now=time.time())
+                        wait = self.policy.backoff(limited, self.rng) if wait is None else wait
+                        if wait > self.policy.max_retry_after:
+                            raise StreamError(f"recording {recording_id}: asked to retry after {wait:.0f} s",
+                                              reason="http-429-exhausted")
+                    elif status >= 500 or status == 408:
+                        failures += 1
+                        wait = self.policy.backoff(failures, self.rng)
+                    else:
+                        raise HTTPStatusError(f"recording {recording_id}: result URL answered HTTP {status} "
+                                              f"{response.reason_phrase}", reason=f"http-{status}")
+            except httpx.TransportError as exc:
+                failures += 1
+                wait = self.policy.backoff(failures, self.rng)
+                if failures >= self.policy.max_attempts:
+                    raise StreamError(f"recording {recording_id}: result URL unreachable ({type(exc).__name__}) "
+                                      f"after {failures} attempts", reason="download-failed") from None
+            if failures >= self.policy.max_attempts:
+                raise StreamError(f"recording {recording_id}: result URL failing after {failures} attempts",
+                                  reason="download-failed")
+            await trio.sleep(wait or 0.0)

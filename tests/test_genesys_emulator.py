@@ -1,0 +1,124 @@
+"""The Genesys emulator over HTTP: the published API's statuses, fields and faults."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from voxpipe_genesys.emulator.catalogue import derived_id, load_catalogue
+
+from genesys_helpers import ALL, emulator, make_recordings
+
+
+@pytest.fixture
+def recordings(tmp_path):
+    originals = make_recordings(tmp_path / "rec")
+    return tmp_path / "rec", originals
+
+
+def token(url: str) -> dict[str, str]:
+    answer = httpx.post(url + "/oauth/token", auth=("voxpipe-emulator", "emulator-secret"),
+                        data={"grant_type": "client_credentials"})
+    assert answer.status_code == 200 and answer.json()["token_type"] == "bearer"
+    return {"Authorization": "Bearer " + answer.json()["access_token"]}
+
+
+def test_catalogue_is_deterministic_and_groups_legs(recordings):
+    directory, _ = recordings
+    a, b = load_catalogue(directory), load_catalogue(directory)
+    assert [c.conversation_id for c in a.conversations] == [c.conversation_id for c in b.conversations]
+    assert len(a.conversations) == 5 and len(a.by_recording) == 6
+    legs = a.by_conversation[derived_id("conversation", "call-e")].recordings
+    assert sorted(r.name for r in legs) == ["call-e__agent.wav", "call-e__customer.wav"]
+    starts = [c.start for c in a.conversations]
+    assert starts == sorted(starts) and (starts[-1] - starts[0]).days >= 2
+
+
+def test_token_needs_basic_client_authentication(recordings):
+    with emulator(recordings[0]) as (url, _):
+        assert httpx.post(url + "/oauth/token", data={"grant_type": "client_credentials"}).status_code == 401
+        assert httpx.post(url + "/oauth/token", auth=("voxpipe-emulator", "nope"),
+                          data={"grant_type": "client_credentials"}).json()["error"] == "invalid_client"
+        assert httpx.post(url + "/oauth/token", auth=("voxpipe-emulator", "emulator-secret"),
+                          data={"grant_type": "password"}).status_code == 400
+        answer = httpx.get(url + "/api/v2/conversations/x/recordingmetadata")
+        assert answer.status_code == 401 and answer.json()["code"] == "authentication.required"
+
+
+def test_analytics_query_pages_and_interval(recordings):
+    with emulator(recordings[0]) as (url, _):
+        auth = token(url)
+        q = url + "/api/v2/analytics/conversations/details/query"
+        pages = [httpx.post(q, headers=auth, json={"interval": ALL, "paging": {"pageSize": 2, "pageNumber": n}}).json()
+                 for n in (1, 2, 3, 4)]
+        assert [p["totalHits"] for p in pages] == [5] * 4
+        assert [len(p.get("conversations", [])) for p in pages] == [2, 2, 1, 0]
+        assert "conversations" not in pages[3]
+        day = httpx.post(q, headers=auth, json={"interval": "2026-11-02T00:00:00Z/2026-11-03T00:00:00Z"}).json()
+        assert [c["conversationStart"] for c in day["conversations"]] == ["2026-11-02T10:00:00.000Z",
+                                                                          "2026-11-02T23:00:00.000Z"]
+        assert httpx.post(q, headers=auth, json={"interval": ALL, "paging": {"pageSize": 101}}).status_code == 400
+        assert httpx.post(q, headers=auth, json={"paging": {"pageSize": 1}}).status_code == 400
+
+
+def test_batch_job_fills_in_over_polls_and_results_download_by_range(recordings):
+    directory, originals = recordings
+    with emulator(directory, not_ready_polls=2, fail_recordings=frozenset({"call-c.wav"})) as (url, _):
+        auth = token(url)
+        cat = load_catalogue(directory)
+        items = [{"conversationId": r.conversation_id, "recordingId": r.recording_id} for r in cat.by_recording.values()]
+        submitted = httpx.post(url + "/api/v2/recording/batchrequests", headers=auth,
+                               json={"batchDownloadRequestList": items})
+        assert submitted.status_code == 202
+        job = submitted.json()["id"]
+        polls = [httpx.get(f"{url}/api/v2/recording/batchrequests/{job}", headers=auth).json() for _ in range(3)]
+        assert [p["resultCount"] for p in polls] == [0, 2, 6] and {p["expectedResultCount"] for p in polls} == {6}
+        final = polls[-1]
+        assert final["errorCount"] == 1 and final["jobId"] == job
+        by_name = {cat.by_recording[r["recordingId"]].name: r for r in final["results"]}
+        assert by_name["call-c.wav"]["errorMsg"].startswith("Failed to transcode") and \
+            "resultUrl" not in by_name["call-c.wav"]
+        result = by_name["call-b.wav"]
+        assert result["contentType"] == "audio/wav"
+        data = originals["call-b.wav"]
+        whole = httpx.get(result["resultUrl"])
+        assert whole.status_code == 200 and whole.content == data
+        part = httpx.get(result["resultUrl"], headers={"Range": "bytes=100-199"})
+        assert part.status_code == 206 and part.content == data[100:200]
+        assert part.headers["content-range"] == f"bytes 100-199/{len(data)}"
+        assert httpx.get(result["resultUrl"], headers={"Range": "bytes=-10"}).content == data[-10:]
+        assert httpx.get(result["resultUrl"], headers={"Range": f"bytes={len(data)}-"}).status_code == 416
+        stale = httpx.get(result["resultUrl"], headers={"Range": "bytes=0-9", "If-Range": '"other"'})
+        assert stale.status_code == 200 and stale.content == data  # If-Range mismatch: the whole new body
+        forged = result["resultUrl"].replace("expires=", "expires=9")
+        assert httpx.get(forged).status_code == 403
+        other_client = {"Authorization": "Bearer not-a-token"}
+        assert httpx.get(f"{url}/api/v2/recording/batchrequests/{job}", headers=other_client).status_code == 401
+        too_many = {"batchDownloadRequestList": [{"conversationId": "c", "recordingId": str(i)} for i in range(101)]}
+        assert httpx.post(url + "/api/v2/recording/batchrequests", headers=auth, json=too_many).status_code == 400
+
+
+def test_expired_urls_and_rate_limits(recordings):
+    directory, _ = recordings
+    with emulator(directory, not_ready_polls=0, expire_once=frozenset({"call-a.wav"}), rate_limit=4,
+                  rate_window=30.0) as (url, app):
+        auth = token(url)
+        rec = load_catalogue(directory).find("call-a.wav")
+        body = {"batchDownloadRequestList": [{"conversationId": rec.conversation_id}]}  # no recordingId: all
+        job = httpx.post(url + "/api/v2/recording/batchrequests", headers=auth, json=body).json()["id"]
+        [result] = httpx.get(f"{url}/api/v2/recording/batchrequests/{job}", headers=auth).json()["results"]
+        expired = httpx.get(result["resultUrl"])
+        assert expired.status_code == 403 and b"Request has expired" in expired.content
+        job = httpx.post(url + "/api/v2/recording/batchrequests", headers=auth, json=body).json()["id"]
+        [result] = httpx.get(f"{url}/api/v2/recording/batchrequests/{job}", headers=auth).json()["results"]
+        assert httpx.get(result["resultUrl"]).status_code == 200  # the next job's URL is valid
+        limited = httpx.get(f"{url}/api/v2/recording/batchrequests/{job}", headers=auth)
+        assert limited.status_code == 429 and 1 <= int(limited.headers["retry-after"]) <= 30
+        assert limited.json()["code"] == "too.many.requests"
+        assert token(url) and app.stats.rate_limited == 1  # a new token has its own budget
+
+
+def test_fault_switch_must_name_a_recording(recordings):
+    with pytest.raises(ValueError, match="no-such.wav"):
+        with emulator(recordings[0], fail_recordings=frozenset({"no-such.wav"})):
+            pass
