@@ -44,6 +44,16 @@ def find_examples() -> Path:
 
 def run_demo(out: Path) -> int:
     """Run the demo into ``out``; returns the process exit code (0: every recording archived identically)."""
+    emulator_log = logging.getLogger("voxpipe_cxone.emulator")
+    previous = emulator_log.level
+    emulator_log.setLevel(logging.WARNING)  # its access log would drown the table
+    try:
+        return _run_demo(out)
+    finally:
+        emulator_log.setLevel(previous)
+
+
+def _run_demo(out: Path) -> int:
     from voxpipe_cxone.emulator.app import CxoneEmulator
     from voxpipe_cxone.emulator.settings import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, EmulatorSettings
 
@@ -51,7 +61,6 @@ def run_demo(out: Path) -> int:
     from .serving import serve_in_thread
 
     console = Console()
-    logging.getLogger("voxpipe_cxone.emulator").setLevel(logging.WARNING)  # its access log would drown the table
     examples = find_examples()
     recordings = examples / "recordings"
     archive = out.resolve() / "archive"
