@@ -77,6 +77,13 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) and number >= 0 else None
 
 
+def _message(exc: AudioFormatError) -> str:
+    """The checker's message, naming the byte offset when it has one and does not say it."""
+    if exc.offset is not None and f"byte {exc.offset}" not in exc.detail:
+        return f"{exc.message} (at byte {exc.offset})"
+    return exc.message
+
+
 class _Run(VerifierRun):
     """The checker is created at the first chunk: sources fill metadata before it."""
 
@@ -105,8 +112,7 @@ class _Run(VerifierRun):
 
     def _raise(self, exc: AudioFormatError) -> None:
         self.error = exc
-        where = f" (byte {exc.offset})" if exc.offset is not None else ""
-        raise VerificationError(f"{exc.message}{where}", reason=exc.reason) from None
+        raise VerificationError(_message(exc), reason=exc.reason) from None
 
     def update(self, chunk: Chunk) -> None:
         if self.checker is None:
@@ -126,7 +132,7 @@ class _Run(VerifierRun):
         except AudioFormatError as exc:
             self.error = exc
             details = {"offset": exc.offset, **({"head": self.head} if self.head else {})}
-            return Verdict(TYPE, False, exc.reason, exc.message, details)
+            return Verdict(TYPE, False, exc.reason, _message(exc), details)
         except VerificationError as exc:
             return Verdict(TYPE, False, exc.reason, str(exc))
         return Verdict(TYPE, True, details=info.to_dict())
