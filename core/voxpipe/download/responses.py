@@ -80,13 +80,14 @@ class ResponseLog:
         return log if isinstance(log, ResponseLog) else None
 
     def record(self, offset: int, length: int | None, status: int, headers: Mapping[str, str]) -> None:
-        """Append one response (``headers``: any case-insensitive mapping, e.g. ``httpx.Headers``).
+        """Append one response, keeping the wanted ``headers`` (names matched case-insensitively).
 
         :raises StreamError: reason ``response-log-overflow`` past :data:`MAX_PENDING_RESPONSES`.
         """
         if len(self._pending) >= MAX_PENDING_RESPONSES:
             raise StreamError(f"{MAX_PENDING_RESPONSES} responses recorded and not consumed", reason="response-log-overflow")
-        kept = {name: headers[name] for name in self.wanted if headers.get(name) is not None}
+        lowered = {str(k).lower(): v for k, v in headers.items() if str(k).lower() in self.wanted}
+        kept = {name: lowered[name] for name in self.wanted if lowered.get(name) is not None}
         self._pending.append(ResponseInfo(offset, length, status, kept))
 
     def drain(self) -> list[ResponseInfo]:
