@@ -135,6 +135,9 @@ def test_mixed_run_report_is_exact_in_json_and_csv_and_reprinted_by_the_cli(tmp_
     res = runner.invoke(cli, ["report", str(tmp_path / "out")])  # a directory without a ledger
     assert res.exit_code == 2 and "no ledger" in res.output
     assert KEY not in json_path.read_text() + csv_path.read_text()
+    # Quarantined: what was received and judged; not the recording refused before any byte.
+    quarantined = sorted(json.loads(p.read_text())["recording_id"] for p in (out / ".quarantine").glob("*.json"))
+    assert quarantined == ["100002", "100002", "200001", "200001"]  # both runs
 
 
 def test_quarantine_dir_setting_and_delete_default(tmp_path):

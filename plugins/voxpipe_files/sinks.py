@@ -36,7 +36,9 @@ MANIFEST_SUFFIX = ".json"
 #: Default quarantine directory inside the sink's ``dir``: a dot-directory, which the
 #: archive's retrieval API never serves and no name template can produce.
 DEFAULT_QUARANTINE = ".quarantine"
-#: Failure reasons that never quarantine: the stream was stopped, not judged.
+#: Failure reasons that never quarantine: the stream was stopped, not judged. (Streams
+#: that failed before any byte arrived and without a verdict, e.g. a metadata gate,
+#: are not quarantined either: there is nothing to inspect.)
 NOT_QUARANTINED = frozenset({"interrupted"})
 #: Bytes per read when replaying or re-hashing a checkpointed temporary file.
 REPLAY_BLOCK = 1 << 20
@@ -329,7 +331,8 @@ class _FileWriter(SinkWriter):
         """Quarantine (returning where) or delete the temporary file."""
         settings = self.sink.settings
         if (result is not None and settings.on_failure == "quarantine" and result.reason
-                and result.reason not in NOT_QUARANTINED and self.temp.exists()):
+                and result.reason not in NOT_QUARANTINED and self.temp.exists()
+                and (self.raw_bytes or result.verdicts)):  # no bytes and no verdict: nothing to inspect
             return self._quarantine_sync(result)
         if not self.file.closed:
             self.file.close()
