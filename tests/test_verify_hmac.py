@@ -273,3 +273,12 @@ def test_range_ignored_on_the_first_request_is_one_whole_body_segment(recs, tmp_
     (r,) = summary.results
     assert r.ok, r.message
     assert hmac_verdict(r).details["segments"] == 1 and hmac_verdict(r).details["covered_bytes"] == size
+
+
+def test_segment_mode_with_a_source_that_reports_no_responses_fails_clearly():
+    stream = Stream(StreamSpec("r4"), source="s", pipeline="p", audit=None)
+    run = _run(HmacSettings(key=KEY, mode="segment"), stream)
+    run.update(Chunk(0, b"audio"))
+    verdict = run.finish()
+    assert verdict.reason == "hmac-segment-uncovered" and "bytes 0-4" in verdict.message
+    assert "reported no HTTP responses" in verdict.message

@@ -156,6 +156,7 @@ class _Run(VerifierRun):
         self.covered: list[list[int]] = []  # merged [start, end) ranges verified by segment MACs
         self.segments_ok = 0
         self.segments_unsigned = 0
+        self.responses_seen = 0
 
     # ---------------------------------------------------------------- streaming
 
@@ -185,6 +186,7 @@ class _Run(VerifierRun):
         self.position = end
 
     def _response(self, info: ResponseInfo) -> None:
+        self.responses_seen += 1
         s = self.settings
         rid = self.stream.id
         if s.expected_from == "header":
@@ -288,9 +290,11 @@ class _Run(VerifierRun):
         if not s.required and self.segments_unsigned:
             return Verdict(TYPE, True, details={**details, "verified": False})
         gap = _first_gap(self.covered, self.position)
+        hint = "" if self.responses_seen else (" (the source reported no HTTP responses: segment mode needs a source "
+                                                "that passes each response's headers, such as cxone)")
         return Verdict(TYPE, False, "hmac-segment-uncovered",
                        f"recording {rid}: bytes {gap[0]}-{gap[1] - 1} are covered by no verified segment MAC and no "
-                       f"whole-recording MAC was given ({where})", details)
+                       f"whole-recording MAC was given ({where}){hint}", details)
 
 
 def _first_gap(covered: list[list[int]], total: int) -> tuple[int, int]:
