@@ -39,7 +39,8 @@ from .components import Component, PipelineContext, Sink, SinkWriter, Source, Tr
 from .config import ComponentConfig, PipelineConfig
 from .errors import StreamError, VerificationError
 from .ledger import Ledger
-from .model import Chunk, Stream, StreamResult, StreamSpec
+from .model import Chunk, Stream, StreamResult, StreamSpec, Verdict
+from .report import write_run_report
 
 log = logging.getLogger("voxpipe.engine")
 
@@ -101,6 +102,8 @@ class RunSummary:
     interrupted: bool = False
     state_dir: Path | None = None
     ledger_path: Path | None = None
+    #: The compliance report written at the end of the run (JSON, CSV), if any.
+    report_paths: tuple[Path, Path] | None = None
 
     @property
     def ok(self) -> bool:
@@ -203,9 +206,19 @@ class Runner:
             if self.ledger is not None:
                 if run_id is not None:
                     self.ledger.finish_run(run_id, interrupted=summary.interrupted)
+                    self._write_report(run_id, context.state_dir)
                 self.ledger.close()
         self.observer.run_finished(summary)
         return summary
+
+    def _write_report(self, run_id: int, state_dir: Path) -> None:
+        """The run's compliance report (``voxpipe.report``); a failure is logged, never fatal."""
+        try:
+            paths = write_run_report(self.ledger, run_id, state_dir)
+        except Exception:
+            log.exception("could not write the compliance report of run %s", run_id)
+        else:
+            self.summary.report_paths = paths
 
     async def _close(self, components: list[Component]) -> None:
         """aclose every component once, newest first, bounded by ACLOSE_TIMEOUT, shielded."""
@@ -360,8 +373,9 @@ class Runner:
         ledger = self.ledger
         result.attempts = await trio.to_thread.run_sync(ledger.begin_attempt, stream.source, stream.id)
         self.observer.stream_started(stream)
+        verifier_runs: list[_TrackedRun] = []
         try:
-            verifier_runs = [v.begin(stream) for v in self.verifiers]
+            verifier_runs = [_TrackedRun(v.type, v.begin(stream)) for v in self.verifiers]
             transform_runs = [t.begin(stream) for t in self.transforms]
             entries = await self._open_writers(stream, result, writers)
             if entries is not None and verifier_runs:
@@ -407,6 +421,8 @@ class Runner:
                 result.reason, result.message = "internal-error", f"{type(error).__name__}: {error}"
             result.seconds = time.perf_counter() - t0
             result.metadata = _public_metadata(stream.metadata)
+            if not result.verdicts and any(run.error is not None for run in verifier_runs):
+                result.verdicts = [run.early_verdict() for run in verifier_runs]
             keep_checkpoint = cancelled and self._can_resume
             with trio.CancelScope(shield=True):
                 if keep_checkpoint:
@@ -575,6 +591,35 @@ class _Checkpoints:
                 self.runner.ledger.checkpoint, stream.source, stream.id, resume_offset=marker.offset,
                 checkpoint={"sinks": marker.entries}, etag=stream.metadata.get("etag"),
                 size=size if isinstance(size, int) else None))
+
+
+class _TrackedRun(VerifierRun):
+    """A verifier's run that remembers the error it raised from ``update`` (an early
+    rejection), so the ledger and audit log record a verdict for every verifier."""
+
+    def __init__(self, verifier: str, run: VerifierRun):
+        self.verifier, self.run = verifier, run
+        self.error: StreamError | None = None
+
+    def update(self, chunk: Chunk) -> None:
+        try:
+            self.run.update(chunk)
+        except StreamError as exc:
+            self.error = exc
+            raise
+
+    def finish(self) -> Verdict:
+        try:
+            return self.run.finish()
+        except StreamError as exc:
+            self.error = exc
+            raise
+
+    def early_verdict(self) -> Verdict:
+        if self.error is not None:
+            return Verdict(self.verifier, False, self.error.reason, str(self.error))
+        return Verdict(self.verifier, False, "incomplete", "no verdict: the stream was rejected by another check "
+                       "before it ended")
 
 
 async def _feed_verifier(run: VerifierRun, receive: trio.MemoryReceiveChannel[Chunk]) -> None:

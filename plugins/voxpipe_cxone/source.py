@@ -24,6 +24,7 @@ from pydantic import SecretStr, model_validator
 from voxpipe.components import Source
 from voxpipe.download.api import request_json
 from voxpipe.download.downloader import RangedDownload, read_size_for
+from voxpipe.download.responses import ResponseLog
 from voxpipe.download.retry import RetryPolicy
 from voxpipe.download.tokens import TokenCache
 from voxpipe.errors import StreamError, StreamRejected, StreamRestart
@@ -207,13 +208,15 @@ class CxoneSource(Source):
         if size is not None:
             stream.metadata["size"] = size
         url = f"{self.api_base}/api/v2/recording/download/{quote(stream.id, safe='')}"
+        responses = ResponseLog.of(stream)  # a verifier wants per-response headers (X-Segment-HMAC)
         download = RangedDownload(
             self.client, url, recording_id=stream.id, size=size, segment_size=self.settings.chunk_size,
             auth=self.auth_headers, on_401=self.on_401, policy=self.policy,
             read_size=read_size_for(self.settings.chunk_size),
             params={"format": self.settings.format} if self.settings.format else None, rng=self.rng,
             on_segment=lambda event: stream.audit("segment", **event),
-            start=stream.resume_offset, etag=stream.metadata.get("etag"))
+            start=stream.resume_offset, etag=stream.metadata.get("etag"),
+            on_response=responses.record if responses is not None else None)
         async for chunk in download.chunks():
             if download.etag and "etag" not in stream.metadata:
                 stream.metadata["etag"] = download.etag  # recorded with checkpoints, checked on resume

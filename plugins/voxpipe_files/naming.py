@@ -57,3 +57,8 @@ def expand(template: str, *, directory: Path, recording_id: str, metadata: Mappi
 def temp_stem(recording_id: str) -> str:
     """A file-name-safe form of an id for temporary names."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", recording_id)[:64] or "stream"
+
+
+def is_safe_format(fmt: str) -> bool:
+    """Whether a format name may be used as a file extension."""
+    return bool(_SAFE_FORMAT.match(fmt))

@@ -4,8 +4,10 @@ Each stream is written to ``.<id>.<random>.part`` in the target directory, fsync
 ``prepare`` and renamed to its final name in ``commit`` (only after every verifier
 passed). Beside it, ``<final name>.json`` is the manifest: source, recording id,
 format, original size and SHA-256 (of the bytes as received), stored file's SHA-256 and
-size, and times. ``abort`` deletes the temporary file. File I/O and compression run in
-worker threads.
+size, and times. ``abort`` deletes the temporary file, or with ``on_failure: quarantine``
+moves it (as stored: a partial gzip is finished into a valid gzip file) into the
+quarantine directory with a JSON report of why (see :func:`_FileWriter._quarantine_sync`).
+File I/O and compression run in worker threads.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import os
 import time
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Mapping
+import secrets
+from typing import Any, BinaryIO, Iterator, Literal, Mapping
 
 import trio
 from pydantic import field_validator
@@ -30,6 +33,13 @@ from voxpipe.settings import Settings, setting
 from . import naming
 
 MANIFEST_SUFFIX = ".json"
+#: Default quarantine directory inside the sink's ``dir``: a dot-directory, which the
+#: archive's retrieval API never serves and no name template can produce.
+DEFAULT_QUARANTINE = ".quarantine"
+#: Failure reasons that never quarantine: the stream was stopped, not judged. (Streams
+#: that failed before any byte arrived and without a verdict, e.g. a metadata gate,
+#: are not quarantined either: there is nothing to inspect.)
+NOT_QUARANTINED = frozenset({"interrupted"})
 #: Bytes per read when replaying or re-hashing a checkpointed temporary file.
 REPLAY_BLOCK = 1 << 20
 
@@ -43,6 +53,12 @@ class FileSinkSettings(Settings):
     manifest: bool = setting(True, description="Write a JSON manifest beside each stored file.")
     overwrite: bool = setting(False, description="Replace an existing file with different content. When false, an "
                               "existing identical file counts as stored and a different one fails the stream.")
+    on_failure: Literal["delete", "quarantine"] = setting(
+        "delete", description="What happens to a failed stream's bytes: `delete` them, or `quarantine` them (as "
+        "received so far, in this sink's storage format) with a JSON file giving the reason and every verdict. "
+        "Streams stopped by a shutdown are deleted either way.")
+    quarantine_dir: Path | None = setting(None, description="Where quarantined streams go (created if missing); "
+                                          f"default `<dir>/{DEFAULT_QUARANTINE}`.", example="./quarantine")
 
     @field_validator("name")
     @classmethod
@@ -301,12 +317,62 @@ class _FileWriter(SinkWriter):
         if self.done:
             return
         self.done = True
-        await trio.to_thread.run_sync(self._abort_sync)
+        try:
+            quarantined = await trio.to_thread.run_sync(self._abort_sync, result)
+        except OSError as exc:
+            # Quarantine failed (disk full, cross-device quarantine_dir): never leave the
+            # temporary file behind under a name cleanup_orphans would not recognise.
+            await trio.to_thread.run_sync(self._abort_sync, None)
+            raise SinkError(f"recording {self.stream.id}: cannot quarantine: {exc}", reason="quarantine-failed") from None
+        if quarantined is not None:
+            self.stream.audit("quarantine", sink=self.sink.type, path=str(quarantined), reason=result.reason)
 
-    def _abort_sync(self) -> None:
+    def _abort_sync(self, result: StreamResult | None = None) -> Path | None:
+        """Quarantine (returning where) or delete the temporary file."""
+        settings = self.sink.settings
+        if (result is not None and settings.on_failure == "quarantine" and result.reason
+                and result.reason not in NOT_QUARANTINED and self.temp.exists()
+                and (self.raw_bytes or result.verdicts)):  # no bytes and no verdict: nothing to inspect
+            return self._quarantine_sync(result)
         if not self.file.closed:
             self.file.close()
         self.temp.unlink(missing_ok=True)
+        return None
+
+    def _quarantine_sync(self, result: StreamResult) -> Path:
+        """Move the temporary file to the quarantine directory, with ``<name>.json`` beside it.
+
+        Names: ``<id>.<UTC time>.<random>.<format><suffix>``, so repeated failures of one
+        recording never overwrite each other. The JSON (written atomically, after the data
+        file) holds: recording_id, source, pipeline, reason, message, verdicts,
+        quarantined_at, file, stored_size, stored_sha256 (of the quarantined file),
+        original_bytes (bytes received before the failure), compression, metadata.
+        """
+        if not self.file.closed:
+            self._emit(self.compressor.flush())  # finish the gzip member: the file stays valid gzip
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+        settings = self.sink.settings
+        qdir = Path(settings.quarantine_dir) if settings.quarantine_dir is not None \
+            else self.directory / DEFAULT_QUARANTINE
+        qdir.mkdir(parents=True, exist_ok=True)
+        fmt = str(self.stream.metadata.get("format") or "bin").lower()
+        fmt = fmt if naming.is_safe_format(fmt) else "bin"
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        dest = qdir / f"{naming.temp_stem(self.stream.id)}.{stamp}.{secrets.token_hex(3)}.{fmt}{self.compressor.suffix}"
+        os.replace(self.temp, dest)  # same filesystem by default; a move across filesystems raises
+        fsync_dir(qdir)
+        report = {
+            "recording_id": self.stream.id, "source": self.stream.source, "pipeline": self.stream.pipeline,
+            "reason": result.reason, "message": result.message,
+            "verdicts": [v.to_dict() for v in result.verdicts],
+            "quarantined_at": _iso(time.time()), "file": dest.name, "stored_size": self.stored_bytes,
+            "stored_sha256": self.stored_hash.hexdigest(), "original_bytes": self.raw_bytes,
+            "compression": "gzip" if self.compressor.suffix == ".gz" else None, "metadata": result.metadata,
+        }
+        write_atomic(str(dest) + MANIFEST_SUFFIX, json.dumps(report, indent=2, sort_keys=True, default=str).encode())
+        return dest
 
 
 def _existing_sha256(path: Path) -> str:

@@ -105,6 +105,11 @@ class RangedDownload:
     :param on_401: called with the refused headers, to invalidate a cached token.
     :param on_segment: receives one dict per response (offset, length, status, attempt, ms)
         for the audit log.
+    :param on_response: called as ``on_response(offset, length, status, headers)`` for each
+        accepted 200/206 response, before its first body byte is yielded: ``offset`` is the
+        body's first byte in the resource (0 for a 200), ``length`` the bytes it declares
+        (or ``None``); e.g. :meth:`voxpipe.download.responses.ResponseLog.record`, for
+        per-response MACs.
     :param etag: the validator from metadata or a checkpoint, if known.
     :param start: first byte to deliver (resuming a checkpoint); the server must still
         have the same ``etag`` or :class:`StreamRestart` is raised.
@@ -115,8 +120,10 @@ class RangedDownload:
                  on_401: Callable[[Mapping[str, str]], None] | None = None,
                  on_segment: SegmentObserver | None = None, policy: RetryPolicy | None = None,
                  read_size: int = DEFAULT_READ_SIZE, etag: str | None = None, params: Mapping[str, str] | None = None,
-                 rng: random.Random | None = None, start: int = 0):
+                 rng: random.Random | None = None, start: int = 0,
+                 on_response: Callable[[int, int | None, int, Mapping[str, str]], None] | None = None):
         self.client = client
+        self.on_response = on_response
         self.params = dict(params or {})
         # params are merged into the URL once: httpx's params= replaces the URL's own query,
         # which would strip a pre-signed URL's signature
@@ -239,6 +246,13 @@ class RangedDownload:
                     if self.size is not None and declared is not None and int(declared) != self.size:
                         raise StreamRestart(f"recording {self.recording_id}: server sent {declared} bytes, "
                                             f"metadata says {self.size}", reason="size-changed")
+                if self.on_response is not None:
+                    if status == 206 and asked is not None:
+                        self.on_response(asked.start, asked.length, status, response.headers)
+                    else:
+                        declared = response.headers.get("content-length")
+                        self.on_response(0, int(declared) if declared and declared.isdigit() else self.size, status,
+                                         response.headers)
                 async for data in response.aiter_raw(self.read_size):
                     if skip:
                         if len(data) <= skip:
