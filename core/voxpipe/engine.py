@@ -285,8 +285,9 @@ class Runner:
                 result.reason, result.message = "internal-error", f"{type(error).__name__}: {error}"
             result.seconds = time.perf_counter() - t0
             result.metadata = _public_metadata(stream.metadata)
+            result.retrying = retry and attempt < self.settings.max_stream_attempts and not self._stopping
             await self._abort_all(writers, result)
-            if not (retry and attempt < self.settings.max_stream_attempts):
+            if not result.retrying:
                 self._finish(stream, result)
             if cancelled:
                 raise
