@@ -154,6 +154,7 @@ class DeliveryLoop:
         self.rng = rng
         self.in_flight = 0
         self.attempts = 0
+        self._claiming = False
         self._wake = trio.Event()
 
     def notify(self) -> None:
@@ -169,11 +170,15 @@ class DeliveryLoop:
                     self._wake = trio.Event()
                     free = self.max_in_flight - self.in_flight
                     if free > 0:
-                        claimed = await trio.to_thread.run_sync(
-                            lambda: self.outbox.claim(url, limit=free, lease=self.endpoint.lease))
-                        for event in claimed:
-                            self.in_flight += 1
-                            nursery.start_soon(self._one, client, event)
+                        self._claiming = True  # claimed rows are leased before in_flight counts them
+                        try:
+                            claimed = await trio.to_thread.run_sync(
+                                lambda: self.outbox.claim(url, limit=free, lease=self.endpoint.lease))
+                            for event in claimed:
+                                self.in_flight += 1
+                                nursery.start_soon(self._one, client, event)
+                        finally:
+                            self._claiming = False
                     if self.in_flight >= self.max_in_flight:
                         wait = POLL_INTERVAL  # a finishing attempt wakes us
                     else:
@@ -199,7 +204,7 @@ class DeliveryLoop:
         """
         while True:
             remaining = deadline - trio.current_time()
-            if self.in_flight == 0:
+            if self.in_flight == 0 and not self._claiming:
                 due = await trio.to_thread.run_sync(self.outbox.next_due, self.endpoint.url)
                 if due is None or due > time.time() + remaining:
                     return True

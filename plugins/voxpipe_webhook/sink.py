@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import trio
-from pydantic import field_validator, model_validator
+from pydantic import field_validator
 
 from voxpipe.components import Sink, SinkWriter
 from voxpipe.download.api import redact_url
@@ -111,10 +111,11 @@ class WebhookSettings(Settings):
                 raise ValueError(f"header name {name!r} is not a valid HTTP field name")
         return value
 
-    @model_validator(mode="after")
-    def _check_schedule(self) -> "WebhookSettings":
-        self.schedule()  # raises ValueError with the problem
-        return self
+    @field_validator("retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: list[float]) -> list[float]:
+        Schedule(tuple(value))  # raises ValueError naming the problem
+        return value
 
     def schedule(self) -> Schedule:
         """The retry schedule these settings describe."""
