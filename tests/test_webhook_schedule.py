@@ -93,3 +93,15 @@ def test_terminal_decisions():
 def test_invalid_schedules(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Schedule(**kwargs)
+
+
+def test_settings_default_to_the_spec_schedule_when_omitted():
+    import base64
+
+    from voxpipe_webhook.sink import WebhookSettings
+
+    secret = "whsec_" + base64.b64encode(bytes(32)).decode()
+    settings = WebhookSettings(url="http://127.0.0.1:1/h", secrets=[secret])
+    assert settings.schedule() == Schedule(DEFAULT_SCHEDULE, 3 * 86400.0, 0.2)
+    assert settings.timeout == 15.0 and settings.headers == {} and settings.outbox is None
+    assert secret[6:] not in repr(settings) and secret[6:] not in str(settings.endpoint())
