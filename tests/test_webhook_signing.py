@@ -117,3 +117,23 @@ def test_sign_requires_a_secret_and_a_clean_id():
         sign("msg 1", 1, b"", [parse_secret(S1)])
     assert signed_content("i", 5, b"b") == b"i.5.b"
     assert signature(Secret(KEY1), "i", 5, b"b").startswith("v1,")
+
+
+def test_receiver_examples_in_the_docs_verify_real_deliveries(tmp_path):
+    """docs/webhooks.md's receiver code, run as written (with our secret) on a signed delivery."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "webhooks.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
+    assert len(blocks) == 2
+    body = b'{"recording_id":"r1","type":"stream.stored","location":"/a/r1.wav.gz","sha256":"00"}'
+    headers = sign("msg_doc", int(time.time()), body, [parse_secret(S2), parse_secret(S1)])
+    library, plain = ({}, {})
+    exec(blocks[0].replace('"whsec_..."', repr(S1)), library)
+    exec(blocks[1].replace('"whsec_..."', repr(S1)), plain)
+    assert library["handle_delivery"](body, headers) == 204 and library["seen_ids"] == {"msg_doc"}
+    assert library["handle_delivery"](body + b" ", headers) == 400
+    assert plain["verify_delivery"](body, headers)["recording_id"] == "r1"
+    with pytest.raises(ValueError):
+        plain["verify_delivery"](body.replace(b"r1", b"r2"), headers)
