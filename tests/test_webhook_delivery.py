@@ -199,3 +199,25 @@ def test_bounded_concurrency(tmp_path):
 
     trio.run(main)
     assert in_flight["max"] == 3
+
+
+def test_shutdown_mid_attempt_gives_the_claim_back(tmp_path):
+    receiver = Receiver(lambda n, r: (200, {}, 5.0))
+    outbox = Outbox(tmp_path / "o.db")
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(serve_asgi, receiver)
+            events = enqueue(outbox, url, ["held"])
+            async with trio.open_nursery() as inner:
+                await inner.start(DeliveryLoop(outbox, endpoint(url, timeout=30), FAST).run)
+                await wait_for(lambda: receiver.snapshot())
+                leased = outbox.get(events[0].id).next_attempt_at
+                assert leased > time.time() + 30  # claimed: leased for timeout + margin
+                inner.cancel_scope.cancel()
+            nursery.cancel_scope.cancel()
+            return events[0], leased
+
+    event, leased = trio.run(main)
+    row = outbox.get(event.id)
+    assert row.state is State.PENDING and row.attempts == 0 and row.next_attempt_at <= time.time()

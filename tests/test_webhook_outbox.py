@@ -123,3 +123,13 @@ def test_not_an_outbox(tmp_path):
         Outbox(bad)
     with pytest.raises(OutboxError, match="no such outbox"):
         Outbox(tmp_path / "missing.db", create=False)
+
+
+def test_release_makes_unfinished_claims_due_now_but_not_finished_ones(tmp_path):
+    outbox = Outbox(tmp_path / "o.db")
+    a, b = add(outbox, "a"), add(outbox, "b")
+    outbox.claim(URL, now=1000, lease=60)
+    outbox.record(b.id, Decision(State.DELIVERED, Outcome.DELIVERED), status=200, error=None, now=1001)
+    outbox.release([a.id, b.id], now=1002)
+    assert outbox.get(a.id).next_attempt_at == 1002 and outbox.get(b.id).state is State.DELIVERED
+    assert outbox.get(b.id).next_attempt_at is None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
@@ -155,6 +156,7 @@ class DeliveryLoop:
         self.in_flight = 0
         self.attempts = 0
         self._claiming = False
+        self._leased: set[str] = set()  # ids claimed by this loop whose outcome is not recorded yet
         self._wake = trio.Event()
 
     def notify(self) -> None:
@@ -163,36 +165,65 @@ class DeliveryLoop:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         url = self.endpoint.url
-        async with httpx.AsyncClient(follow_redirects=False, timeout=self.endpoint.timeout) as client:
-            async with trio.open_nursery() as nursery:
-                task_status.started()
-                while True:
-                    self._wake = trio.Event()
-                    free = self.max_in_flight - self.in_flight
-                    if free > 0:
-                        self._claiming = True  # claimed rows are leased before in_flight counts them
+        limits = httpx.Limits(max_connections=self.max_in_flight, max_keepalive_connections=self.max_in_flight)
+        async with httpx.AsyncClient(follow_redirects=False, timeout=self.endpoint.timeout, limits=limits) as client:
+            try:
+                async with trio.open_nursery() as nursery:
+                    task_status.started()
+                    await self._loop(nursery, client, url)
+            finally:
+                if self._leased:  # attempts cut short by shutdown: due again now, not when the lease ends
+                    leased = list(self._leased)
+                    with trio.CancelScope(shield=True):
                         try:
-                            claimed = await trio.to_thread.run_sync(
-                                lambda: self.outbox.claim(url, limit=free, lease=self.endpoint.lease))
-                            for event in claimed:
-                                self.in_flight += 1
-                                nursery.start_soon(self._one, client, event)
-                        finally:
-                            self._claiming = False
-                    if self.in_flight >= self.max_in_flight:
-                        wait = POLL_INTERVAL  # a finishing attempt wakes us
-                    else:
-                        due = await trio.to_thread.run_sync(self.outbox.next_due, url)
-                        wait = POLL_INTERVAL if due is None else min(POLL_INTERVAL, max(0.01, due - time.time()))
-                    with trio.move_on_after(wait):
-                        await self._wake.wait()
+                            await trio.to_thread.run_sync(lambda: self.outbox.release(leased))
+                        except sqlite3.Error as exc:
+                            log.error("webhook outbox %s: could not release %d claimed events (%s); they are due "
+                                      "again when their lease ends", self.outbox.path, len(leased), exc)
+
+    async def _loop(self, nursery: trio.Nursery, client: httpx.AsyncClient, url: str) -> None:
+        while True:
+            self._wake = trio.Event()
+            try:
+                wait = await self._dispatch(nursery, client, url)
+            except sqlite3.Error as exc:
+                # a locked or full disk must not end the run: the events stay in the outbox
+                log.error("webhook outbox %s: %s: %s; trying again in %.0f s", self.outbox.path,
+                          type(exc).__name__, exc, POLL_INTERVAL)
+                self._claiming = False
+                wait = POLL_INTERVAL
+            with trio.move_on_after(wait):
+                await self._wake.wait()
+
+    async def _dispatch(self, nursery: trio.Nursery, client: httpx.AsyncClient, url: str) -> float:
+        """Start attempts for due events while there is room; returns seconds until the next look."""
+        free = self.max_in_flight - self.in_flight
+        if free > 0:
+            self._claiming = True  # claimed rows are leased before in_flight counts them
+            try:
+                claimed = await trio.to_thread.run_sync(
+                    lambda: self.outbox.claim(url, limit=free, lease=self.endpoint.lease))
+                for event in claimed:
+                    self.in_flight += 1
+                    self._leased.add(event.id)
+                    nursery.start_soon(self._one, client, event)
+            finally:
+                self._claiming = False
+        if self.in_flight >= self.max_in_flight:
+            return POLL_INTERVAL  # a finishing attempt wakes us
+        due = await trio.to_thread.run_sync(self.outbox.next_due, url)
+        return POLL_INTERVAL if due is None else min(POLL_INTERVAL, max(0.01, due - time.time()))
 
     async def _one(self, client: httpx.AsyncClient, event: OutboxEvent) -> None:
         try:
             result = await attempt(client, self.endpoint, event, outbox=self.outbox, schedule=self.schedule,
                                    rng=self.rng)
             self.attempts += 1
+            self._leased.discard(event.id)
             log_attempt(result, self.endpoint, self.audit)
+        except sqlite3.Error as exc:
+            log.error("webhook %s (recording %s): outcome not recorded (%s: %s); it stays pending and is sent "
+                      "again with the same id", event.id, event.recording_id, type(exc).__name__, exc)
         finally:
             self.in_flight -= 1
             self._wake.set()

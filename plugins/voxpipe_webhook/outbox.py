@@ -203,6 +203,13 @@ class Outbox:
                                  "last_error = 'endpoint disabled (HTTP 410)' "
                                  "WHERE endpoint = ? AND state = 'pending'", (endpoint,))
 
+    def release(self, event_ids: Iterable[str], *, now: float | None = None) -> None:
+        """Give back claims whose attempt never finished (shutdown): the pending ones are due now."""
+        now = time.time() if now is None else now
+        with self._lock, self._transaction():
+            self._db.executemany("UPDATE events SET next_attempt_at = ? WHERE id = ? AND state = 'pending'",
+                                 [(now, i) for i in event_ids])
+
     def reopen(self, event_ids: Iterable[str] = (), *, states: Iterable[State] = (),
                now: float | None = None) -> list[OutboxEvent]:
         """Make events pending and due now (operator redelivery); re-enables their endpoints.
