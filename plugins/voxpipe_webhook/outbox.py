@@ -2,9 +2,11 @@
 
 One row per event (its ``webhook-id``, endpoint URL, exact body bytes, state, attempts,
 next attempt time, last status or error, timestamps) and one row per endpoint that
-answered ``410 Gone`` (disabled). The database runs in WAL mode with
-``synchronous=FULL``: :meth:`Outbox.enqueue` returns only once the event is on disk, so a
-crash or ``kill -9`` right after loses nothing.
+answered ``410 Gone`` (disabled). The database runs in WAL mode;
+:meth:`Outbox.enqueue` commits with ``synchronous=FULL`` and returns only once the event
+is on disk, so a crash, ``kill -9`` or power cut right after loses nothing. Claims and
+outcomes commit with ``synchronous=NORMAL`` (safe against process crashes; a power cut may
+undo the last outcomes, which only causes a repeat under the same ``webhook-id``).
 
 Claims are leases, not states: :meth:`Outbox.claim` pushes a due event's
 ``next_attempt_at`` ``lease`` seconds ahead (in one ``BEGIN IMMEDIATE`` transaction, so
@@ -122,7 +124,10 @@ class Outbox:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                        timeout=BUSY_TIMEOUT_MS / 1000)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            # NORMAL for claims and outcomes: in WAL mode they survive a process crash; a power cut may
+            # roll back the last outcomes, which only means a repeat under the same webhook-id.
+            # enqueue() switches to FULL for its own transaction: a new event must survive anything.
+            self._db.execute("PRAGMA synchronous=NORMAL")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise OutboxError(f"{self.path}: outbox schema {version} is newer than this voxpipe ({SCHEMA_VERSION})")
@@ -144,7 +149,7 @@ class Outbox:
         """
         now = time.time() if now is None else now
         event_id = event_id or new_event_id()
-        with self._lock, self._transaction():
+        with self._lock, _synchronous(self._db, "FULL"), self._transaction():
             disabled = self._db.execute("SELECT 1 FROM endpoints WHERE url = ?", (endpoint,)).fetchone()
             state = State.DISABLED if disabled else State.PENDING
             self._db.execute(
@@ -306,6 +311,19 @@ class Outbox:
 
     def __repr__(self) -> str:
         return f"<Outbox {self.path}>"
+
+
+class _synchronous:
+    """``PRAGMA synchronous`` for one transaction, then back to NORMAL (set outside transactions only)."""
+
+    def __init__(self, db: sqlite3.Connection, level: str):
+        self.db, self.level = db, level
+
+    def __enter__(self) -> None:
+        self.db.execute(f"PRAGMA synchronous={self.level}")
+
+    def __exit__(self, *exc: object) -> None:
+        self.db.execute("PRAGMA synchronous=NORMAL")
 
 
 class _Transaction:
