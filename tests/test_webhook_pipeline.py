@@ -301,3 +301,29 @@ def test_sigkill_during_delivery_then_restart_delivers_every_event(tmp_path):
         assert event["sha256"] == hashlib.sha256(pattern(event["recording_id"], 20000)).hexdigest()
     seen = [r.id for r in got]
     assert in_flight and all(seen.count(i) == 2 for i in in_flight)  # killed mid-delivery: sent again, same id
+
+
+def test_410_then_redeliver_failed_reenables_the_endpoint(register_plugin, tmp_path):
+    receiver = Receiver(always(410))
+    with serve_in_thread(receiver) as url, register_plugin(CallPlugin(), name="calls") as registry:
+        text = pipeline_yaml(tmp_path, url, source="{type: memory, ids: [g1, g2, g3], size: 1000, chunk: 1000}",
+                             extra="max_in_flight: 1")
+        run_pipeline(text, registry)
+        outbox_path = tmp_path / "state" / "outbox.sqlite3"
+        with Outbox(outbox_path) as outbox:
+            assert outbox.counts()["disabled"] == 3 and len(outbox.disabled_endpoints()) == 1
+        assert len(receiver.snapshot()) == 1  # the first 410 stopped all sending to the endpoint
+        config = tmp_path / "p.yaml"
+        config.write_text(text)
+        listed = CliRunner().invoke(cli, ["webhooks", str(outbox_path)])
+        assert "3 disabled" in listed.output and "disabled since" in listed.output and "HTTP 410" in listed.output
+        receiver.plan = always(200)
+        result = CliRunner().invoke(cli, ["webhooks", str(outbox_path), "--redeliver-failed", "-c", str(config)],
+                                    env=ENV)
+        assert result.exit_code == 0, result.output
+        assert "3 of 3 delivered" in result.output
+        with Outbox(outbox_path) as outbox:
+            assert outbox.counts()["delivered"] == 3 and outbox.disabled_endpoints() == {}
+    first = receiver.snapshot()[0].id
+    assert [r.id for r in receiver.snapshot()].count(first) == 2  # the 410'd event came again, same id
+    assert sorted(e["recording_id"] for e in verified(receiver.snapshot()[1:], S1)) == ["g1", "g2", "g3"]
