@@ -30,7 +30,8 @@ from voxpipe.settings import SecretStr, Settings, setting
 from .delivery import DeliveryLoop, Endpoint
 from .events import build_event, encode_body
 from .outbox import Outbox
-from .schedule import DEFAULT_HORIZON, DEFAULT_JITTER, DEFAULT_SCHEDULE, MAX_ATTEMPTS, Schedule, first_attempt_at
+from .schedule import (DEFAULT_HORIZON, DEFAULT_JITTER, DEFAULT_SCHEDULE, MAX_ATTEMPTS, Schedule, State,
+                       first_attempt_at)
 from .signing import SIGNATURE_HEADERS, parse_secret
 
 log = logging.getLogger("voxpipe.webhook")
@@ -144,18 +145,21 @@ class WebhookSink(Sink):
         self._scope: trio.CancelScope | None = None
         self._stopped: trio.Event | None = None
         self._closed = False
+        self._open_lock = trio.Lock()
         self._rng = random.Random()
 
     def outbox_path(self) -> Path:
         return Path(self.settings.outbox) if self.settings.outbox else Path(self.context.state_dir) / OUTBOX_FILE
 
     async def _open(self) -> Outbox:
-        if self.outbox is None:
-            path = self.outbox_path()
-            self.outbox = await trio.to_thread.run_sync(Outbox, path)
-            pruned = await trio.to_thread.run_sync(self.outbox.prune)
-            if pruned:
-                log.debug("outbox %s: pruned %d old delivered events", path, pruned)
+        async with self._open_lock:  # streams begin concurrently: open the file once
+            if self.outbox is None:
+                path = self.outbox_path()
+                outbox = await trio.to_thread.run_sync(Outbox, path)
+                pruned = await trio.to_thread.run_sync(outbox.prune)
+                if pruned:
+                    log.debug("outbox %s: pruned %d old delivered events", path, pruned)
+                self.outbox = outbox
         return self.outbox
 
     async def start(self, nursery: trio.Nursery) -> None:
@@ -190,16 +194,19 @@ class WebhookSink(Sink):
         body = encode_body(build_event(result, stream, chunks=chunks))
         first = first_attempt_at(self.schedule, time.time(), self._rng)
         try:
-            event = await trio.to_thread.run_sync(lambda: outbox.enqueue(
-                endpoint=self.endpoint.url, body=body, source=stream.source, pipeline=stream.pipeline,
-                recording_id=stream.id, first_attempt_at=first))
+            # shielded: once the insert runs, its id must reach the writer, or a shutdown arriving now
+            # would make abort() announce the same stream a second time
+            with trio.CancelScope(shield=True):
+                event = await trio.to_thread.run_sync(lambda: outbox.enqueue(
+                    endpoint=self.endpoint.url, body=body, source=stream.source, pipeline=stream.pipeline,
+                    recording_id=stream.id, first_attempt_at=first))
         except Exception as exc:
             raise SinkError(f"recording {stream.id}: cannot write the webhook event to outbox {outbox.path}: "
                             f"{type(exc).__name__}: {exc}", reason="outbox-error") from exc
         self.enqueued.append(event.id)
         stream.audit("webhook-enqueued", webhook_id=event.id, endpoint=redact_url(self.endpoint.url),
                      state=event.state.value)
-        if event.state.value == "disabled":
+        if event.state is State.DISABLED:
             log.error("webhook %s (recording %s) not sent: endpoint %s is disabled (it answered 410); "
                       "`voxpipe webhooks %s --redeliver-failed` re-enables it", event.id, stream.id,
                       redact_url(self.endpoint.url), outbox.path)
