@@ -423,6 +423,7 @@ class Runner:
             result.metadata = _public_metadata(stream.metadata)
             if not result.verdicts and any(run.error is not None for run in verifier_runs):
                 result.verdicts = [run.early_verdict() for run in verifier_runs]
+            result.retrying = retry and attempt < self.settings.max_stream_attempts and not self._stopping
             keep_checkpoint = cancelled and self._can_resume
             with trio.CancelScope(shield=True):
                 if keep_checkpoint:
@@ -430,7 +431,7 @@ class Runner:
                     await self._close_for_resume([(s, w) for s, w in writers if not s.announces])
                 else:
                     await self._abort_all(writers, result)
-                final = not (retry and attempt < self.settings.max_stream_attempts)
+                final = not result.retrying
                 await trio.to_thread.run_sync(functools.partial(
                     ledger.transition, stream.source, stream.id, "failed", reason=result.reason,
                     message=result.message, verdicts=[v.to_dict() for v in result.verdicts] or None,

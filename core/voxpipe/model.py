@@ -112,6 +112,9 @@ class StreamResult:
     :ivar seconds: wall time from open to commit or abort.
     :ivar digests: digests of the bytes as received, by algorithm (``{"sha256": hex}``).
     :ivar stored: one entry per committing sink (``{"sink": "gzip", "path": ...}``).
+    :ivar retrying: set before sinks abort when the engine will start this stream again
+        (a retryable failure with attempts left), so announcing sinks stay quiet until the
+        stream's final outcome.
     """
 
     id: str
@@ -131,6 +134,7 @@ class StreamResult:
     verdicts: list[Verdict] = field(default_factory=list)
     stored: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    retrying: bool = False
 
     @property
     def status(self) -> str:

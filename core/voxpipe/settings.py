@@ -17,6 +17,8 @@ a secret cannot leak through a log line or an exception message by accident.
 
 from __future__ import annotations
 
+import copy
+import functools
 from typing import Any
 
 import pydantic
@@ -49,9 +51,7 @@ def setting(default: Any = _REQUIRED, *, description: str, example: Any = None, 
     if default is _REQUIRED:
         return Field(description=description, examples=examples, **constraints)
     if isinstance(default, (list, dict, set)):
-        import copy
-
-        # a fresh copy per model instance, with the declared items (not an empty container)
-        return Field(default_factory=lambda: copy.deepcopy(default), description=description, examples=examples,
-                     **constraints)
+        # a fresh copy per model, with the declared contents (not an empty container)
+        return Field(default_factory=functools.partial(copy.deepcopy, default), description=description,
+                     examples=examples, **constraints)
     return Field(default, description=description, examples=examples, **constraints)
