@@ -93,3 +93,34 @@ def test_demo_archives_every_example_byte_identically(tmp_path, monkeypatch):
             continue
         stored = out / "archive" / f"{src.name}.gz"
         assert hashlib.sha256(gzip.decompress(stored.read_bytes())).digest() == hashlib.sha256(src.read_bytes()).digest()
+
+
+def test_refused_credentials_end_the_run_with_a_clear_error(tmp_path):
+    recs = recordings_dir(tmp_path)
+    with emulator(recs) as (emu, base):
+        config = tmp_path / "p.yaml"
+        config.write_text(pipeline_yaml(base, ["100001"], tmp_path / "out", tmp_path / "state"))
+        import os
+
+        run = subprocess.run([sys.executable, "-m", "voxpipe", "run", "--no-progress", str(config)],
+                             capture_output=True, text=True, env={**os.environ, "CXONE_SECRET": "wrong-secret"})
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    assert "failed 100001" in run.stderr and "token request failed" in run.stderr
+    assert "wrong-secret" not in run.stderr
+
+
+def test_unreadable_recordings_file_is_a_discovery_error(tmp_path):
+    recs = recordings_dir(tmp_path)
+    with emulator(recs) as (emu, base):
+        text = pipeline_yaml(base, ["100001"], tmp_path / "out", tmp_path / "state")
+        text = text.replace("recordings: ['100001']", f"recordings_file: {tmp_path / 'ids.txt'}")
+        (tmp_path / "ids.txt").write_text("100001\nnot an id\n")
+        config = tmp_path / "p.yaml"
+        config.write_text(text)
+        import os
+
+        run = subprocess.run([sys.executable, "-m", "voxpipe", "run", "--no-progress", str(config)],
+                             capture_output=True, text=True, env={**os.environ, "CXONE_SECRET": "demo-secret"})
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert f"error: cxone discovery failed: {tmp_path / 'ids.txt'}:2: not a recording id" in run.stderr

@@ -18,7 +18,7 @@ import trio
 from . import __version__
 from .config import ConfigFile, PipelineConfig, load_config
 from .engine import ObserverFanout, RunObserver, Runner, RunSummary
-from .errors import ConfigError, PluginError
+from .errors import ConfigError, PluginError, VoxpipeError
 from .plugins import get_plugin_manager, get_registry
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -160,11 +160,32 @@ def run(file: Path, name: str | None, json_output: bool, progress: bool | None) 
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         raise SystemExit(EXIT_CONFIG) from None
-    summary = execute(pipeline, json_output=json_output, progress=progress)
+    try:
+        summary = execute(pipeline, json_output=json_output, progress=progress)
+    except BaseException as exc:
+        error = run_error(exc)
+        if error is None:
+            raise
+        click.echo(f"error: {error}", err=True)
+        raise SystemExit(EXIT_FAILED) from None
     if not json_output and summary.failed:
         for r in summary.failed:
             click.echo(f"failed {r.id}: {r.message}", err=True)
+    if summary.discovery_error:
+        click.echo(f"error: {summary.discovery_error}", err=True)
     raise SystemExit(EXIT_OK if summary.ok else EXIT_FAILED)
+
+
+def run_error(exc: BaseException) -> VoxpipeError | None:
+    """The voxpipe error inside ``exc`` (possibly an exception group), if any."""
+    if isinstance(exc, VoxpipeError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            found = run_error(sub)
+            if found is not None:
+                return found
+    return None
 
 
 @cli.command()

@@ -37,7 +37,7 @@ import trio
 from .audit import AuditLog
 from .components import Component, PipelineContext, Sink, SinkWriter, Source, TransformRun, VerifierRun
 from .config import ComponentConfig, PipelineConfig
-from .errors import StreamError, VerificationError
+from .errors import RunError, StreamError, VerificationError
 from .ledger import Ledger
 from .model import Chunk, Stream, StreamResult, StreamSpec, Verdict
 from .report import write_run_report
@@ -102,12 +102,14 @@ class RunSummary:
     interrupted: bool = False
     state_dir: Path | None = None
     ledger_path: Path | None = None
+    #: Why the source could not list (all of) its streams, e.g. its credentials were refused.
+    discovery_error: str | None = None
     #: The compliance report written at the end of the run (JSON, CSV), if any.
     report_paths: tuple[Path, Path] | None = None
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.results) and not self.interrupted
+        return all(r.ok for r in self.results) and not self.interrupted and self.discovery_error is None
 
     @property
     def skipped(self) -> list[StreamResult]:
@@ -191,7 +193,11 @@ class Runner:
             async with trio.open_nursery() as services:
                 try:
                     for component in components:
-                        await component.start(services)
+                        try:
+                            await component.start(services)
+                        except Exception as exc:
+                            raise RunError(f"{component.kind} {component.type!r} failed to start: "
+                                           f"{_primary_error(exc)}") from exc
                     await self._run_streams()
                 finally:
                     await self._close(components)
@@ -270,12 +276,20 @@ class Runner:
                 if self._stopping:
                     discover_scope.cancel()
                 discovered = self.source.discover()
-                async with contextlib.aclosing(discovered):
-                    async for spec in discovered:
-                        if self._skip(spec):
-                            continue
-                        await admit.acquire()
-                        nursery.start_soon(self._stream_task, spec, admit)
+                try:
+                    async with contextlib.aclosing(discovered):
+                        async for spec in discovered:
+                            if self._skip(spec):
+                                continue
+                            await admit.acquire()
+                            nursery.start_soon(self._stream_task, spec, admit)
+                except Exception as exc:  # streams already started go on; the run reports the failure
+                    error = _primary_error(exc)
+                    if not isinstance(error, StreamError):
+                        log.error("%s: discovery failed", self.config.name, exc_info=error)
+                    self.summary.discovery_error = f"{self.config.source.type} discovery failed: {error}"
+                    self.context.audit.write("discovery-failed", pipeline=self.config.name,
+                                             message=self.summary.discovery_error)
 
     def _skip(self, spec: StreamSpec) -> bool:
         """Settle streams the ledger says need no attempt: stored already, or out of attempts."""

@@ -25,6 +25,10 @@ class PluginError(VoxpipeError):
     """A plugin could not be loaded or registered a conflicting component."""
 
 
+class RunError(VoxpipeError):
+    """A pipeline could not run at all (a component failed to start)."""
+
+
 class StreamError(VoxpipeError):
     """A stream cannot complete.
 
