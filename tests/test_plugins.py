@@ -111,3 +111,17 @@ def test_a_large_recording_archives_in_bounded_memory(tmp_path):
     peak_mib = int(out.stdout.strip().splitlines()[-1])
     assert peak_mib < 200, f"peak RSS {peak_mib} MiB for a {size >> 20} MiB recording"
     assert (tmp_path / "huge.bin").stat().st_size == size
+
+
+def test_every_first_party_plugin_is_an_entry_point_and_loads():
+    """First-party plugins are registered exactly as a third party's would be."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["entry-points"]["voxpipe"]
+    packages = {p.name for p in (root / "plugins").iterdir() if (p / "__init__.py").exists()}
+    assert set(declared.values()) == packages
+    registry = plugins_module.get_registry()
+    assert registry.load_errors == []
+    assert {info.plugin for info in registry.all()} >= {name for name, target in declared.items()
+                                                         if target != "voxpipe_archive"}
