@@ -231,7 +231,7 @@ class RangedDownload:
         t0 = time.perf_counter()
         status = 0
         try:
-            async with self.client.stream("GET", self.url, headers=headers, params=self.params) as response:
+            async with self.client.stream("GET", self.url, headers=headers, params=self.params or None) as response:
                 status = response.status_code
                 await self._check_status(response, headers)
                 etag = response.headers.get("etag")

@@ -153,7 +153,7 @@ class ParallelDownload:
         """Fetch one segment into ``slot``; never raises (errors go to the reassembly)."""
         seg = slot.segment
         worker = RangedDownload(
-            self.client, self.url, recording_id=self.recording_id, size=self.size, segment_size=seg.length,
+            self.client, self.url, recording_id=self.recording_id, size=self.size, segment_size=self.segment_size,
             auth=self.auth, on_401=self.on_401, on_segment=self.on_segment, policy=self.policy,
             read_size=self.read_size, etag=self.etag, params=self.params, rng=self.rng, start=seg.start,
             stop=seg.end + 1, limiter=self.limiter)
