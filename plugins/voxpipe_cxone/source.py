@@ -409,8 +409,10 @@ class CxoneSource(Source):
 
     async def _read_playback(self, stream: Stream) -> AsyncIterator[Chunk]:
         media: MediaFile | None = stream.metadata.pop("_media", None)
-        if media is None or stream.resume_offset:
-            media = await self._media_for(stream)  # a checkpoint is old: its URL has likely expired
+        if media is None or stream.resume_offset or stream.attempt > 1:
+            # a checkpoint is old (its URL has likely expired); a restart means the file changed
+            # since discovery (the discovered ETag and size are stale)
+            media = await self._media_for(stream)
         if media.duration is not None:
             self._check_duration(stream.id, media.duration)
             stream.metadata["duration"] = media.duration
