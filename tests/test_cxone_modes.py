@@ -269,3 +269,18 @@ def test_without_a_budget_429s_arrive_and_are_survived(tmp_path):
     assert stats["rate_limited"] >= 1
     for cid in ("4401", "4402"):
         assert stored(out, cid, "wav") == (recs / f"{cid}.wav").read_bytes()
+
+
+def test_playback_stream_restarts_on_a_new_version_and_stores_it(tmp_path):
+    recs = calls_dir(tmp_path)
+    out, state = tmp_path / "out", tmp_path / "state"
+    with serve(recs) as (emu, base):
+        old = emu.store.get("4401").etag
+        emu.faults.schedule(FaultAction(FaultKind.NONE), FaultKind.ETAG_CHANGE, kinds=[RequestKind.MEDIA_FILE])
+        summary = run(pipeline(base, out, state, acd_call_ids=["4401"], connections=2))
+        current = emu.store.get("4401")
+        content = current.path.read_bytes()
+    [r] = summary.results
+    assert r.ok and r.attempts == 2, r.message
+    assert current.etag != old and r.metadata["etag"] == current.etag
+    assert stored(out, "4401", "wav") == content != (recs / "4401.wav").read_bytes()
