@@ -1,8 +1,9 @@
 """Fault schedules chosen by hypothesis, through the whole pipeline (cxone → sha256 → gzip).
 
 Hypothesis picks which requests fail and how (drop mid-body at a chosen byte, 429, 5xx, the
-recording changing on the server, an ignored Range, a JSON error body), the discovery
-(recording API or Media Playback temporary URLs) and the number of parallel connections.
+recording changing on the server, an ignored Range, a JSON error body), the way in
+(recording API, Media Playback temporary URLs, or the streaming endpoint) and the number of
+parallel connections.
 Whatever it picks, an archive is never different from the server's *current* content (after
 an ETag change, the new version); a stream either stores exactly that or fails with a clear
 reason and leaves no archive behind.
@@ -59,7 +60,9 @@ def recordings(tmp_path_factory) -> Path:
 
 def pipeline(base: str, out: Path, state: Path, *, discovery: str, connections: int) -> str:
     ids = json.dumps(list(IDS))
-    pick = f"acd_call_ids: {ids}\n      rate_limit: 'off'" if discovery == "playback" else f"recordings: {ids}"
+    pick = {"playback": f"acd_call_ids: {ids}\n      rate_limit: 'off'",
+            "stream": f"recordings: {ids}\n      mode: stream",  # offsets [0]: the whole file
+            "recordings": f"recordings: {ids}"}[discovery]
     return f"""
 pipelines:
   archive:
@@ -85,10 +88,10 @@ pipelines:
 """
 
 
-# derandomize: the same 20 schedules every run (deterministic suite); concurrency decides which
+# derandomize: the same 24 schedules every run (deterministic suite); concurrency decides which
 # request meets which fault, so a failure names its schedule but may need a few runs to replay
-@settings(max_examples=20, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(schedule=SCHEDULES, discovery=st.sampled_from(["recordings", "playback"]), connections=st.sampled_from([1, 2]))
+@settings(max_examples=24, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(schedule=SCHEDULES, discovery=st.sampled_from(["recordings", "playback", "stream"]), connections=st.sampled_from([1, 2]))
 def test_no_fault_schedule_corrupts_an_archive(recordings, schedule, discovery, connections):
     actions = []
     for gap, fault in schedule:
@@ -97,7 +100,7 @@ def test_no_fault_schedule_corrupts_an_archive(recordings, schedule, discovery, 
     with emu, serve_in_thread(emu) as base, tempfile.TemporaryDirectory() as tmp:
         out, state = Path(tmp) / "out", Path(tmp) / "state"
         if actions:
-            emu.faults.schedule(*actions, kinds=[RequestKind.DOWNLOAD, RequestKind.MEDIA_FILE])
+            emu.faults.schedule(*actions, kinds=[RequestKind.DOWNLOAD, RequestKind.MEDIA_FILE, RequestKind.STREAM])
         cfg = parse_config(pipeline(base, out, state, discovery=discovery, connections=connections), get_registry(),
                            environ={**os.environ, "CXONE_SECRET": DEMO_CLIENT_SECRET})
         summary = trio.run(Runner(cfg.pipeline(None)).run)

@@ -284,3 +284,14 @@ def test_playback_stream_restarts_on_a_new_version_and_stores_it(tmp_path):
     assert r.ok and r.attempts == 2, r.message
     assert current.etag != old and r.metadata["etag"] == current.etag
     assert stored(out, "4401", "wav") == content != (recs / "4401.wav").read_bytes()
+
+
+def test_stream_mode_offset_past_the_end_is_refused_before_any_request(tmp_path):
+    recs = calls_dir(tmp_path)
+    out, state = tmp_path / "out", tmp_path / "state"
+    with serve(recs) as (emu, base):
+        summary = run(pipeline(base, out, state, recordings=["4402"], mode="stream", stream_offsets=[0, 12]))
+        stats = emu.stats.snapshot()
+    [r] = summary.results
+    assert r.reason == "offset-out-of-range" and "offset 12 s" in r.message and "4402" in r.message
+    assert stats["requests"].get("stream", 0) == 0

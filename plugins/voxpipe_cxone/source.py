@@ -439,6 +439,11 @@ class CxoneSource(Source):
         rid = request.recording_id
         meta = await self.fetch_metadata(rid)
         self.gate(rid, meta)
+        duration = float(meta["duration"])  # numeric: checked by the gate
+        late = [t for t in request.offsets if t >= duration]
+        if late:
+            raise StreamRejected(f"recording {rid}: stream offset {late[0]} s is at or past the end of the recording "
+                                 f"({duration:g} s)", reason="offset-out-of-range")
         # size, sha256 and MACs describe the stored file, not this answer's bytes
         stream.metadata.update({k: v for k, v in meta.items()
                                 if isinstance(v, (str, int, float, bool)) and k not in FILE_ONLY_FIELDS and k != "id"})
