@@ -246,16 +246,16 @@ def test_access_key_login_end_to_end(tmp_path):
 def test_request_budget_keeps_the_client_under_the_servers_rate_limit(tmp_path):
     recs = calls_dir(tmp_path)
     out, state = tmp_path / "out", tmp_path / "state"
-    with serve(recs, rate_limit="6/1s") as (emu, base):
+    with serve(recs, rate_limit="6/0.5s") as (emu, base):
         t0 = time.monotonic()
         # a little headroom: the server's window starts when a request arrives, ours when it leaves
-        summary = run(pipeline(base, out, state, acd_call_ids=["4401", "4402"], rate_limit="5/1s", connections=2))
+        summary = run(pipeline(base, out, state, acd_call_ids=["4401", "4402"], rate_limit="4/0.5s", connections=2))
         elapsed = time.monotonic() - t0
         stats = emu.stats.snapshot()
     assert summary.ok, [r.message for r in summary.failed]
     assert stats["rate_limited"] == 0  # stayed within the budget instead of earning 429s
     requests = stats["requests_total"] - stats["requests"].get("token", 0)
-    assert requests == 2 + 5 + 3 and elapsed >= 1.0  # 10 requests at 5/s need a second window
+    assert requests == 2 + 5 + 3 and elapsed >= 1.0  # 10 requests at 4 per 0.5 s need two more windows
 
 
 def test_without_a_budget_429s_arrive_and_are_survived(tmp_path):
