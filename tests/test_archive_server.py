@@ -10,7 +10,6 @@ import logging
 import os
 import socket
 import textwrap
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx

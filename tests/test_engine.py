@@ -18,7 +18,7 @@ import trio
 
 from voxpipe.audit import read_audit
 from voxpipe.config import parse_config
-from voxpipe.engine import RunObserver, Runner
+from voxpipe.engine import Runner
 
 from plugin_fixtures import COLLECTED, ThirdPartyPlugin, pattern
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import importlib.metadata
-import resource
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pluggy

@@ -6,7 +6,6 @@ import base64
 import functools
 import time
 
-import pytest
 import trio
 
 from voxpipe.serving import serve_asgi
@@ -15,7 +14,7 @@ from voxpipe_webhook.outbox import Outbox
 from voxpipe_webhook.schedule import Schedule, State
 from voxpipe_webhook.signing import parse_secret
 
-from webhook_receiver import Receiver, always, reserve_port, verified
+from webhook_receiver import Receiver, reserve_port, verified
 
 SECRET = "whsec_" + base64.b64encode(b"delivery-test-secret-0123456789").decode()
 FAST = Schedule(delays=(0, 0.1), horizon=30, jitter=0.2)

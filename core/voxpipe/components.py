@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar, Iterator, Mapping
 
 from .model import Chunk, Stream, StreamResult, StreamSpec, Verdict
-from .settings import NoSettings, Settings
+from . import settings as _settings
 
 if TYPE_CHECKING:  # pragma: no cover
     import trio
@@ -52,9 +52,9 @@ class Component:
 
     type: ClassVar[str] = ""
     kind: ClassVar[str] = ""
-    Settings: ClassVar[type[Settings]] = NoSettings
+    Settings: ClassVar[type[_settings.Settings]] = _settings.NoSettings
 
-    def __init__(self, settings: Settings, context: PipelineContext):
+    def __init__(self, settings: _settings.Settings, context: PipelineContext):
         self.settings = settings
         self.context = context
 

@@ -30,7 +30,6 @@ from typing import Any, Mapping
 import pydantic
 import yaml
 
-from .components import KINDS
 from .errors import ConfigError
 from .plugins import ComponentInfo, Registry
 from .settings import Settings, setting

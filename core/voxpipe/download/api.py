@@ -43,6 +43,29 @@ def redact_url(url: str | httpx.URL) -> str:
     return f"{u.scheme}://{u.host}{':' + str(u.port) if u.port else ''}{u.path}"
 
 
+class RedactURLFilter(logging.Filter):
+    """Rewrites :class:`httpx.URL` arguments of log records to :func:`redact_url` form.
+
+    Why: httpx logs every request line at INFO with the full URL, and temporary media URLs
+    (CXone ``fileToPlayUrl``) carry their authorisation in the query string.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
+            record.args = tuple(redact_url(a) if isinstance(a, httpx.URL) else a for a in record.args)
+        return True
+
+
+_HTTPX_FILTER = RedactURLFilter()
+
+
+def install_httpx_log_redaction() -> None:
+    """Attach :class:`RedactURLFilter` to the ``httpx`` logger (idempotent)."""
+    logger = logging.getLogger("httpx")
+    if _HTTPX_FILTER not in logger.filters:
+        logger.addFilter(_HTTPX_FILTER)
+
+
 async def request_json(client: httpx.AsyncClient, method: str, url: str, *,
                        auth: Callable[[], Awaitable[Mapping[str, str]]] | None = None,
                        on_401: Callable[[Mapping[str, str]], None] | None = None,

@@ -13,7 +13,11 @@ Guarantees (each is tested against the CXone emulator with faults on):
   segment: data loss); ``5xx``, ``408`` and transport errors back off exponentially with
   jitter; every loop is bounded by :class:`~voxpipe.download.retry.RetryPolicy`;
 - a body with ``Content-Type: application/json`` is an error payload, never audio;
-- the bearer token travels in the ``Authorization`` header only; a ``401`` refreshes it once.
+- the bearer token travels in the ``Authorization`` header only; a ``401`` refreshes it once;
+- with a ``limiter`` (:mod:`.ratelimit`) every request, retries included, waits for the
+  credential's request budget, and a ``429`` slows every user of that budget down;
+- with ``stop`` only bytes ``start .. stop-1`` are delivered (one span of a parallel
+  download, :mod:`.parallel`); a ``200`` answer is then read only up to ``stop``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mapping
 
 import httpx
 import trio
@@ -31,7 +35,11 @@ import trio
 from ..errors import StreamError, StreamRestart
 from ..model import Chunk
 from .ranges import ContentRangeError, Segment, check_content_range, plan_segments
+from .api import install_httpx_log_redaction
 from .retry import RetryPolicy, parse_retry_after
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .ratelimit import RateLimiter
 
 log = logging.getLogger("voxpipe.download")
 
@@ -50,6 +58,7 @@ try:  # pragma: no cover - depends on httpcore's layout
 except (ImportError, AttributeError):
     pass
 
+install_httpx_log_redaction()
 
 
 def read_size_for(segment_size: int) -> int:
@@ -113,6 +122,8 @@ class RangedDownload:
     :param etag: the validator from metadata or a checkpoint, if known.
     :param start: first byte to deliver (resuming a checkpoint); the server must still
         have the same ``etag`` or :class:`StreamRestart` is raised.
+    :param stop: byte offset (exclusive) after which to stop; ``None``: the end. Needs ``size``.
+    :param limiter: the credential's request budget, acquired before every request.
     """
 
     def __init__(self, client: httpx.AsyncClient, url: str, *, recording_id: str, size: int | None,
@@ -120,8 +131,12 @@ class RangedDownload:
                  on_401: Callable[[Mapping[str, str]], None] | None = None,
                  on_segment: SegmentObserver | None = None, policy: RetryPolicy | None = None,
                  read_size: int = DEFAULT_READ_SIZE, etag: str | None = None, params: Mapping[str, str] | None = None,
-                 rng: random.Random | None = None, start: int = 0,
+                 rng: random.Random | None = None, start: int = 0, stop: int | None = None,
+                 limiter: "RateLimiter | None" = None,
                  on_response: Callable[[int, int | None, int, Mapping[str, str]], None] | None = None):
+        if stop is not None and (size is None or not start <= stop <= size):
+            raise ValueError(f"recording {recording_id}: stop={stop} needs a known size and start <= stop <= size "
+                             f"(start={start}, size={size})")
         self.client = client
         self.on_response = on_response
         self.params = dict(params or {})
@@ -138,6 +153,8 @@ class RangedDownload:
         self.read_size = read_size
         self.etag = etag
         self.rng = rng or random.Random()
+        self.limiter = limiter
+        self.stop = stop
         self.stats = DownloadStats()
         #: Next byte to deliver; ``start`` > 0 resumes (with ``If-Range: etag``).
         self.position = start
@@ -154,13 +171,16 @@ class RangedDownload:
             async for chunk in self._fetch(None):
                 yield chunk
             return
+        stop = self.size if self.stop is None else self.stop
         for segment in plan_segments(self.size, self.segment_size):
             if segment.end < self.position:
                 continue  # already delivered by a 200 whole-body answer
+            if self.position >= stop:
+                return
+            if segment.end >= stop:
+                segment = Segment(segment.start, stop - 1)
             async for chunk in self._fetch(segment):
                 yield chunk
-            if self.position >= self.size:
-                return
 
     async def _fetch(self, segment: Segment | None) -> AsyncIterator[Chunk]:
         """Deliver ``segment`` (or the whole resource) from ``self.position``, retrying."""
@@ -214,6 +234,8 @@ class RangedDownload:
             headers["Range"] = asked.range_header()
             if self.position > 0 and self.etag:
                 headers["If-Range"] = self.etag
+        if self.limiter is not None:
+            await self.limiter.acquire()
         self.stats.requests += 1
         t0 = time.perf_counter()
         status = 0
@@ -232,7 +254,7 @@ class RangedDownload:
                         check_content_range(response.headers.get("content-range"), asked, self.size)
                     except ContentRangeError as exc:
                         raise _Retry(f"bad 206 answer: {exc}") from None
-                    skip, end = 0, asked.end + 1
+                    skip, end, cut = 0, asked.end + 1, None
                 elif status == 206:
                     raise _Retry("206 answer to a request without Range")
                 else:  # 200: the whole body from byte 0 (a range request was ignored)
@@ -242,6 +264,8 @@ class RangedDownload:
                         raise StreamRestart(f"recording {self.recording_id}: server answered 200 to a resumed "
                                             f"request at byte {self.position} without an ETag", reason="etag-changed")
                     skip, end = self.position, self.size
+                    # a span download reads a whole-body answer only as far as it needs
+                    cut = self.stop if self.stop is not None and self.stop < (self.size or 0) else None
                     declared = response.headers.get("content-length")
                     if self.size is not None and declared is not None and int(declared) != self.size:
                         raise StreamRestart(f"recording {self.recording_id}: server sent {declared} bytes, "
@@ -259,6 +283,14 @@ class RangedDownload:
                             skip -= len(data)
                             continue
                         data, skip = data[skip:], 0
+                    if cut is not None and self.position + len(data) >= cut:
+                        data = data[:cut - self.position]
+                        chunk = Chunk(self.position, data)
+                        self.position += len(data)
+                        self.stats.bytes += len(data)
+                        if data:
+                            yield chunk
+                        return  # the rest of the body belongs to other spans: close the response
                     if end is not None and self.position + len(data) > end:
                         raise StreamError(f"recording {self.recording_id}: server sent more than the "
                                           f"{end} bytes expected", reason="overlong-body")
@@ -292,6 +324,8 @@ class RangedDownload:
             raise _Retry("401 Unauthorized", refresh_token=True)
         if status == 429:
             wait = parse_retry_after(response.headers.get("retry-after"), now=time.time())
+            if self.limiter is not None:
+                self.limiter.on_rate_limited(wait)
             raise _Retry(f"429 Too Many Requests at byte {self.position}", wait=wait, rate_limited=True)
         if status == 416:
             raise StreamRestart(f"recording {self.recording_id}: 416 Range Not Satisfiable at byte {self.position} "

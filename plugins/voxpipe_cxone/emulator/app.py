@@ -205,6 +205,9 @@ class CxoneEmulator:
     recordings directory.
     """
 
+    #: The app answers ASGI ``lifespan`` itself (:func:`voxpipe.serving.with_lifespan` leaves it alone).
+    handles_lifespan = True
+
     def __init__(self, settings: EmulatorSettings, *, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.clock = clock
