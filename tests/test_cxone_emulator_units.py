@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from cxone_emulator_support import T0, write_wav
 from voxpipe_cxone.emulator import EmulatorSettings
-from voxpipe_cxone.emulator import ranges
+from voxpipe.download import ranges
 from voxpipe_cxone.emulator.auth import MAX_LIVE_TOKENS, Credentials, TokenService, decode_id_token
 from voxpipe_cxone.emulator.faults import (
     DRAWS_PER_DECISION,
@@ -72,7 +72,7 @@ def test_if_range_and_content_range_formatting():
     assert ranges.if_range_allows('"abc"', '"abc"')
     assert not ranges.if_range_allows('W/"abc"', '"abc"')
     assert not ranges.if_range_allows("Sat, 21 Nov 2026 05:00:00 GMT", '"abc"')
-    assert ranges.content_range(ranges.ByteRange(0, 9), 100) == "bytes 0-9/100"
+    assert ranges.ByteRange(0, 9).content_range(100) == "bytes 0-9/100"
     assert ranges.unsatisfied_content_range(100) == "bytes */100"
 
 

@@ -82,3 +82,25 @@ def test_backoff_is_bounded_and_grows():
         cap = min(8, 0.5 * 2 ** (attempt - 1))
         for _ in range(50):
             assert 0 <= policy.backoff(attempt, rng) <= cap
+
+
+# --------------------------------------------------------------------------- server side
+
+from voxpipe.download.ranges import IGNORE, ByteRange, Unsatisfiable, parse_range  # noqa: E402
+
+SERVER_RANGES = [
+    ("bytes=0-9", 100, ByteRange(0, 9)), ("bytes=90-", 100, ByteRange(90, 99)), ("bytes=-10", 100, ByteRange(90, 99)),
+    ("bytes=-500", 100, ByteRange(0, 99)), ("bytes=5-500", 100, ByteRange(5, 99)), ("BYTES = 1 - 2", 100, ByteRange(1, 2)),
+    ("bytes=100-", 100, Unsatisfiable), ("bytes=-0", 100, Unsatisfiable), ("bytes=0-", 0, Unsatisfiable),
+    ("bytes=5-1", 100, IGNORE), ("bytes=0-1,3-4", 100, IGNORE), ("bytes=-", 100, IGNORE), ("lines=0-1", 100, IGNORE),
+    ("bytes=a-b", 100, IGNORE), ("bytes=" + "9" * 20 + "-", 100, IGNORE), (None, 100, IGNORE),
+]
+
+
+@pytest.mark.parametrize("value,size,expected", SERVER_RANGES)
+def test_server_side_range_decisions(value, size, expected):
+    decision = parse_range(value, size)
+    if expected is Unsatisfiable:
+        assert isinstance(decision, Unsatisfiable)
+    else:
+        assert decision == expected

@@ -11,25 +11,9 @@ allows. ``If-Range`` carrying a date is treated as not matching (the server send
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d{0,19})\s*-\s*(\d{0,19})\s*$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class ByteRange:
-    """Inclusive byte positions ``first``..``last`` of a representation (RFC 9110 §14.1.1)."""
-
-    first: int
-    last: int
-
-    @property
-    def length(self) -> int:
-        return self.last - self.first + 1
-
-    def content_range(self, size: int) -> str:
-        return f"bytes {self.first}-{self.last}/{size}"
+from voxpipe.download.ranges import ByteRange, Unsatisfiable, if_range_allows, parse_range
 
 
 @dataclass(frozen=True)
@@ -38,32 +22,6 @@ class Decision:
 
     status: int
     range: ByteRange | None = None
-
-
-def parse_range(value: str, size: int) -> ByteRange | None | bool:
-    """Parse a single ``bytes=`` range against a representation of ``size`` bytes.
-
-    :returns: the :class:`ByteRange`; ``None`` when the header is to be ignored (other
-        unit, several ranges, bad syntax); ``False`` when it is valid but unsatisfiable.
-    """
-    m = _RANGE.match(value)
-    if not m:
-        return None
-    first, last = m.group(1), m.group(2)
-    if first == "" and last == "":
-        return None
-    if first == "":  # suffix range: the last N bytes
-        n = int(last)
-        if n == 0 or size == 0:
-            return False
-        return ByteRange(max(0, size - n), size - 1)
-    start = int(first)
-    end = int(last) if last != "" else size - 1
-    if last != "" and end < start:
-        return None  # invalid range-spec: ignore the header
-    if start >= size:
-        return False
-    return ByteRange(start, min(end, size - 1))
 
 
 def _etags(value: str) -> list[str]:
@@ -90,14 +48,11 @@ def evaluate(method: str, headers: dict[str, str], *, etag: str, size: int, rang
     range_value = headers.get("range")
     if not ranges or range_value is None or method not in ("GET", "HEAD"):
         return Decision(200)
-    if_range = headers.get("if-range")
-    if if_range is not None:
-        tag = if_range.strip()
-        if tag.startswith("W/") or tag != etag:  # strong comparison; a date never matches
-            return Decision(200)
-    parsed = parse_range(range_value, size)
-    if parsed is None:
+    if not if_range_allows(headers.get("if-range"), etag):
         return Decision(200)
-    if parsed is False:
+    parsed = parse_range(range_value, size)
+    if isinstance(parsed, Unsatisfiable):
         return Decision(416)
-    return Decision(206, parsed)
+    if isinstance(parsed, ByteRange):
+        return Decision(206, parsed)
+    return Decision(200)  # ignored: other unit, several ranges, bad syntax (RFC 9110 §14.2)

@@ -46,7 +46,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 import trio
 
-from . import ranges
+from voxpipe.download import ranges
 from .auth import Credentials, TokenService
 from .faults import FaultAction, FaultKind, FaultPlan, RequestKind, drop_point
 from .ratelimit import WindowRateLimiter, retry_after_value
@@ -539,8 +539,8 @@ class CxoneEmulator:
             ("etag", rec.etag),
             ("cache-control", "no-store"),
         ]
-        if status == 206:
-            headers.append(("content-range", f"bytes {first}-{first + length - 1}/{rec.size}"))
+        if isinstance(decision, ranges.ByteRange):
+            headers.append(("content-range", decision.content_range(rec.size)))
         if self._hmac_key is not None:
             segment_mac = await trio.to_thread.run_sync(_mac_range, self._hmac_key, fd, first, length)
             headers.append(("x-segment-hmac", self._encode_mac(segment_mac)))
