@@ -131,7 +131,6 @@ class ExpireAfterFirstMediaRequest:
 
     def __init__(self, emu: CxoneEmulator):
         self.emu, self.offset, self.media_requests = emu, 0.0, 0
-        self.handles_lifespan = True
 
     def clock(self) -> float:
         return time.time() + self.offset

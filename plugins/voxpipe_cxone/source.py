@@ -46,7 +46,8 @@ from voxpipe.download.ranges import ContentRangeError, parse_content_range
 from voxpipe.download.ratelimit import RateLimiter
 from voxpipe.download.responses import ResponseLog
 from voxpipe.download.retry import RetryPolicy
-from voxpipe.download.tokens import TokenCache
+from voxpipe.download.tokens import BearerTokens
+from voxpipe.idlists import read_ids
 from voxpipe.errors import StreamError, StreamRejected, StreamRestart
 from voxpipe.model import Chunk, Stream, StreamSpec
 from voxpipe.settings import Settings, setting
@@ -59,8 +60,6 @@ from .stream_request import StreamRequestError, check_offsets, plan_requests
 DOWNLOADABLE_STATES = frozenset({"available", "stored"})
 #: Most recording ids one source accepts (a larger backlog is several runs).
 MAX_RECORDINGS = 1_000_000
-#: Longest recording id accepted (characters).
-MAX_ID_LENGTH = 200
 #: Fresh temporary URLs fetched per stream after 403s (expired ``fileToPlayUrl``).
 MAX_URL_REFRESHES = 3
 #: CXone Media Playback API's default budget (help.nicecxone.com): requests per window.
@@ -205,7 +204,9 @@ class CxoneSource(Source):
             verify=settings.verify_tls, follow_redirects=True,
             headers={"User-Agent": "voxpipe"},
         )
-        self.tokens = TokenCache(self._fetch_token)
+        self.tokens = BearerTokens(self._fetch_token)
+        self.auth_headers = self.tokens.headers
+        self.on_401 = self.tokens.refused
         self.rng = random.Random()
         budget = settings.request_budget
         #: The credentials' request budget shared by every stream (None: unlimited).
@@ -239,28 +240,20 @@ class CxoneSource(Source):
                                      expires_in=token.expires_in)
         return token
 
-    async def auth_headers(self) -> Mapping[str, str]:
-        return {"Authorization": f"Bearer {await self.tokens.get()}"}
-
-    def on_401(self, sent: Mapping[str, str]) -> None:
-        value = sent.get("Authorization", "")
-        if value.startswith("Bearer "):
-            self.tokens.invalidate(value[7:])
-
     # ---------------------------------------------------------------- discovery
 
     async def discover(self) -> AsyncIterator[StreamSpec]:
         s = self.settings
         seen: set[str] = set()
         if s.acd_call_ids or s.acd_call_ids_file is not None:
-            for call_id in _read_ids(s.acd_call_ids, s.acd_call_ids_file, "ACD call id"):
+            for call_id in read_ids(s.acd_call_ids, s.acd_call_ids_file, "ACD call id", max_ids=MAX_RECORDINGS):
                 if call_id in seen:
                     continue
                 seen.add(call_id)
                 async for spec in self._discover_call(call_id):
                     yield spec
             return
-        for rid in _read_ids(s.recordings, s.recordings_file, "recording id"):
+        for rid in read_ids(s.recordings, s.recordings_file, "recording id", max_ids=MAX_RECORDINGS):
             if rid in seen:
                 continue
             seen.add(rid)
@@ -497,26 +490,3 @@ def _response_recorder(stream: Stream):
     """Where downloads report each response's headers, when a verifier asked (segment HMACs)."""
     responses = ResponseLog.of(stream)
     return responses.record if responses is not None else None
-
-
-def _read_ids(given: list[str], path: Path | None, what: str) -> list[str]:
-    """Ids from a setting list plus an optional file (one per line, ``#`` comments).
-
-    :raises StreamError: reason ``bad-input``, naming ``file:line`` for a malformed id.
-    """
-    ids = [str(r).strip() for r in given]
-    if path is not None:
-        try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise StreamError(f"cannot read {what}s file {path}: {exc.strerror}", reason="bad-input") from None
-        for lineno, line in enumerate(lines, 1):
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            if len(line) > MAX_ID_LENGTH or any(c.isspace() for c in line):
-                raise StreamError(f"{path}:{lineno}: not a {what}: {line[:40]!r}", reason="bad-input")
-            ids.append(line)
-    if len(ids) > MAX_RECORDINGS:
-        raise StreamError(f"{len(ids)} {what}s given; at most {MAX_RECORDINGS} per run", reason="bad-input")
-    return [i for i in ids if i]

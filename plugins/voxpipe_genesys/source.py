@@ -36,7 +36,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Literal, Mapping
+from typing import Any, AsyncIterator, Literal
 from urllib.parse import quote
 
 import httpx
@@ -49,7 +49,8 @@ from voxpipe.download.downloader import DEFAULT_READ_SIZE, HTTPStatusError, Rang
 from voxpipe.download.ranges import ContentRangeError, parse_content_range
 from voxpipe.download.ratelimit import RateLimiter
 from voxpipe.download.retry import RetryPolicy, parse_retry_after
-from voxpipe.download.tokens import TokenCache
+from voxpipe.download.tokens import BearerTokens
+from voxpipe.idlists import read_ids
 from voxpipe.errors import StreamError, StreamRejected
 from voxpipe.model import Chunk, Stream, StreamSpec
 from voxpipe.settings import Settings, setting
@@ -178,7 +179,9 @@ class GenesysSource(Source):
             limits=httpx.Limits(max_connections=settings.max_connections,
                                 max_keepalive_connections=settings.max_connections),
             verify=settings.verify_tls, follow_redirects=True, headers={"User-Agent": "voxpipe"})
-        self.tokens = TokenCache(self._fetch_token)
+        self.tokens = BearerTokens(self._fetch_token)
+        self.auth_headers = self.tokens.headers
+        self.on_401 = self.tokens.refused
         self.limiter = RateLimiter(settings.max_requests_per_minute, 60.0)
         self.rng = random.Random()
         self._pending: dict[str, _Pending] = {}
@@ -196,14 +199,6 @@ class GenesysSource(Source):
         self._audit("token-refresh", expires_in=token.expires_in)
         return token
 
-    async def auth_headers(self) -> Mapping[str, str]:
-        return {"Authorization": f"Bearer {await self.tokens.get()}"}
-
-    def on_401(self, sent: Mapping[str, str]) -> None:
-        value = sent.get("Authorization", "")
-        if value.startswith("Bearer "):
-            self.tokens.invalidate(value[7:])
-
     async def call(self, method: str, path: str, *, what: str, ok: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
         """One API request under the token's rate budget; returns the decoded JSON answer."""
         _, body = await request_json(self.client, method, self.endpoints.api_base + path, auth=self.auth_headers,
@@ -218,24 +213,8 @@ class GenesysSource(Source):
     # ---------------------------------------------------------------- conversations
 
     def _explicit_ids(self) -> list[str]:
-        ids = [str(c).strip() for c in self.settings.conversations if str(c).strip()]
-        path = self.settings.conversations_file
-        if path is not None:
-            try:
-                lines = Path(path).read_text(encoding="utf-8").splitlines()
-            except OSError as exc:
-                raise StreamError(f"cannot read conversations_file {path}: {exc.strerror}", reason="bad-input") from None
-            for lineno, line in enumerate(lines, 1):
-                line = line.split("#", 1)[0].strip()
-                if not line:
-                    continue
-                if len(line) > api.MAX_ID_LENGTH or any(c.isspace() or c in "/\\" for c in line):
-                    raise StreamError(f"{path}:{lineno}: not a conversation id: {line[:40]!r}", reason="bad-input")
-                ids.append(line)
-        if len(ids) > MAX_CONVERSATIONS:
-            raise StreamError(f"{len(ids)} conversation ids given; at most {MAX_CONVERSATIONS} per run",
-                              reason="bad-input")
-        return list(dict.fromkeys(ids))
+        return read_ids(self.settings.conversations, self.settings.conversations_file, "conversation id",
+                        max_ids=MAX_CONVERSATIONS, forbidden="/\\")
 
     async def _lookup_starts(self, ids: list[str]) -> dict[str, str]:
         """Conversation start times of explicit ids (best effort: the date is metadata, not data)."""

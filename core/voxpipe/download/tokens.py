@@ -10,7 +10,7 @@ refreshed once, not once per stream.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Mapping
 
 import trio
 
@@ -62,3 +62,19 @@ class TokenCache:
         """Mark ``refused`` stale (after a 401), unless a newer token already replaced it."""
         if self._value == refused:
             self._stale_at = 0.0
+
+
+class BearerTokens(TokenCache):
+    """A :class:`TokenCache` that also builds and un-builds ``Authorization`` headers.
+
+    :meth:`headers` is what request helpers take as ``auth``; :meth:`refused` is their
+    ``on_401``: it invalidates exactly the token that was refused (RFC 6750 §3.1).
+    """
+
+    async def headers(self) -> Mapping[str, str]:
+        return {"Authorization": f"Bearer {await self.get()}"}
+
+    def refused(self, sent: Mapping[str, str]) -> None:
+        value = sent.get("Authorization", "")
+        if value.startswith("Bearer "):
+            self.invalidate(value[len("Bearer "):])

@@ -205,8 +205,6 @@ class CxoneEmulator:
     recordings directory.
     """
 
-    #: The app answers ASGI ``lifespan`` itself (:func:`voxpipe.serving.with_lifespan` leaves it alone).
-    handles_lifespan = True
 
     def __init__(self, settings: EmulatorSettings, *, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
@@ -248,10 +246,7 @@ class CxoneEmulator:
 
     # -- ASGI entry ------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
-        if scope["type"] != "http":
+        if scope["type"] != "http":  # lifespan is answered by voxpipe.serving.with_lifespan
             return
         req = _Request.from_scope(scope)
         ex = _Exchange(send, self.stats, lambda done: self._log(req, done))
@@ -269,15 +264,6 @@ class CxoneEmulator:
                     nursery.cancel_scope.cancel()
         finally:
             ex.complete()  # dropped or abandoned responses
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     def _log(self, req: _Request, ex: _Exchange) -> None:
         access_log.info(
