@@ -347,7 +347,7 @@ def main() -> None:
                 "shell": ("shell curl|tee(sha256sum)|gzip -6", lambda: run_shell(emu, work, digests, parallel=1, auth=auth)),
                 "shell2": ("shell, xargs -P 2", lambda: run_shell(emu, work, digests, parallel=2, auth=auth)),
                 "curl": ("bare curl -o /dev/null", lambda: run_bare_curl(emu, digests, auth=auth, total=total)),
-                "download": ("voxpipe downloader only (bytes dropped)",
+                "download": ("downloader only, bytes dropped",
                              lambda: run_download_only(emu, digests, sizes=sizes, token=token,
                                                        concurrency=opts.concurrency, chunk=opts.chunk_mb << 20)),
             }
