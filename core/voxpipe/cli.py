@@ -81,14 +81,39 @@ def load_or_exit(path: Path) -> ConfigFile:
 
 
 def execute(pipeline: PipelineConfig, *, json_output: bool = False, progress: bool | None = None,
-            observers: tuple[RunObserver, ...] = ()) -> RunSummary:
-    """Run a pipeline from synchronous code with the right progress display."""
+            observers: tuple[RunObserver, ...] = (), metrics_port: int | None = None,
+            metrics_host: str = "127.0.0.1", metrics_textfile: Path | None = None) -> RunSummary:
+    """Run a pipeline from synchronous code with the right progress display.
+
+    With ``metrics_port``, Prometheus metrics are served at ``http://metrics_host:port/metrics``
+    for the run (port 0: any free port, logged); with ``metrics_textfile``, they are
+    written there at the end (node_exporter textfile collector). See :mod:`voxpipe.metrics`.
+    """
     from .progress import LiveProgress, LogProgress, wants_live_display
 
     live = wants_live_display() if progress is None else progress
     display: RunObserver = LiveProgress() if live else LogProgress()
-    observer = ObserverFanout(display, JsonResults() if json_output else None, *observers)
-    return trio.run(run_with_signals, Runner(pipeline, observer=observer))
+    metrics = None
+    if metrics_port is not None or metrics_textfile is not None:
+        from .metrics import RunMetrics
+
+        metrics = RunMetrics()
+    observer = ObserverFanout(display, JsonResults() if json_output else None, metrics, *observers)
+    runner = Runner(pipeline, observer=observer)
+    try:
+        if metrics is not None and metrics_port is not None:
+            from .metrics import run_serving_metrics
+
+            return trio.run(run_serving_metrics, run_with_signals, runner, metrics, metrics_host, metrics_port)
+        return trio.run(run_with_signals, runner)
+    finally:
+        if metrics is not None and metrics_textfile is not None:
+            from .metrics import MetricsError
+
+            try:
+                metrics.write_textfile(str(metrics_textfile))
+            except MetricsError as exc:  # the run's own outcome decides the exit status
+                log.error("%s", exc)
 
 
 class _Root(click.Group):
@@ -149,11 +174,20 @@ cli.emulate = emulate  # type: ignore[attr-defined]  # where plugins add emulato
 @click.option("--pipeline", "-p", "name", help="Pipeline to run (needed when the file defines several).")
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON result per stream on stdout.")
 @click.option("--progress/--no-progress", default=None, help="Live progress display (default: on a terminal).")
-def run(file: Path, name: str | None, json_output: bool, progress: bool | None) -> None:
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics during the run (0: any free port).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics endpoint binds.")
+@click.option("--metrics-textfile", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the run's final metrics to this file (node_exporter textfile collector).")
+def run(file: Path, name: str | None, json_output: bool, progress: bool | None, metrics_port: int | None,
+        metrics_host: str, metrics_textfile: Path | None) -> None:
     """Run a pipeline from FILE.
 
-    Exit status: 0 when every stream succeeded, 1 when any failed, 2 for a bad file.
+    Exit status: 0 when every stream succeeded, 1 when any failed, 2 for a bad file (or a
+    metrics address that cannot be bound).
     """
+    from .metrics import MetricsError
+
     config = load_or_exit(file)
     try:
         pipeline = config.pipeline(name)
@@ -161,7 +195,11 @@ def run(file: Path, name: str | None, json_output: bool, progress: bool | None) 
         click.echo(str(exc), err=True)
         raise SystemExit(EXIT_CONFIG) from None
     try:
-        summary = execute(pipeline, json_output=json_output, progress=progress)
+        summary = execute(pipeline, json_output=json_output, progress=progress, metrics_port=metrics_port,
+                          metrics_host=metrics_host, metrics_textfile=metrics_textfile)
+    except MetricsError as exc:  # --metrics-host/--metrics-port cannot be bound
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_CONFIG) from None
     except BaseException as exc:
         error = run_error(exc)
         if error is None:

@@ -1,7 +1,8 @@
 """What a person sees while a pipeline runs.
 
 On a terminal: a live display (rich) with one line per stream in flight (bytes received
-of the size, rate) and an overall line (streams done, failed, bytes, overall rate).
+of the size, rate) and an overall line (streams ok, already stored, failed; bytes,
+overall rate).
 Elsewhere (logs, CI, cron): one plain log line per finished stream. Neither shows
 secrets: streams are named by recording id only.
 """
@@ -29,30 +30,42 @@ MAX_STREAM_ROWS = 12
 
 
 class LiveProgress(RunObserver):
-    """A rich live display on ``console`` (stderr by default)."""
+    """A rich live display on ``console`` (stderr by default).
+
+    One row per stream in flight (the first :data:`MAX_STREAM_ROWS`; a row frees up when
+    its stream ends), keyed by recording, so a stream restarted from byte 0 reuses its
+    row; and a totals row: streams ok, skipped (stored by an earlier run), failed, and the
+    bytes and rate of the whole run.
+    """
 
     def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=True)
         self.progress = Progress(TextColumn("[bold]{task.description}", justify="left"), BarColumn(),
                                  DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn(),
                                  console=self.console, transient=True, refresh_per_second=8)
-        self.tasks: dict[int, TaskID] = {}
+        self.tasks: dict[tuple[str, str], TaskID] = {}
         self.total: TaskID | None = None
-        self.done = self.failed = 0
+        self.pipeline = ""
+        self.done = self.skipped = self.failed = 0
         self.bytes = 0
         self.started = time.perf_counter()
 
     def run_started(self, pipeline) -> None:
+        self.pipeline = pipeline.name
         self.progress.start()
-        self.total = self.progress.add_task(f"{pipeline.name}: 0 done", total=None)
+        self.total = self.progress.add_task(self._totals(), total=None)
 
     def stream_started(self, stream: Stream) -> None:
-        if len(self.tasks) < MAX_STREAM_ROWS:
-            self.tasks[id(stream)] = self.progress.add_task(f"  {stream.id}", total=None)
+        key = (stream.source, stream.id)
+        task = self.tasks.get(key)
+        if task is not None:  # a new attempt starts again from the resume offset (or byte 0)
+            self.progress.reset(task, total=None, description=f"  {stream.id} (attempt {stream.attempt})")
+        elif len(self.tasks) < MAX_STREAM_ROWS:
+            self.tasks[key] = self.progress.add_task(f"  {stream.id}", total=None)
 
     def stream_bytes(self, stream: Stream, n: int) -> None:
         self.bytes += n
-        task = self.tasks.get(id(stream))
+        task = self.tasks.get((stream.source, stream.id))
         if task is not None:
             size = stream.metadata.get("size")
             self.progress.update(task, advance=n, total=size if isinstance(size, int) and size > 0 else None)
@@ -60,19 +73,26 @@ class LiveProgress(RunObserver):
             self.progress.update(self.total, advance=n)
 
     def stream_finished(self, result: StreamResult) -> None:
-        if result.ok:
+        if result.skipped:
+            self.skipped += 1
+        elif result.ok:
             self.done += 1
         else:
             self.failed += 1
             self.console.print(f"[red]failed[/red] {result.id}: {result.message}")
-        for key, task in list(self.tasks.items()):
-            if self.progress.tasks[task].description.strip() == result.id:
-                self.progress.remove_task(task)
-                del self.tasks[key]
-                break
+        task = self.tasks.pop((result.source, result.id), None)
+        if task is not None:
+            self.progress.remove_task(task)
         if self.total is not None:
-            desc = f"{result.pipeline}: {self.done} done" + (f", [red]{self.failed} failed[/red]" if self.failed else "")
-            self.progress.update(self.total, description=desc)
+            self.progress.update(self.total, description=self._totals())
+
+    def _totals(self) -> str:
+        text = f"{self.pipeline}: {self.done} ok"
+        if self.skipped:
+            text += f", {self.skipped} already stored"
+        if self.failed:
+            text += f", [red]{self.failed} failed[/red]"
+        return text
 
     def run_finished(self, summary: RunSummary) -> None:
         self.progress.stop()

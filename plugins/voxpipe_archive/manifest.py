@@ -92,8 +92,10 @@ def parse_manifest(path: Path, data: bytes) -> Manifest:
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise ManifestError(f"{path}: stored_size {size!r} is not a byte count")
     compression = doc.get("compression")
+    if isinstance(compression, str) and compression.startswith("gzip:"):
+        compression = "gzip"  # "gzip:<engine>:<level>" (the gzip sink): the container is what matters here
     if compression not in (None, "gzip"):
-        raise ManifestError(f"{path}: compression {compression!r} is not gzip or null")
+        raise ManifestError(f"{path}: compression {compression!r} is not gzip, gzip:<engine>:<level> or null")
     original_sha = doc.get("original_sha256")
     original_size = doc.get("original_size")
     metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}

@@ -8,6 +8,12 @@ size, and times. ``abort`` deletes the temporary file, or with ``on_failure: qua
 moves it (as stored: a partial gzip is finished into a valid gzip file) into the
 quarantine directory with a JSON report of why (see :func:`_FileWriter._quarantine_sync`).
 File I/O and compression run in worker threads.
+
+The ``gzip`` sink compresses with zlib or, when python-isal is installed (the ``fast``
+extra), with ISA-L's igzip, several times faster; both write plain RFC 1952 gzip that
+``gzip -d`` and Python's :mod:`gzip` read. igzip has four levels (0-3), so gzip levels
+map as :data:`ISAL_LEVELS`; the manifest's ``compression`` records what was used, as
+``gzip:<engine>:<level>`` (e.g. ``gzip:isal:3``, ``gzip:zlib:6``).
 """
 
 from __future__ import annotations
@@ -15,14 +21,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import time
 import zlib
 from pathlib import Path
-import secrets
 from typing import Any, BinaryIO, Iterator, Literal, Mapping
 
 import trio
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from voxpipe.atomic import fsync_dir, is_temporary, temp_path_for, write_atomic
 from voxpipe.components import Sink, SinkWriter
@@ -42,6 +48,22 @@ DEFAULT_QUARANTINE = ".quarantine"
 NOT_QUARANTINED = frozenset({"interrupted"})
 #: Bytes per read when replaying or re-hashing a checkpointed temporary file.
 REPLAY_BLOCK = 1 << 20
+#: gzip level (1-9) -> igzip level (0-3). igzip 1 is its fastest LZ77 search, 2 its
+#: default, 3 its most thorough; on 8 kHz speech all three compress within 1 % of zlib 6
+#: (benchmarks/archive_throughput.py), so fast gzip levels stay fast and higher ones get
+#: igzip's best.
+ISAL_LEVELS = {1: 1, 2: 2, 3: 2, 4: 3, 5: 3, 6: 3, 7: 3, 8: 3, 9: 3}
+#: gzip container for zlib's and isal_zlib's ``wbits`` (RFC 1952 header and trailer).
+GZIP_WBITS = 31
+
+
+def isal_zlib_module() -> Any | None:
+    """``isal.isal_zlib`` when python-isal is installed (``pip install 'voxpipe[fast]'``), else ``None``."""
+    try:
+        from isal import isal_zlib
+    except ImportError:
+        return None
+    return isal_zlib
 
 
 class FileSinkSettings(Settings):
@@ -67,13 +89,33 @@ class FileSinkSettings(Settings):
 
 
 class GzipSinkSettings(FileSinkSettings):
-    level: int = setting(6, description="gzip compression level, 1 (fastest) to 9 (smallest).", ge=1, le=9)
+    level: int = setting(6, description="gzip compression level, 1 (fastest) to 9 (smallest). With igzip: "
+                         "level 1 is igzip 1, 2-3 igzip 2, 4-9 igzip 3.", ge=1, le=9)
+    engine: Literal["auto", "zlib", "isal"] = setting(
+        "auto", description="Compressor: `zlib`, `isal` (ISA-L igzip through python-isal, several times faster; "
+        "`pip install 'voxpipe[fast]'`) or `auto` (isal when installed, else zlib). The output is plain gzip "
+        "either way.", example="isal")
+
+    @model_validator(mode="after")
+    def _check_engine(self) -> "GzipSinkSettings":
+        if self.engine == "isal" and isal_zlib_module() is None:
+            raise ValueError("engine: isal needs python-isal, which is not installed "
+                             "(pip install 'voxpipe[fast]', or use engine: auto or zlib)")
+        return self
+
+    def compressor_engine(self) -> str:
+        """``zlib`` or ``isal``: what ``engine`` resolves to here."""
+        if self.engine == "auto":
+            return "isal" if isal_zlib_module() is not None else "zlib"
+        return self.engine
 
 
 class _Compressor:
     """Identity 'compressor' for the plain file sink."""
 
     suffix = ""
+    #: The manifest's ``compression`` value (``None``: stored as received).
+    description: str | None = None
 
     def compress(self, data: bytes) -> bytes:
         return data
@@ -97,14 +139,33 @@ class _Compressor:
 
 
 class _Gzip(_Compressor):
-    """RFC 1952 gzip member through zlib (header with mtime 0, so output is reproducible)."""
+    """RFC 1952 gzip members through zlib or igzip (header mtime 0, so output is reproducible).
+
+    :param level: gzip level 1-9.
+    :param engine: ``zlib`` or ``isal`` (igzip at ``ISAL_LEVELS[level]``).
+    :raises ValueError: ``engine`` is ``isal`` and python-isal is not installed.
+    """
 
     suffix = ".gz"
 
-    def __init__(self, level: int):
-        self.level = level
-        self._z = zlib.compressobj(level, zlib.DEFLATED, 31)
+    def __init__(self, level: int, engine: str = "zlib"):
+        if engine == "isal":
+            module = isal_zlib_module()
+            if module is None:
+                raise ValueError("gzip engine isal needs python-isal (pip install 'voxpipe[fast]')")
+            self._module, self.level = module, ISAL_LEVELS[level]
+        elif engine == "zlib":
+            self._module, self.level = zlib, level
+        else:
+            raise ValueError(f"unknown gzip engine {engine!r} (zlib or isal)")
+        self.engine = engine
+        #: What the manifest's ``compression`` records: ``gzip:<engine>:<level actually used>``.
+        self.description = f"gzip:{engine}:{self.level}"
+        self._z = self._new()
         self._empty = True
+
+    def _new(self) -> Any:
+        return self._module.compressobj(self.level, self._module.DEFLATED, GZIP_WBITS)
 
     def compress(self, data: bytes) -> bytes:
         self._empty = False
@@ -119,13 +180,14 @@ class _Gzip(_Compressor):
         if self._empty:
             return b""
         tail = self._z.flush()
-        self._z = zlib.compressobj(self.level, zlib.DEFLATED, 31)
+        self._z = self._new()
         self._empty = True
         return tail
 
     def replay(self, f: BinaryIO, limit: int) -> Iterator[bytes]:
+        # zlib reads whatever either engine wrote: the members are plain gzip.
         remaining = limit
-        d = zlib.decompressobj(31)
+        d = zlib.decompressobj(GZIP_WBITS)
         while remaining > 0:
             block = f.read(min(REPLAY_BLOCK, remaining))
             if not block:
@@ -137,7 +199,7 @@ class _Gzip(_Compressor):
                     yield out
                 if d.eof:
                     block = d.unused_data
-                    d = zlib.decompressobj(31)
+                    d = zlib.decompressobj(GZIP_WBITS)
                 else:
                     block = b""
 
@@ -222,7 +284,7 @@ class GzipSink(FileSink):
     Settings = GzipSinkSettings
 
     def _compressor(self) -> _Compressor:
-        return _Gzip(self.settings.level)
+        return _Gzip(self.settings.level, self.settings.compressor_engine())
 
 
 class _FileWriter(SinkWriter):
@@ -287,7 +349,7 @@ class _FileWriter(SinkWriter):
             "format": self.stream.metadata.get("format"), "original_size": result.bytes,
             "original_sha256": result.digests.get("sha256"), "stored_file": final.name,
             "stored_size": self.stored_bytes, "stored_sha256": stored_sha,
-            "compression": "gzip" if self.compressor.suffix == ".gz" else None,
+            "compression": getattr(self.compressor, "description", None),
             "recording_date": self.stream.metadata.get("date"),
             "received_at": _iso(self.stream.started_at), "stored_at": _iso(time.time()),
             "metadata": result.metadata,
