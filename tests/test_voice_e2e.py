@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import trio
@@ -48,3 +49,143 @@ def test_client_mode_records_processed_audio(tmp_path, codec):
         quality = manifest["metadata"]["quality"]
         assert quality["frames_concealed"] == 0 and quality["reconnects"] == 0
         assert quality["packets"] == server.reports[call_id].messages - (2 + 1 if codec == "twilio" else 0)
+
+
+async def server_mode(tmp_path, options: StreamOptions, calls: int, *, token: str | None = None,
+                      source_extra: str = "", concurrency: int = 4):
+    source = "\n".join(["mode: server", "port: 0", f"codec: {options.codec}", f"max_calls: {calls}",
+                        *([f"token: {token}"] if token else []), source_extra])
+    runner = runner_for(pipeline_yaml(source, tmp_path / "out", concurrency=concurrency))
+    result = await run_with_server(runner, lambda url: push_calls(url, FILES, calls, options, token=token))
+    return runner, result["summary"], result["client"]
+
+
+@pytest.mark.parametrize("codec", ["pcm16", "twilio"])
+def test_server_mode_records_concurrent_calls(tmp_path, codec):
+    options = StreamOptions(codec=codec, speed=0, seed=5, min_bytes=1, max_bytes=900)
+    runner, summary, reports = trio.run(server_mode, tmp_path, options, 3)
+    assert summary.ok, [r.message for r in summary.failed]
+    assert sorted(r.id for r in summary.results) == [f"call-{i:04d}" for i in range(3)]
+    for i, report in enumerate(reports):
+        assert report.close_code == 1000 and report.error is None
+        audio = FILES[i % len(FILES)]
+        pcm, rate = read_wav(tmp_path / "out" / f"{report.call_id}.wav")
+        assert rate == audio.sample_rate
+        assert pcm == expected_for(audio, options, report.call_id)
+
+
+def test_twilio_drops_and_reorders_are_concealed_and_counted(tmp_path):
+    options = StreamOptions(codec="twilio", speed=0, seed=11, drop=0.05, reorder=0.1)
+    runner, summary, reports = trio.run(server_mode, tmp_path, options, 2)
+    assert summary.ok, [r.message for r in summary.failed]
+    for i, report in enumerate(reports):
+        audio = FILES[i % len(FILES)]
+        plan = options.plan(audio, report.call_id)
+        frames = len(schedule.mulaw_frames(audio))
+        dropped = frames - len(plan)
+        assert dropped > 0 and plan != sorted(plan)  # the seed really drops and reorders
+        pcm, _ = read_wav(tmp_path / "out" / f"{report.call_id}.wav")
+        assert pcm == expected_for(audio, options, report.call_id)
+        result = next(r for r in summary.results if r.id == report.call_id)
+        quality = result.metadata["quality"]
+        assert quality["frames_concealed"] == dropped
+        assert quality["frames_dropped"] == dropped
+        assert quality["frames_late"] == 0
+        assert quality["packets"] == len(plan)
+        assert result.metadata["call_sid"] == report.call_id
+
+
+def test_server_requires_the_token_in_authorization(tmp_path):
+    options = StreamOptions(codec="pcm16", speed=0)
+
+    async def main():
+        source = "\n".join(["mode: server", "port: 0", "max_calls: 1", "token: s3cret-token"])
+        runner = runner_for(pipeline_yaml(source, tmp_path / "out"))
+
+        async def clients(url):
+            bad = await push_calls(url, FILES, 1, options, token="wrong", prefix="bad")
+            good = await push_calls(url, FILES, 1, options, token="s3cret-token", prefix="good")
+            return bad, good
+
+        return await run_with_server(runner, clients)
+
+    result = trio.run(main)
+    bad, good = result["client"]
+    assert "401" in (bad[0].error or "")
+    assert good[0].close_code == 1000
+    assert [r.id for r in result["summary"].results] == ["good-0000"] and result["summary"].ok
+
+
+def test_calls_beyond_capacity_are_refused_with_1013(tmp_path):
+    options = StreamOptions(codec="pcm16", speed=8.0)  # slow enough that the first call holds its slot
+
+    async def main():
+        source = "\n".join(["mode: server", "port: 0", "pending_calls: 0"])
+        runner = runner_for(pipeline_yaml(source, tmp_path / "out", concurrency=1))
+
+        async def clients(url):
+            async with trio.open_nursery() as nursery:
+                first = []
+                nursery.start_soon(lambda: _collect(first, push_calls(url, FILES[:1], 1, options, prefix="a")))
+                await trio.sleep(0.3)
+                held = []  # waits for the engine's one slot (discovery holds one call)
+                nursery.start_soon(lambda: _collect(held, push_calls(url, FILES[:1], 1, options, prefix="b")))
+                await trio.sleep(0.3)
+                second = await push_calls(url, FILES, 1, options, prefix="c")
+            runner.request_stop()
+            assert held[0][0].close_code == 1000
+            return first[0], second
+
+        return await run_with_server(runner, clients)
+
+    result = trio.run(main)
+    first, second = result["client"]
+    assert first[0].close_code == 1000
+    assert second[0].close_code == 1013
+    assert [r.id for r in result["summary"].results if r.ok] == ["a-0000", "b-0000"]
+
+
+async def _collect(into: list, coro) -> None:
+    into.append(await coro)
+
+
+def test_client_sends_token_in_authorization_header(tmp_path):
+    options = StreamOptions(codec="pcm16", speed=0)
+    server, summary = trio.run(client_mode, tmp_path, options, "token: hdr-secret-1", ("100001",))
+    assert summary.ok
+    path, headers = server.requests[0]
+    assert headers["authorization"] == "Bearer hdr-secret-1"
+    assert "hdr-secret-1" not in path
+
+
+def test_token_in_query_never_reaches_a_log_line(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    options = StreamOptions(codec="pcm16", speed=0, abort_after=5)  # a drop makes the source log the URL
+    server, summary = trio.run(client_mode, tmp_path, options, "token: qry-secret-2\ntoken_in_query: true",
+                               ("100002",))
+    assert summary.ok, [r.message for r in summary.failed]
+    assert all("access_token=qry-secret-2" in p for p, _ in server.requests)
+    assert "authorization" not in server.requests[0][1]
+    assert any("100002" in r.getMessage() and "reconnecting" in r.getMessage() for r in caplog.records)
+    for record in caplog.records:
+        assert "qry-secret-2" not in record.getMessage()
+    assert "qry-secret-2" not in json.dumps([r.to_dict() for r in summary.results])
+
+
+def test_reconnect_after_1006_continues_the_same_call(tmp_path):
+    for codec in ("pcm16", "twilio"):
+        options = StreamOptions(codec=codec, speed=0, seed=2, min_bytes=1, max_bytes=500, abort_after=40)
+        server, summary = trio.run(client_mode, tmp_path / codec, options, "", ("100001",))
+        assert summary.ok, [r.message for r in summary.failed]
+        assert server.reports["100001"].aborted and len(server.requests) == 2
+        pcm, _ = read_wav(tmp_path / codec / "out" / "100001.wav")
+        assert pcm == expected_for(server.audio_for("100001"), options, "100001")
+        assert summary.results[0].metadata["quality"]["reconnects"] == 1
+
+
+def test_drop_outside_the_reconnect_window_fails_the_call(tmp_path):
+    options = StreamOptions(codec="pcm16", speed=0, abort_after=5)
+    server, summary = trio.run(client_mode, tmp_path, options, "reconnect_window: 0", ("100001",))
+    assert not summary.ok
+    assert summary.results[0].reason == "call-dropped"
+    assert not list((tmp_path / "out").glob("*.wav"))

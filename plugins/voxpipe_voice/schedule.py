@@ -118,14 +118,17 @@ def pcm16_messages(audio: Audio, rng: random.Random, min_bytes: int = 1, max_byt
 def packet_plan(n: int, rng: random.Random, drop: float = 0.0, reorder: float = 0.0) -> list[int]:
     """The order packets ``0..n-1`` are sent in: each is dropped with probability ``drop``
     (never the first or last, so a receiver can see every gap) and swapped with the next
-    with probability ``reorder`` (one place out of order, within a 40 ms jitter buffer)."""
+    with probability ``reorder`` when their numbers are consecutive (one place out of order,
+    which a jitter buffer of one frame or more restores)."""
     for p, name in ((drop, "drop"), (reorder, "reorder")):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"{name}={p} is not a probability in [0, 1]")
     kept = [i for i in range(n) if i in (0, n - 1) or rng.random() >= drop]
     i = 1
     while i < len(kept) - 2:
-        if rng.random() < reorder:
+        # Only consecutive sequence numbers swap: a packet then arrives at most one place
+        # late, which any jitter buffer of >= 1 frame puts back in order.
+        if rng.random() < reorder and kept[i + 1] == kept[i] + 1:
             kept[i], kept[i + 1] = kept[i + 1], kept[i]
             i += 2
         else:

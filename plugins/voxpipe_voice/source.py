@@ -123,7 +123,8 @@ class VoiceSourceSettings(Settings):
                                    "packets up to this far out of order are put back in order.", ge=0, le=1000)
     max_calls: int | None = setting(None, description="Server mode: stop after accepting this many calls "
                                     "(tests, demos); default unlimited.", ge=1)
-    pending_calls: int = setting(16, description="Server mode: connected calls waiting for a pipeline slot; "
+    pending_calls: int = setting(16, description="Server mode: connected calls waiting for a pipeline slot (besides "
+                                 "the one discovery holds); "
                                  "more are closed with 1013 (try again later).", ge=0, le=10_000)
     start_timeout: float = setting(10.0, description="Server mode, Twilio: seconds to wait for the `start` event.",
                                    gt=0)
