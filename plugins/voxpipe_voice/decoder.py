@@ -12,9 +12,11 @@ Two payload codecs (requirement: issue "Live call audio over WebSocket", item 1)
   missing packets with μ-law silence (counted); released frames are decoded to PCM16
   by :mod:`voxpipe.dsp` in one call per message.
 
-``feed(message, arrival)`` returns the PCM16 bytes of every whole frame completed (a
-multiple of ``frame_bytes``, possibly ``b""``); ``finish()`` returns the rest at the
-end of the call. Neither does I/O or reads a clock.
+``feed(message, arrival)`` returns the call's audio released so far in its *wire* codec
+(PCM16 whole frames for ``pcm16``; μ-law bytes, one per sample, for ``twilio``), so that
+the μ-law decoding can run once per batch of messages: ``to_pcm(wire)`` turns a batch
+into PCM16 whole frames, ``finish()`` returns the PCM16 rest at the end of the call.
+None of them does I/O or reads a clock.
 """
 
 from __future__ import annotations
@@ -78,8 +80,20 @@ class CallDecoder:
     def concealed(self) -> int:
         return self.quality.frames_concealed
 
+    @property
+    def wire_width(self) -> int:
+        """Bytes per sample of what :meth:`feed` returns (2 for PCM16, 1 for μ-law)."""
+        return 2 if self.jitter is None else 1
+
+    def to_pcm(self, wire: bytes) -> bytes:
+        """PCM16 whole frames from a batch of :meth:`feed` output (carrying partial frames)."""
+        if self.jitter is None or not wire:
+            return wire
+        return self.assembler.feed(dsp.mulaw_decode(wire, backend=self.backend))
+
     def feed(self, message: str | bytes, arrival: float | None = None) -> bytes:
-        """Decode one WebSocket message; returns PCM16 whole frames (maybe ``b""``).
+        """Decode one WebSocket message; returns the audio released, in the wire codec
+        (see :attr:`wire_width`; maybe ``b""``).
 
         :raises CallProtocolError: a text message in ``pcm16`` mode, binary in ``twilio``
             mode, or a malformed Twilio event (names the call and the field).
@@ -101,7 +115,7 @@ class CallDecoder:
         if isinstance(event, twilio.Media):
             frames = self.jitter.push(event.chunk, event.payload, timestamp=event.timestamp * self._ulaw_per_ms,
                                       arrival=arrival)
-            return self._decode(frames)
+            return frames[0] if len(frames) == 1 else b"".join(frames)
         if isinstance(event, twilio.Start):
             self.on_start(event)
         elif isinstance(event, twilio.Stop):
@@ -123,18 +137,12 @@ class CallDecoder:
                 raise CallProtocolError(f"call {self.call_id}: Twilio start event: {exc}") from None
         self.start = event
 
-    def _decode(self, frames: list[bytes]) -> bytes:
-        if not frames:
-            return b""
-        ulaw = frames[0] if len(frames) == 1 else b"".join(frames)
-        return self.assembler.feed(dsp.mulaw_decode(ulaw, backend=self.backend))
-
     def finish(self) -> bytes:
         """End of call: release the jitter buffer and the carried partial frame (PCM16,
         trimmed to whole samples)."""
         out = b""
         if self.jitter is not None:
-            out = self._decode(self.jitter.flush())
+            out = self.to_pcm(b"".join(self.jitter.flush()))
         rest = self.assembler.flush()
         rest = rest[: len(rest) - len(rest) % 2]
         return out + rest
