@@ -40,7 +40,7 @@ from typing import Any, AsyncIterator, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import trio
-from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
 from trio_websocket import (ConnectionClosed, HandshakeError, WebSocketConnection, WebSocketRequest,
                             open_websocket_url, serve_websocket)
 
@@ -139,6 +139,12 @@ class VoiceSourceSettings(Settings):
                             ge=1, le=10_000)
     backend: Literal["auto", "native", "python"] = setting("auto", description="DSP backend for reassembly and "
                                                            "μ-law decoding (see docs/native.md).")
+
+    @field_validator("max_calls", "token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # ``${VAR:-}`` in YAML gives "" for an unset variable: treat it as not configured.
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _check(self) -> "VoiceSourceSettings":
