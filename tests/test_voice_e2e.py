@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 
 import pytest
+import textwrap
+from pathlib import Path
+
 import trio
+from trio_websocket import serve_websocket
 
 from voxpipe_voice import schedule
 from voxpipe_voice.emulator import StreamOptions, VoiceEmulatorServer, load_files, push_calls
@@ -189,3 +194,56 @@ def test_drop_outside_the_reconnect_window_fails_the_call(tmp_path):
     assert not summary.ok
     assert summary.results[0].reason == "call-dropped"
     assert not list((tmp_path / "out").glob("*.wav"))
+
+
+def test_gzip_sink_stores_calls_too(tmp_path):
+    options = StreamOptions(codec="twilio", speed=0, seed=4)
+    gz = f"- type: gzip\n  dir: {tmp_path / 'gz'}"
+
+    async def main():
+        source = "\n".join(["mode: server", "port: 0", "codec: twilio", "max_calls: 1"])
+        runner = runner_for(pipeline_yaml(source, tmp_path / "out", extra_sinks=textwrap.indent(gz, " " * 6)))
+        return await run_with_server(runner, lambda url: push_calls(url, FILES, 1, options))
+
+    result = trio.run(main)
+    assert result["summary"].ok, [r.message for r in result["summary"].failed]
+    stored = gzip.decompress((tmp_path / "gz" / "call-0000.pcm16.gz").read_bytes())
+    wav_pcm, _ = read_wav(tmp_path / "out" / "call-0000.wav")
+    assert stored == wav_pcm == expected_for(FILES[0], options, "call-0000")
+
+
+def test_silent_connection_hits_the_read_timeout(tmp_path, caplog):
+    async def main():
+        async def silent(request):
+            ws = await request.accept()
+            await trio.sleep(5)
+            await ws.aclose()
+
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(serve_websocket, silent, "127.0.0.1", 0, None)
+            source = "\n".join(["mode: client", "urls:", f"  - ws://127.0.0.1:{server.port}/calls/quiet",
+                                "read_timeout: 0.3", "ping_interval: 0.1", "reconnect_window: 0"])
+            with trio.fail_after(5):
+                summary = await runner_for(pipeline_yaml(source, tmp_path / "out")).run()
+            nursery.cancel_scope.cancel()
+        return summary
+
+    summary = trio.run(main)
+    assert summary.results[0].reason == "call-dropped"
+    assert any("call quiet: no message for" in r.getMessage() for r in caplog.records)
+    assert not list((tmp_path / "out").glob("*.wav"))
+
+
+def test_settings_are_checked():
+    from voxpipe_voice.source import VoiceSourceSettings
+    with pytest.raises(ValueError, match="client mode needs `url`, `urls` or `calls`"):
+        VoiceSourceSettings(mode="client")
+    with pytest.raises(ValueError, match="not ws:// or wss://"):
+        VoiceSourceSettings(url="http://x/y?access_token=secret")
+    with pytest.raises(ValueError, match="jitter_depth_ms=30 is not a multiple of frame_ms=20"):
+        VoiceSourceSettings(mode="server", jitter_depth_ms=30)
+    from voxpipe.errors import ConfigError
+    with pytest.raises(ConfigError) as info:  # as a pipeline file reports it: no input values, no token
+        runner_for(pipeline_yaml("url: http://x/y?access_token=secret", Path("out")))
+    assert "voice.yaml:5: pipelines.voice.source: URL http://x/y is not ws:// or wss://" in str(info.value)
+    assert "secret" not in str(info.value)
