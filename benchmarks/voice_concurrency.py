@@ -94,7 +94,7 @@ def pipeline_yaml(calls: int, codec: str, out: Path, buffer_ms: int = 2000) -> s
         """)
 
 
-def run_once(calls: int, codec: str, stagger: float) -> dict:
+def run_once(calls: int, codec: str, stagger: float, repeat: int = 1) -> dict:
     from voxpipe.config import parse_config
     from voxpipe.engine import Runner
     from voxpipe.plugins import get_registry
@@ -115,7 +115,7 @@ def run_once(calls: int, codec: str, stagger: float) -> dict:
                 nursery.start_soon(run)
                 await listening.wait()
                 cmd = [sys.executable, "-m", "voxpipe", "emulate", "voice", "--mode", "client", "--url", urls[0],
-                       "--calls", str(calls), "--codec", codec, "--speed", "1", "--stagger", str(stagger)]
+                       "--calls", str(calls), "--codec", codec, "--speed", "1", "--stagger", str(stagger), "--repeat", str(repeat)]
                 child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 cpu0, wall0 = time.process_time(), time.perf_counter()
                 proc = await trio.run_process(cmd, capture_stdout=True, capture_stderr=True, check=False,
@@ -147,18 +147,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--codec", choices=["pcm16", "twilio"], default="pcm16")
     parser.add_argument("--calls", default="50,100,200,250,300")
+    parser.add_argument("--repeat", type=int, default=1, help="play each recording this many times per call "
+                        "(1: ~10 s calls; 3: ~30 s, amortising per-call costs as real calls of minutes do)")
     parser.add_argument("--stagger", type=float, default=None, help="seconds between call starts "
                         "(default: spread the starts over 1 s)")
     args = parser.parse_args()
     os.sched_setaffinity(0, {0})
-    print(f"voice concurrency, codec {args.codec}: pipeline pinned to CPU 0, emulator to CPU 1; "
+    print(f"voice concurrency, codec {args.codec}, calls of ~{10 * args.repeat} s: pipeline pinned to CPU 0, emulator to CPU 1; "
           f"sustained = all stored, 0 concealed, lag < {MAX_LAG}s, sender late < {MAX_LAG}s")
     print(f"{'calls':>6} {'stored':>6} {'concealed':>9} {'max lag s':>9} {'sender late s':>13} "
           f"{'cpu/core':>8} {'emulator cpu':>12} {'capacity':>8} {'load':>5}  sustained")
     best = n_prev = 0
     for n in [int(x) for x in args.calls.split(",")]:
         stagger = args.stagger if args.stagger is not None else 1.0 / n
-        r = last = run_once(n, args.codec, stagger)
+        r = last = run_once(n, args.codec, stagger, args.repeat)
         print(f"{n:>6} {r['stored']:>6} {r['concealed']:>9} {r['max_lag']:>9.3f} {r['sender_late']:>13.3f} "
               f"{r['cpu']:>8.2f} {r['emulator_cpu']:>12.2f} {r['capacity']:>8.0f} {r['load']:>5.1f}  {'yes' if r['ok'] else 'NO'}", flush=True)
         if r["emulator_error"]:

@@ -248,10 +248,12 @@ async def push_calls(url: str, files: list[Audio], calls: int, options: StreamOp
 @click.option("--url", default="ws://127.0.0.1:8765", show_default=True, help="Client mode: pipeline's base URL.")
 @click.option("--calls", type=click.IntRange(1), default=1, show_default=True, help="Client mode: concurrent calls.")
 @click.option("--stagger", type=float, default=0.0, help="Client mode: seconds between call starts.")
+@click.option("--repeat", type=click.IntRange(1, 1000), default=1, show_default=True,
+              help="Play each file this many times in a row (longer calls).")
 @click.option("--token", envvar="VOICE_TOKEN", default=None, help="Client mode: bearer token sent in Authorization "
               "(default: $VOICE_TOKEN).")
 def voice(mode, files, codec, speed, seed, min_bytes, max_bytes, drop, reorder, abort_after, host, port, url, calls,
-          stagger, token) -> None:
+          stagger, repeat, token) -> None:
     """Stream audio files as live calls over WebSocket (PCM16 or Twilio Media Streams)."""
     if min_bytes > max_bytes:
         raise click.BadParameter(f"--min-bytes {min_bytes} exceeds --max-bytes {max_bytes}")
@@ -261,6 +263,7 @@ def voice(mode, files, codec, speed, seed, min_bytes, max_bytes, drop, reorder, 
         raise click.ClickException(str(exc)) from None
     if not audio:
         raise click.ClickException(f"no WAV files given and none in {EXAMPLES}")
+    audio = [Audio(a.pcm * repeat, a.sample_rate, a.name) for a in audio]
     options = StreamOptions(codec, speed, seed, min_bytes, max_bytes, drop, reorder, abort_after)
     if mode == "client":
         reports = trio.run(partial(push_calls, url, audio, calls, options, token=token, stagger=stagger))

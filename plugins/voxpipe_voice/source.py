@@ -62,6 +62,8 @@ TRY_AGAIN_LATER = 1013
 #: First reconnect delay (s); doubles per attempt up to MAX_BACKOFF.
 FIRST_BACKOFF = 0.05
 MAX_BACKOFF = 5.0
+#: Bytes read from a socket at once: a backlog of small messages is parsed in one pass.
+RECEIVE_BUFFER_BYTES = 64 * 1024
 #: Seconds to open a connection (TCP + WebSocket handshake) before it counts as failed.
 CONNECT_TIMEOUT = 10.0
 #: Seconds to close a connection cleanly before it is dropped.
@@ -430,6 +432,7 @@ class CallSession:
                 try:
                     async with open_websocket_url(url, extra_headers=headers, message_queue_size=s.message_queue_size,
                                                   max_message_size=s.max_message_bytes,
+                                                  receive_buffer_size=RECEIVE_BUFFER_BYTES,
                                                   connect_timeout=CONNECT_TIMEOUT,
                                                   disconnect_timeout=DISCONNECT_TIMEOUT) as ws:
                         machine.apply(CallEvent.CONNECTED)
@@ -518,8 +521,8 @@ class VoiceSource(Source):
             return
         self.server = await nursery.start(partial(
             serve_websocket, self._handle, s.host, s.port, None, message_queue_size=s.message_queue_size,
-            max_message_size=s.max_message_bytes, connect_timeout=CONNECT_TIMEOUT,
-            disconnect_timeout=DISCONNECT_TIMEOUT))
+            max_message_size=s.max_message_bytes, receive_buffer_size=RECEIVE_BUFFER_BYTES,
+            connect_timeout=CONNECT_TIMEOUT, disconnect_timeout=DISCONNECT_TIMEOUT))
         self.port = self.server.port
         log.info("websocket-voice listening on %s (%s)", self.url, s.codec)
         announce = self.context.services.get("voice_listening")
