@@ -247,3 +247,19 @@ def test_settings_are_checked():
         runner_for(pipeline_yaml("url: http://x/y?access_token=secret", Path("out")))
     assert "voice.yaml:5: pipelines.voice.source: URL http://x/y is not ws:// or wss://" in str(info.value)
     assert "secret" not in str(info.value)
+
+
+def test_a_call_id_stored_by_an_earlier_run_is_recorded_under_a_new_id(tmp_path):
+    options = StreamOptions(codec="twilio", speed=0)
+
+    async def one_run():
+        source = "\n".join(["mode: server", "port: 0", "codec: twilio", "max_calls: 1"])
+        runner = runner_for(pipeline_yaml(source, tmp_path / "out"))
+        return await run_with_server(runner, lambda url: push_calls(url, FILES, 1, options))
+
+    first, second = trio.run(one_run), trio.run(one_run)  # Twilio sends the same callSid twice
+    assert [r.id for r in first["summary"].results] == ["call-0000"]
+    [again] = second["summary"].results
+    assert again.ok and again.id.startswith("call-0000-") and again.metadata["call_sid"] == "call-0000"
+    pcm, _ = read_wav(tmp_path / "out" / f"{again.id}.wav")
+    assert pcm == expected_for(FILES[0], options, "call-0000")
