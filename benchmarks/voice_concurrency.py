@@ -18,7 +18,12 @@ events (one 20 ms μ-law frame per message). For N in an increasing sequence it 
 N is sustained when every call is stored, nothing is concealed, max lag < 0.5 s and the
 sender was never more than 0.5 s late. Prints one row per N and the largest N sustained.
 
-Usage: python benchmarks/voice_concurrency.py [--codec pcm16|twilio] [--calls 50,100,200,300]
+Capacity: audio seconds processed per pipeline CPU second (threads included), i.e. how
+many concurrent calls one core sustains at 100 % busy: the figure that holds when other
+processes share the machine (the real-time verdict needs an idle one; "load" is the
+1-minute load average at the end of each run).
+
+Usage: python benchmarks/voice_concurrency.py [--codec pcm16|twilio] [--calls 50,100,200,300] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ import argparse
 import os
 import re
 import resource
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -94,13 +98,15 @@ def pipeline_yaml(calls: int, codec: str, out: Path, buffer_ms: int = 2000) -> s
         """)
 
 
-def run_once(calls: int, codec: str, stagger: float, repeat: int = 1) -> dict:
+def run_once(calls: int, codec: str, stagger: float, repeat: int = 1, buffer_ms: int = 2000,
+             tmp_dir: str | None = None) -> dict:
     from voxpipe.config import parse_config
     from voxpipe.engine import Runner
     from voxpipe.plugins import get_registry
 
-    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
-        config = parse_config(pipeline_yaml(calls, codec, Path(tmp) / "out", int(os.environ.get("BUFFER_MS", "2000"))), get_registry(), environ={})
+    with tempfile.TemporaryDirectory(dir=tmp_dir) as tmp:
+        text = pipeline_yaml(calls, codec, Path(tmp) / "out", buffer_ms)
+        config = parse_config(text, get_registry(), environ={})
         observer = LagObserver(16000)
         runner = Runner(config.pipeline(None), observer=observer)
         out: dict = {}
@@ -115,7 +121,8 @@ def run_once(calls: int, codec: str, stagger: float, repeat: int = 1) -> dict:
                 nursery.start_soon(run)
                 await listening.wait()
                 cmd = [sys.executable, "-m", "voxpipe", "emulate", "voice", "--mode", "client", "--url", urls[0],
-                       "--calls", str(calls), "--codec", codec, "--speed", "1", "--stagger", str(stagger), "--repeat", str(repeat)]
+                       "--calls", str(calls), "--codec", codec, "--speed", "1", "--stagger", str(stagger),
+                       "--repeat", str(repeat)]
                 child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 cpu0, wall0 = time.process_time(), time.perf_counter()
                 proc = await trio.run_process(cmd, capture_stdout=True, capture_stderr=True, check=False,
@@ -138,7 +145,8 @@ def run_once(calls: int, codec: str, stagger: float, repeat: int = 1) -> dict:
     stored = len(summary.results) - len(failed)
     return {"calls": calls, "stored": stored, "failed": len(failed), "concealed": concealed,
             "max_lag": observer.max_lag, "sender_late": max(late, default=float("nan")) / 1000,
-            "cpu": out["cpu"], "capacity": audio_seconds / out["cpu_seconds"], "load": os.getloadavg()[0], "emulator_cpu": out["emulator_cpu"], "emulator_error": out.get("emulator_error"),
+            "cpu": out["cpu"], "capacity": audio_seconds / out["cpu_seconds"], "load": os.getloadavg()[0],
+            "emulator_cpu": out["emulator_cpu"], "emulator_error": out.get("emulator_error"),
             "ok": stored == calls and not concealed and observer.max_lag < MAX_LAG
             and len(late) == calls and max(late) / 1000 < MAX_LAG}
 
@@ -151,18 +159,21 @@ def main() -> None:
                         "(1: ~10 s calls; 3: ~30 s, amortising per-call costs as real calls of minutes do)")
     parser.add_argument("--stagger", type=float, default=None, help="seconds between call starts "
                         "(default: spread the starts over 1 s)")
+    parser.add_argument("--buffer-ms", type=int, default=2000, help="websocket-voice buffer_ms")
+    parser.add_argument("--tmp-dir", default=None, help="where the WAVs and the ledger go (default: $TMPDIR)")
     args = parser.parse_args()
     os.sched_setaffinity(0, {0})
-    print(f"voice concurrency, codec {args.codec}, calls of ~{10 * args.repeat} s: pipeline pinned to CPU 0, emulator to CPU 1; "
-          f"sustained = all stored, 0 concealed, lag < {MAX_LAG}s, sender late < {MAX_LAG}s")
+    print(f"voice concurrency, codec {args.codec}, calls of ~{10 * args.repeat} s: pipeline pinned to CPU 0, "
+          f"emulator to CPU 1; sustained = all stored, 0 concealed, lag < {MAX_LAG}s, sender late < {MAX_LAG}s")
     print(f"{'calls':>6} {'stored':>6} {'concealed':>9} {'max lag s':>9} {'sender late s':>13} "
           f"{'cpu/core':>8} {'emulator cpu':>12} {'capacity':>8} {'load':>5}  sustained")
     best = n_prev = 0
     for n in [int(x) for x in args.calls.split(",")]:
         stagger = args.stagger if args.stagger is not None else 1.0 / n
-        r = last = run_once(n, args.codec, stagger, args.repeat)
+        r = last = run_once(n, args.codec, stagger, args.repeat, args.buffer_ms, args.tmp_dir)
         print(f"{n:>6} {r['stored']:>6} {r['concealed']:>9} {r['max_lag']:>9.3f} {r['sender_late']:>13.3f} "
-              f"{r['cpu']:>8.2f} {r['emulator_cpu']:>12.2f} {r['capacity']:>8.0f} {r['load']:>5.1f}  {'yes' if r['ok'] else 'NO'}", flush=True)
+              f"{r['cpu']:>8.2f} {r['emulator_cpu']:>12.2f} {r['capacity']:>8.0f} {r['load']:>5.1f}  "
+              f"{'yes' if r['ok'] else 'NO'}", flush=True)
         if r["emulator_error"]:
             print("  emulator:", r["emulator_error"].strip().splitlines()[-1])
         if r["ok"] and best == n_prev:

@@ -30,7 +30,7 @@ async def client_mode(tmp_path, options: StreamOptions, source_extra: str = "", 
     server = VoiceEmulatorServer(FILES, options)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve)
-        source = "\n".join([f"mode: client", f"codec: {options.codec}", "urls:",
+        source = "\n".join(["mode: client", f"codec: {options.codec}", "urls:",
                             *(f"  - {server.url}/calls/{c}" for c in calls), source_extra])
         text = pipeline_yaml(source, tmp_path / "out")
         summary = await runner_for(text).run()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import random
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Literal

@@ -50,7 +50,6 @@ from voxpipe.model import Chunk, Stream, StreamSpec
 from voxpipe.settings import Settings, setting
 from voxpipe.voice.callstate import CallEvent, CallState, CallStateMachine, IllegalTransition
 
-from . import twilio
 from .decoder import CallDecoder, CallProtocolError
 
 log = logging.getLogger("voxpipe.voice")
