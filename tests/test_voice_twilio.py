@@ -116,3 +116,20 @@ def test_start_event_sets_the_sample_rate():
     assert decoder.sample_rate == 16000 and decoder.frame_bytes == 640
     ulaw = dsp.mulaw_encode(_audio(0.02).pcm)
     assert len(ulaw) == 160
+
+
+def test_decoder_records_one_track_of_a_both_tracks_stream():
+    inbound, outbound = _audio(0.2, 1), _audio(0.2, 2)
+    a = twilio_messages(inbound)
+    b = twilio_messages(outbound)
+    decoder = CallDecoder("twilio")
+    out = b""
+    for m_in, m_out in zip(a[2:-1], b[2:-1]):  # media interleaved, each track numbering its own chunks
+        other = twilio.parse_event(m_out.data)
+        out += decoder.to_pcm(decoder.feed(m_in.data))
+        out += decoder.to_pcm(decoder.feed(twilio.serialize(
+            twilio.Media(other.sequence_number, other.stream_sid, other.chunk, other.timestamp, other.payload,
+                         "outbound"))))
+    out += decoder.finish()
+    assert out == expected_twilio_pcm(inbound)
+    assert decoder.other_track_packets == 10 and decoder.quality.duplicates == 0

@@ -46,13 +46,16 @@ class CallDecoder:
     :param frame_ms: frame length (20 ms = 160 samples at 8 kHz).
     :param jitter_depth_ms: Twilio jitter buffer depth, a multiple of ``frame_ms``.
     :param backend: :mod:`voxpipe.dsp` backend for reassembly and μ-law decoding.
+    :param track: Twilio: the track recorded (``inbound`` or ``outbound``).
     :ivar start: the Twilio ``start`` event, once seen.
     :ivar stopped: a Twilio ``stop`` event was seen.
     """
 
     def __init__(self, codec: Codec, *, sample_rate: int = 8000, frame_ms: int = 20, jitter_depth_ms: int = 40,
-                 backend: str | None = None, call_id: str = "?"):
+                 backend: str | None = None, call_id: str = "?", track: str = "inbound"):
         self.codec = codec
+        self.track = track
+        self.other_track_packets = 0
         self.call_id = call_id
         self.frame_ms = frame_ms
         self.jitter_depth_ms = jitter_depth_ms
@@ -113,6 +116,11 @@ class CallDecoder:
         except twilio.TwilioProtocolError as exc:
             raise CallProtocolError(f"call {self.call_id}: message #{self.messages}: {exc}") from None
         if isinstance(event, twilio.Media):
+            if event.track != self.track:
+                # With both tracks, each has its own chunk counter: one jitter buffer per
+                # recorded track; the other track's packets are counted, not mixed in.
+                self.other_track_packets += 1
+                return b""
             frames = self.jitter.push(event.chunk, event.payload, timestamp=event.timestamp * self._ulaw_per_ms,
                                       arrival=arrival)
             return frames[0] if len(frames) == 1 else b"".join(frames)

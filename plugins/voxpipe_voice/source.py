@@ -108,6 +108,8 @@ class VoiceSourceSettings(Settings):
     port: int = setting(8765, description="Server mode: TCP port; 0 picks a free one (logged).", ge=0, le=65535)
     codec: Literal["pcm16", "twilio"] = setting("pcm16", description="`pcm16`: binary PCM16 little-endian "
                                                 "messages; `twilio`: Twilio Media Streams JSON with base64 μ-law.")
+    track: Literal["inbound", "outbound"] = setting("inbound", description="Twilio: the track recorded when a "
+                                                   "stream carries both (`tracks=\"both_tracks\"`).")
     sample_rate: Literal[8000, 16000] = setting(8000, description="PCM16 sample rate in Hz (Twilio: from `start`).")
     frame_ms: int = setting(20, description="Frame length in ms; chunks hold whole frames.", ge=10, le=100)
     token: SecretStr | None = setting(None, description="Bearer token: sent in `Authorization` (client mode), "
@@ -248,7 +250,7 @@ class CallSession:
         self.call_id = call_id
         self.decoder = decoder or CallDecoder(s.codec, sample_rate=s.sample_rate, frame_ms=s.frame_ms,
                                               jitter_depth_ms=s.jitter_depth_ms, backend=_backend(s),
-                                              call_id=call_id)
+                                              call_id=call_id, track=s.track)
         self.machine = CallStateMachine(call_id, max_reconnects=s.max_reconnects)
         width = self.decoder.wire_width
         frame = self.decoder.frame_bytes // 2 * width
