@@ -263,3 +263,54 @@ def test_a_call_id_stored_by_an_earlier_run_is_recorded_under_a_new_id(tmp_path)
     assert again.ok and again.id.startswith("call-0000-") and again.metadata["call_sid"] == "call-0000"
     pcm, _ = read_wav(tmp_path / "out" / f"{again.id}.wav")
     assert pcm == expected_for(FILES[0], options, "call-0000")
+
+
+def test_malformed_twilio_message_fails_the_call_with_1007(tmp_path):
+    from trio_websocket import ConnectionClosed, open_websocket_url
+
+    from voxpipe_voice import twilio
+
+    async def client(url):
+        async with open_websocket_url(f"{url}/calls/x") as ws:
+            await ws.send_message(twilio.serialize(twilio.Connected()))
+            await ws.send_message(twilio.serialize(twilio.Start(1, "MZ1", "CAbad")))
+            await ws.send_message('{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{"chunk":"1",'
+                                  '"timestamp":"0","payload":"***"}}')
+            try:
+                with trio.fail_after(5):
+                    while True:
+                        await ws.get_message()
+            except ConnectionClosed as exc:
+                return exc.reason.code
+
+    async def main():
+        source = "\n".join(["mode: server", "port: 0", "codec: twilio", "max_calls: 1"])
+        return await run_with_server(runner_for(pipeline_yaml(source, tmp_path / "out")), client)
+
+    result = trio.run(main)
+    assert result["client"] == 1007
+    [call] = result["summary"].results
+    assert call.reason == "bad-message" and "call CAbad: message #3: Twilio 'media' event (sequenceNumber '2')" \
+        in call.message and "not base64" in call.message
+
+
+def test_client_mode_text_on_a_pcm16_stream_fails_the_call(tmp_path):
+    async def main():
+        async def talker(request):
+            ws = await request.accept()
+            await ws.send_message(bytes(640))
+            await ws.send_message("hello")
+            await trio.sleep(2)
+
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(serve_websocket, talker, "127.0.0.1", 0, None)
+            source = "\n".join(["mode: client", "urls:", f"  - ws://127.0.0.1:{server.port}/calls/chatty"])
+            with trio.fail_after(5):
+                summary = await runner_for(pipeline_yaml(source, tmp_path / "out")).run()
+            nursery.cancel_scope.cancel()
+        return summary
+
+    [call] = trio.run(main).results
+    assert call.reason == "bad-message" and call.message == (
+        "call chatty: text message #2 on a pcm16 stream (expected binary PCM16 little-endian)")
+    assert not list((tmp_path / "out").glob("*.wav"))

@@ -312,11 +312,15 @@ class CallSession:
         when the connection was lost (no close frame, read timeout, missing pong).
 
         :raises CallProtocolError: a message does not fit the codec.
+        :raises trio.BrokenResourceError: the pipeline stopped reading the call.
         """
         s = self.settings
         decoder, buffer, machine = self.decoder, self.buffer, self.machine
         media = CallEvent.MEDIA
         lost = False
+        error: Exception | None = None  # raised after the nursery, not wrapped in an ExceptionGroup
+        code: int | None = None
+        closed = False
         self.last_message = trio.current_time()
         async with trio.open_nursery() as nursery:
             with trio.CancelScope() as deadline:
@@ -338,11 +342,16 @@ class CallSession:
                                 await ws.aclose(1000, "stream stopped")
                 except ConnectionClosed as exc:
                     code = exc.reason.code if exc.reason is not None else None
-                    self.close_code = code
-                    nursery.cancel_scope.cancel()
-                    return None if code is None or code == 1006 else code
+                    closed = True
+                except (CallProtocolError, IllegalTransition, trio.BrokenResourceError) as exc:
+                    error = exc
             lost = deadline.cancelled_caught
             nursery.cancel_scope.cancel()
+        if error is not None:
+            raise error
+        if closed:
+            self.close_code = code
+            return None if code is None or code == 1006 else code
         if lost:
             log.warning("call %s: no message for %.0f s; connection counts as lost", self.call_id, s.read_timeout)
             self.close_code = None
