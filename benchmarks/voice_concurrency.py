@@ -74,7 +74,7 @@ class LagObserver:
         self.results.append(result)
 
 
-def pipeline_yaml(calls: int, codec: str, out: Path, buffer_ms: int = 2000) -> str:
+def pipeline_yaml(calls: int, codec: str, out: Path, buffer_ms: int = 2000, chunk_ms: int = 100) -> str:
     return textwrap.dedent(f"""
         pipelines:
           bench:
@@ -87,6 +87,7 @@ def pipeline_yaml(calls: int, codec: str, out: Path, buffer_ms: int = 2000) -> s
               max_calls: {calls}
               pending_calls: {calls}
               buffer_ms: {buffer_ms}
+              chunk_ms: {chunk_ms}
             transforms:
               - type: gain
                 db: 6
@@ -99,13 +100,13 @@ def pipeline_yaml(calls: int, codec: str, out: Path, buffer_ms: int = 2000) -> s
 
 
 def run_once(calls: int, codec: str, stagger: float, repeat: int = 1, buffer_ms: int = 2000,
-             tmp_dir: str | None = None) -> dict:
+             tmp_dir: str | None = None, chunk_ms: int = 100) -> dict:
     from voxpipe.config import parse_config
     from voxpipe.engine import Runner
     from voxpipe.plugins import get_registry
 
     with tempfile.TemporaryDirectory(dir=tmp_dir) as tmp:
-        text = pipeline_yaml(calls, codec, Path(tmp) / "out", buffer_ms)
+        text = pipeline_yaml(calls, codec, Path(tmp) / "out", buffer_ms, chunk_ms)
         config = parse_config(text, get_registry(), environ={})
         observer = LagObserver(16000)
         runner = Runner(config.pipeline(None), observer=observer)
@@ -160,6 +161,7 @@ def main() -> None:
     parser.add_argument("--stagger", type=float, default=None, help="seconds between call starts "
                         "(default: spread the starts over 1 s)")
     parser.add_argument("--buffer-ms", type=int, default=2000, help="websocket-voice buffer_ms")
+    parser.add_argument("--chunk-ms", type=int, default=100, help="websocket-voice chunk_ms")
     parser.add_argument("--tmp-dir", default=None, help="where the WAVs and the ledger go (default: $TMPDIR)")
     args = parser.parse_args()
     os.sched_setaffinity(0, {0})
@@ -170,7 +172,7 @@ def main() -> None:
     best = n_prev = 0
     for n in [int(x) for x in args.calls.split(",")]:
         stagger = args.stagger if args.stagger is not None else 1.0 / n
-        r = last = run_once(n, args.codec, stagger, args.repeat, args.buffer_ms, args.tmp_dir)
+        r = last = run_once(n, args.codec, stagger, args.repeat, args.buffer_ms, args.tmp_dir, args.chunk_ms)
         print(f"{n:>6} {r['stored']:>6} {r['concealed']:>9} {r['max_lag']:>9.3f} {r['sender_late']:>13.3f} "
               f"{r['cpu']:>8.2f} {r['emulator_cpu']:>12.2f} {r['capacity']:>8.0f} {r['load']:>5.1f}  "
               f"{'yes' if r['ok'] else 'NO'}", flush=True)

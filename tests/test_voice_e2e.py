@@ -314,3 +314,38 @@ def test_client_mode_text_on_a_pcm16_stream_fails_the_call(tmp_path):
     assert call.reason == "bad-message" and call.message == (
         "call chatty: text message #2 on a pcm16 stream (expected binary PCM16 little-endian)")
     assert not list((tmp_path / "out").glob("*.wav"))
+
+
+def test_a_library_error_on_one_connection_does_not_stop_the_server(tmp_path, monkeypatch):
+    from wsproto.utilities import LocalProtocolError
+
+    from voxpipe_voice.source import VoiceSource
+
+    original = VoiceSource._handle
+    calls = []
+
+    async def flaky(self, request):  # trio-websocket issue #184 raises this from its reader task
+        calls.append(request.path)
+        if len(calls) == 1:
+            ws = await request.accept()
+            await ws.get_message()
+            raise LocalProtocolError("Event Pong(payload=b'') cannot be sent in state ConnectionState.LOCAL_CLOSING.")
+        await original(self, request)
+
+    monkeypatch.setattr(VoiceSource, "_handle", flaky)
+    options = StreamOptions(codec="pcm16", speed=0)
+
+    async def main():
+        source = "\n".join(["mode: server", "port: 0", "max_calls: 1"])
+
+        async def clients(url):
+            first = await push_calls(url, FILES, 1, options, prefix="first")
+            second = await push_calls(url, FILES, 1, options, prefix="second")
+            return first + second
+
+        return await run_with_server(runner_for(pipeline_yaml(source, tmp_path / "out")), clients)
+
+    result = trio.run(main)
+    first, second = result["client"]
+    assert first.close_code != 1000 and second.close_code == 1000
+    assert [r.id for r in result["summary"].results] == ["second-0000"] and result["summary"].ok

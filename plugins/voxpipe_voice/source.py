@@ -42,7 +42,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import trio
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
 from trio_websocket import (ConnectionClosed, HandshakeError, WebSocketConnection, WebSocketRequest,
-                            open_websocket_url, serve_websocket)
+                            open_websocket_url, wrap_server_stream)
+from wsproto.utilities import LocalProtocolError
 
 from voxpipe.components import Source
 from voxpipe.errors import StreamError
@@ -378,7 +379,7 @@ class CallSession:
                     log.warning("call %s: no pong within %.0f s", self.call_id, s.read_timeout)
                     deadline.cancel()
                     return
-        except ConnectionClosed:
+        except (ConnectionClosed, LocalProtocolError):  # closing: wsproto refuses pings then
             return
 
     def _end_normally(self) -> None:
@@ -399,6 +400,19 @@ class CallSession:
 
     async def serve(self, ws: WebSocketConnection) -> None:
         """Server mode: run the accepted connection until the call ends."""
+        try:
+            await self._serve(ws)
+        finally:
+            # Whatever ended the connection (including a cancellation by trio-websocket's
+            # reader failing mid-close), ``read`` must not wait forever: a call whose
+            # Twilio ``stop`` arrived is complete; anything else is interrupted.
+            if self.decoder.stopped:
+                if self.machine.state is CallState.DISCONNECTING:
+                    self.machine.apply(CallEvent.CLOSED)
+                self.buffer.close()
+            self.buffer.close(StreamError(f"call {self.call_id}: connection handler stopped", reason="interrupted"))
+
+    async def _serve(self, ws: WebSocketConnection) -> None:
         with self.cancel_scope:
             try:
                 if self.machine.state is CallState.IDLE:
@@ -422,7 +436,6 @@ class CallSession:
                     await ws.aclose(1011, "call not recorded")
             except IllegalTransition as exc:
                 self._fail(StreamError(str(exc), reason="call-state"))
-        self.buffer.close(StreamError(f"call {self.call_id}: connection handler stopped", reason="interrupted"))
 
     # ----------------------------------------------------------------- client mode
 
@@ -467,6 +480,10 @@ class CallSession:
                             return
                 except OSError as exc:
                     problem = f"{type(exc).__name__}: {exc.strerror or exc}"
+                except Exception as exc:
+                    if not _is_close_race(exc):
+                        raise
+                    problem = "connection failed while closing"
                 if code in NORMAL_CLOSE_CODES or self.decoder.stopped:
                     self._end_normally()
                     await self._finish()
@@ -494,6 +511,13 @@ class CallSession:
                 self._audit("call-dropped", url=shown, problem=problem, retry_in=round(delay, 3))
                 await trio.sleep(delay)
         self.buffer.close(StreamError(f"call {self.call_id}: stopped", reason="interrupted"))
+
+
+def _is_close_race(exc: BaseException) -> bool:
+    """Whether ``exc`` is only wsproto refusing a frame on a closing connection."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_close_race(e) for e in exc.exceptions)
+    return isinstance(exc, LocalProtocolError)
 
 
 def _backend(settings: VoiceSourceSettings) -> str | None:
@@ -529,11 +553,9 @@ class VoiceSource(Source):
         s = self.settings
         if s.mode != "server":
             return
-        self.server = await nursery.start(partial(
-            serve_websocket, self._handle, s.host, s.port, None, message_queue_size=s.message_queue_size,
-            max_message_size=s.max_message_bytes, receive_buffer_size=RECEIVE_BUFFER_BYTES,
-            connect_timeout=CONNECT_TIMEOUT, disconnect_timeout=DISCONNECT_TIMEOUT))
-        self.port = self.server.port
+        listeners = await nursery.start(partial(trio.serve_tcp, self._connection, s.port, host=s.host))
+        self.server = listeners
+        self.port = listeners[0].socket.getsockname()[1]
         log.info("websocket-voice listening on %s (%s)", self.url, s.codec)
         announce = self.context.services.get("voice_listening")
         if callable(announce):
@@ -630,6 +652,34 @@ class VoiceSource(Source):
                     return True
         return False
 
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        """One TCP connection: WebSocket handshake, then :meth:`_handle`.
+
+        Each connection runs in its own nursery, so an error inside trio-websocket (e.g.
+        its reader answering a ping after we started closing, trio-websocket issue #184)
+        ends that connection only, never the server.
+        """
+        s = self.settings
+        try:
+            async with trio.open_nursery() as nursery:
+                request: WebSocketRequest | None = None
+                with trio.move_on_after(CONNECT_TIMEOUT):
+                    request = await wrap_server_stream(nursery, stream, message_queue_size=s.message_queue_size,
+                                                       max_message_size=s.max_message_bytes,
+                                                       receive_buffer_size=RECEIVE_BUFFER_BYTES)
+                if request is not None:
+                    await self._handle(request)
+                nursery.cancel_scope.cancel()
+        except Exception as exc:
+            if _is_close_race(exc) or isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError,
+                                                       HandshakeError, ConnectionClosed)):
+                log.debug("websocket-voice: connection ended: %r", exc)
+            else:
+                log.error("websocket-voice: connection failed", exc_info=exc)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(DISCONNECT_TIMEOUT):
+                await stream.aclose()
+
     async def _handle(self, request: WebSocketRequest) -> None:
         s = self.settings
         if not self._authorized(request):
@@ -666,4 +716,9 @@ class VoiceSource(Source):
             await ws.aclose(TRY_AGAIN_LATER, "try again later")
             return
         self.accepted += 1
-        await session.serve(ws)
+        try:
+            await session.serve(ws)
+        finally:
+            if ws.closed is None:  # ended without a close handshake (lost, interrupted): say goodbye
+                with trio.CancelScope(shield=True), trio.move_on_after(DISCONNECT_TIMEOUT):
+                    await ws.aclose(1001, "going away")
