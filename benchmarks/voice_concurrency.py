@@ -2,9 +2,9 @@
 
 The pipeline (websocket-voice in server mode → gain → noise-gate → wav sink) runs in
 this process, pinned to CPU 0. The voice emulator runs in a separate process, pinned to
-CPU 1, and pushes N concurrent calls (examples/recordings/*.wav, about 10 s each) at
-real-time pace, as PCM16 in randomly sized messages (80..1200 bytes) or as Twilio
-events (one 20 ms μ-law frame per message). For N in an increasing sequence it measures:
+CPU 1, and pushes N concurrent calls (examples/recordings/*.wav played 3 times: about
+30 s each, starts spread over 10 s) at real-time pace, as PCM16 in randomly sized
+messages (80..1200 bytes) or as Twilio events (one 20 ms μ-law frame per message). For N in an increasing sequence it measures:
 
 * lag: per call, wall time since its first chunk minus the audio seconds received,
   at every chunk (max over calls, less the first chunk's own delay); a pipeline that
@@ -23,7 +23,7 @@ many concurrent calls one core sustains at 100 % busy: the figure that holds whe
 processes share the machine (the real-time verdict needs an idle one; "load" is the
 1-minute load average at the end of each run).
 
-Usage: python benchmarks/voice_concurrency.py [--codec pcm16|twilio] [--calls 50,100,200,300] [--repeat 3]
+Usage: python benchmarks/voice_concurrency.py [--codec pcm16|twilio] [--calls 50,100,200,300] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -155,11 +155,12 @@ def run_once(calls: int, codec: str, stagger: float, repeat: int = 1, buffer_ms:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--codec", choices=["pcm16", "twilio"], default="pcm16")
-    parser.add_argument("--calls", default="50,100,200,250,300")
-    parser.add_argument("--repeat", type=int, default=1, help="play each recording this many times per call "
-                        "(1: ~10 s calls; 3: ~30 s, amortising per-call costs as real calls of minutes do)")
+    parser.add_argument("--calls", default="50,100,150,200,250,300")
+    parser.add_argument("--repeat", type=int, default=3, help="play each recording this many times per call "
+                        "(3: ~30 s calls, so per-call setup is amortised as over real calls of minutes)")
     parser.add_argument("--stagger", type=float, default=None, help="seconds between call starts "
-                        "(default: spread the starts over 1 s)")
+                        "(default: spread the starts over 10 s, so all N calls overlap for ~20 s with calls "
+                        "starting and ending around them)")
     parser.add_argument("--buffer-ms", type=int, default=2000, help="websocket-voice buffer_ms")
     parser.add_argument("--chunk-ms", type=int, default=100, help="websocket-voice chunk_ms")
     parser.add_argument("--tmp-dir", default=None, help="where the WAVs and the ledger go (default: $TMPDIR)")
@@ -171,7 +172,7 @@ def main() -> None:
           f"{'cpu/core':>8} {'emulator cpu':>12} {'capacity':>8} {'load':>5}  sustained")
     best = n_prev = 0
     for n in [int(x) for x in args.calls.split(",")]:
-        stagger = args.stagger if args.stagger is not None else 1.0 / n
+        stagger = args.stagger if args.stagger is not None else 10.0 / n
         r = last = run_once(n, args.codec, stagger, args.repeat, args.buffer_ms, args.tmp_dir, args.chunk_ms)
         print(f"{n:>6} {r['stored']:>6} {r['concealed']:>9} {r['max_lag']:>9.3f} {r['sender_late']:>13.3f} "
               f"{r['cpu']:>8.2f} {r['emulator_cpu']:>12.2f} {r['capacity']:>8.0f} {r['load']:>5.1f}  "

@@ -262,9 +262,6 @@ class CallSession:
         self.stream: Stream | None = None
         self.close_code: int | None = None
 
-    def _apply(self, event: CallEvent) -> CallState:
-        return self.machine.apply(event)
-
     def metadata(self) -> dict[str, Any]:
         d = self.decoder
         meta: dict[str, Any] = {"format": "pcm16", "codec": self.settings.codec, "sample_rate": d.sample_rate,
