@@ -4,7 +4,8 @@ The pipeline (websocket-voice in server mode → gain → noise-gate → wav sin
 this process, pinned to CPU 0. The voice emulator runs in a separate process, pinned to
 CPU 1, and pushes N concurrent calls (examples/recordings/*.wav played 3 times: about
 30 s each, starts spread over 10 s) at real-time pace, as PCM16 in randomly sized
-messages (80..1200 bytes) or as Twilio events (one 20 ms μ-law frame per message). For N in an increasing sequence it measures:
+messages (80..1200 bytes) or as Twilio events (one 20 ms μ-law frame per message). For N
+in an increasing sequence it measures:
 
 * lag: per call, wall time since its first chunk minus the audio seconds received,
   at every chunk (max over calls, less the first chunk's own delay); a pipeline that
