@@ -451,11 +451,11 @@ class Runner:
                     message=result.message, verdicts=[v.to_dict() for v in result.verdicts] or None,
                     **({} if keep_checkpoint else {"resume_offset": 0, "checkpoint": None})))
                 if final:
-                    self._finish(stream, result)
+                    await self._finish(stream, result)
             if cancelled:
                 raise
             return result, retry
-        self._finish(stream, result)
+        await self._finish(stream, result)
         return result, False
 
     @property
@@ -494,10 +494,14 @@ class Runner:
 
         await trio.to_thread.run_sync(feed)
 
-    def _finish(self, stream: Stream, result: StreamResult) -> None:
+    async def _finish(self, stream: Stream, result: StreamResult) -> None:
         result.finished_at = time.time()
         self.summary.results.append(result)
-        self.ledger.record_outcome(self.run_id, stream.source, stream.id, result.status, result.to_dict())
+        # In a worker thread: the ledger commits with fsync and serialises writers on a lock,
+        # so with hundreds of streams in flight (live calls) a synchronous call here would
+        # stall the event loop, and with it every other stream, for tens of milliseconds.
+        await trio.to_thread.run_sync(functools.partial(
+            self.ledger.record_outcome, self.run_id, stream.source, stream.id, result.status, result.to_dict()))
         stream.audit("stream", status=result.status, reason=result.reason, message=result.message,
                      bytes=result.bytes, seconds=round(result.seconds, 6), attempts=result.attempts,
                      resumed_from=result.resumed_from, digests=result.digests, stored=result.stored,

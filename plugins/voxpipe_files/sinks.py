@@ -288,6 +288,10 @@ class GzipSink(FileSink):
 
 
 class _FileWriter(SinkWriter):
+    #: The stored file's format when it differs from the source's (``wav`` for the wav sink):
+    #: used for ``{format}`` in the name template and in the manifest.
+    stored_format: str | None = None
+
     def __init__(self, sink: FileSink, stream: Stream, directory: Path, compressor: _Compressor, temp: Path,
                  file: BinaryIO):
         self.sink = sink
@@ -340,13 +344,16 @@ class _FileWriter(SinkWriter):
 
     async def commit(self, result: StreamResult) -> Mapping[str, Any]:
         settings = self.sink.settings
+        metadata = self.stream.metadata
+        if self.stored_format is not None:
+            metadata = {**metadata, "format": self.stored_format}
         final = naming.expand(settings.name, directory=self.directory, recording_id=self.stream.id,
-                              metadata=self.stream.metadata, source=self.stream.source, pipeline=self.stream.pipeline,
+                              metadata=metadata, source=self.stream.source, pipeline=self.stream.pipeline,
                               started_at=self.stream.started_at, suffix=self.compressor.suffix)
         stored_sha = self.stored_hash.hexdigest()
         manifest = {
             "source": self.stream.source, "pipeline": self.stream.pipeline, "recording_id": self.stream.id,
-            "format": self.stream.metadata.get("format"), "original_size": result.bytes,
+            "format": metadata.get("format"), "original_size": result.bytes,
             "original_sha256": result.digests.get("sha256"), "stored_file": final.name,
             "stored_size": self.stored_bytes, "stored_sha256": stored_sha,
             "compression": getattr(self.compressor, "description", None),
