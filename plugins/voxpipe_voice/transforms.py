@@ -12,7 +12,7 @@ WebSocket", item 3.
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from typing import Callable, ClassVar, Literal
 
 from voxpipe import dsp
 from voxpipe.components import Transform, TransformRun
@@ -129,48 +129,50 @@ class CodecSettings(Settings):
     backend: Backend = setting("auto", description=_BACKEND_DOC)
 
 
-class MulawDecode(Transform):
+class _G711Transform(Transform):
+    """One ``voxpipe.dsp`` G.711 function as a transform (subclasses name it)."""
+
+    Settings = CodecSettings
+    #: the ``voxpipe.dsp`` function, and whether its input is PCM16 (odd bytes carried)
+    _function: ClassVar[str]
+    _pcm_input: ClassVar[bool]
+
+    def begin(self, stream: Stream) -> TransformRun:
+        backend = _backend(self.settings.backend)
+        function = getattr(dsp, self._function)
+
+        def convert(data):
+            return function(data, backend=backend)
+
+        return _PcmRun(convert, stream.id) if self._pcm_input else _BytesRun(convert)
+
+
+class MulawDecode(_G711Transform):
     """Decode G.711 μ-law bytes to PCM16 (ITU-T G.711)."""
 
     type = "mulaw-decode"
-    Settings = CodecSettings
-
-    def begin(self, stream: Stream) -> TransformRun:
-        backend = _backend(self.settings.backend)
-        return _BytesRun(lambda data: dsp.mulaw_decode(data, backend=backend))
+    _function, _pcm_input = "mulaw_decode", False
 
 
-class MulawEncode(Transform):
+class MulawEncode(_G711Transform):
     """Encode PCM16 to G.711 μ-law bytes (ITU-T G.711)."""
 
     type = "mulaw-encode"
-    Settings = CodecSettings
-
-    def begin(self, stream: Stream) -> TransformRun:
-        backend = _backend(self.settings.backend)
-        return _PcmRun(lambda pcm: dsp.mulaw_encode(pcm, backend=backend), stream.id)
+    _function, _pcm_input = "mulaw_encode", True
 
 
-class AlawDecode(Transform):
+class AlawDecode(_G711Transform):
     """Decode G.711 A-law bytes to PCM16 (ITU-T G.711)."""
 
     type = "alaw-decode"
-    Settings = CodecSettings
-
-    def begin(self, stream: Stream) -> TransformRun:
-        backend = _backend(self.settings.backend)
-        return _BytesRun(lambda data: dsp.alaw_decode(data, backend=backend))
+    _function, _pcm_input = "alaw_decode", False
 
 
-class AlawEncode(Transform):
+class AlawEncode(_G711Transform):
     """Encode PCM16 to G.711 A-law bytes (ITU-T G.711)."""
 
     type = "alaw-encode"
-    Settings = CodecSettings
-
-    def begin(self, stream: Stream) -> TransformRun:
-        backend = _backend(self.settings.backend)
-        return _PcmRun(lambda pcm: dsp.alaw_encode(pcm, backend=backend), stream.id)
+    _function, _pcm_input = "alaw_encode", True
 
 
 TRANSFORMS = (Gain, NoiseGateTransform, MulawDecode, MulawEncode, AlawDecode, AlawEncode)
