@@ -106,6 +106,8 @@ class TransformRun:
     """A transform's per-stream worker: bytes in, bytes out, in order."""
 
     def process(self, data: bytes) -> bytes:
+        """Transform the next bytes of the stream (any length, possibly empty); return the
+        output so far (possibly empty: a transform may hold a partial frame back)."""
         raise NotImplementedError
 
     def flush(self) -> bytes:
@@ -119,6 +121,7 @@ class Transform(Component):
     kind = "transform"
 
     def begin(self, stream: Stream) -> TransformRun:
+        """A fresh per-stream worker (per-stream state, e.g. a noise gate's envelope, lives there)."""
         raise NotImplementedError
 
 
@@ -132,9 +135,12 @@ class VerifierRun:
     """
 
     def update(self, chunk: Chunk) -> None:
+        """See the next chunk (contiguous with the previous one); may raise
+        :class:`voxpipe.errors.VerificationError` to stop the stream early."""
         raise NotImplementedError
 
     def finish(self) -> Verdict:
+        """The verdict on the whole stream; digests to record go in ``Verdict.details``."""
         raise NotImplementedError
 
 
@@ -144,6 +150,8 @@ class Verifier(Component):
     kind = "verifier"
 
     def begin(self, stream: Stream) -> VerifierRun:
+        """A fresh per-stream worker; ``stream.metadata`` may still grow while it runs
+        (read expected values in ``finish``)."""
         raise NotImplementedError
 
 
@@ -158,6 +166,7 @@ class SinkWriter:
     """
 
     async def write(self, chunk: Chunk) -> None:
+        """Store the next chunk (offsets are contiguous; ``chunk.data`` is immutable bytes)."""
         raise NotImplementedError
 
     async def checkpoint(self) -> dict[str, Any] | None:
@@ -169,9 +178,13 @@ class SinkWriter:
         """Flush and fsync what was written (default: nothing to do)."""
 
     async def commit(self, result: StreamResult) -> Mapping[str, Any] | None:
+        """Make the stream visible under its final name; return what to record in the
+        result's ``stored`` list (e.g. ``{"path": ..., "sha256": ...}``) or ``None``."""
         raise NotImplementedError
 
     async def abort(self, result: StreamResult) -> None:
+        """Discard (or quarantine) what was written; ``result.reason`` says why. Idempotent;
+        runs under a cancel shield with a time limit."""
         raise NotImplementedError
 
 
@@ -187,6 +200,7 @@ class Sink(Component):
     announces: ClassVar[bool] = False
 
     async def begin(self, stream: Stream) -> SinkWriter:
+        """A fresh per-stream writer (open a temporary file, etc.)."""
         raise NotImplementedError
 
     async def resume(self, stream: Stream, checkpoint: dict[str, Any]) -> SinkWriter:

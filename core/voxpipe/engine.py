@@ -57,13 +57,23 @@ ACLOSE_TIMEOUT = 10.0
 class RunObserver:
     """Receives run events, for progress displays and metrics. Methods must not block."""
 
-    def run_started(self, pipeline: PipelineConfig) -> None: ...
-    def stream_started(self, stream: Stream) -> None: ...
-    def stream_bytes(self, stream: Stream, n: int) -> None: ...
+    def run_started(self, pipeline: PipelineConfig) -> None:
+        """The run begins (components are built, the ledger is open)."""
+
+    def stream_started(self, stream: Stream) -> None:
+        """An attempt of a stream begins (a restarted stream starts again)."""
+
+    def stream_bytes(self, stream: Stream, n: int) -> None:
+        """``n`` more bytes of ``stream`` arrived from the source."""
+
     def stream_event(self, stream: Stream, event: str, fields: dict[str, Any]) -> None:
         """An audit event of a stream (``segment`` with status and ms, ``token-refresh``...)."""
-    def stream_finished(self, result: StreamResult) -> None: ...
-    def run_finished(self, summary: "RunSummary") -> None: ...
+
+    def stream_finished(self, result: StreamResult) -> None:
+        """A stream ended for good (ok, failed, or skipped as already stored)."""
+
+    def run_finished(self, summary: "RunSummary") -> None:
+        """The run ended; ``summary`` holds every result."""
 
 
 class ObserverFanout(RunObserver):

@@ -132,17 +132,20 @@ class Ledger:
     # ------------------------------------------------------------------ reads
 
     def get(self, source: str, recording_id: str) -> RecordingState | None:
+        """The recording's row, or ``None`` if the ledger has never seen it."""
         with self._lock:
             row = self._db.execute("SELECT * FROM recordings WHERE source=? AND id=?", (source, recording_id)).fetchone()
         return _row(row) if row else None
 
     def all(self, state: str | None = None) -> Iterator[RecordingState]:
+        """Every row (or those in ``state``), ordered by source and id."""
         with self._lock:
             rows = self._db.execute("SELECT * FROM recordings" + (" WHERE state=?" if state else "") +
                                     " ORDER BY source, id", (state,) if state else ()).fetchall()
         return (_row(r) for r in rows)
 
     def counts(self) -> dict[str, int]:
+        """Recordings per state."""
         with self._lock:
             return dict(self._db.execute("SELECT state, COUNT(*) FROM recordings GROUP BY state").fetchall())
 
@@ -190,32 +193,38 @@ class Ledger:
                         etag=etag, size=size)
 
     def clear_checkpoint(self, source: str, recording_id: str) -> None:
+        """Forget a checkpoint (its files were discarded; the next attempt starts at byte 0)."""
         self.transition(source, recording_id, "downloading", resume_offset=0, checkpoint=None)
 
     # ------------------------------------------------------------------ runs
 
     def start_run(self, pipeline: str) -> int:
+        """Record a run's start; returns its ``run_id``."""
         with self._lock:
             cur = self._db.execute("INSERT INTO runs (pipeline, started_at) VALUES (?, ?)", (pipeline, time.time()))
             return int(cur.lastrowid)
 
     def finish_run(self, run_id: int, *, interrupted: bool) -> None:
+        """Record a run's end and whether a signal stopped it."""
         with self._lock:
             self._db.execute("UPDATE runs SET finished_at=?, interrupted=? WHERE run_id=?",
                              (time.time(), int(interrupted), run_id))
 
     def record_outcome(self, run_id: int, source: str, recording_id: str, status: str, result: dict[str, Any]) -> None:
+        """Record how a stream ended in a run (``result`` is ``StreamResult.to_dict()``)."""
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?, ?)",
                              (run_id, source, recording_id, status, json.dumps(result, default=str)))
 
     def runs(self) -> list[dict[str, Any]]:
+        """Every run: ``run_id``, ``pipeline``, ``started_at``, ``finished_at`` (Unix s), ``interrupted``."""
         with self._lock:
             cur = self._db.execute("SELECT run_id, pipeline, started_at, finished_at, interrupted FROM runs "
                                    "ORDER BY run_id")
             return [dict(zip(("run_id", "pipeline", "started_at", "finished_at", "interrupted"), r)) for r in cur]
 
     def outcomes(self, run_id: int) -> list[dict[str, Any]]:
+        """The stream results recorded for a run, by source and id."""
         with self._lock:
             rows = self._db.execute("SELECT result FROM outcomes WHERE run_id=? ORDER BY source, id",
                                     (run_id,)).fetchall()
