@@ -189,6 +189,15 @@ def test_example_pipeline_archives_every_recording_byte_identically(tmp_path):
     for name, data in files.items():
         [path] = list(archive.glob(f"{rid(name)}.*.gz"))
         assert gzip.decompress(path.read_bytes()) == data, name
+    # the run's compliance report lists every recording, stored, with its SHA-256
+    report_json, report_csv = summary.report_paths
+    report = json.loads(report_json.read_text())
+    assert report["totals"]["stored"] == len(files) and report["totals"]["failed"] == 0
+    by_id = {entry["id"]: entry for entry in report["sources"]["genesys"]["recordings"]}
+    for name, data in files.items():
+        entry = by_id[rid(name)]
+        assert entry["status"] == "ok" and entry["sha256"] == hashlib.sha256(data).hexdigest()
+    assert len(report_csv.read_text().strip().splitlines()) >= len(files) + 1
 
 
 def test_format_id_fetches_each_recording_after_202s(tmp_path):
