@@ -128,3 +128,11 @@ def test_unsafe_name_template_is_rejected():
 
 def test_dotted():
     assert dotted(("pipelines", "a", "sinks", 0, "dir")) == "pipelines.a.sinks[0].dir"
+
+
+def test_a_missing_variable_is_reported_once_not_also_as_an_invalid_value():
+    env = {"SECRET": "x"}  # API unset: api_base and token_url would otherwise also fail their URL pattern
+    assert problems(GOOD, env) == [
+        "pipeline.yaml:6: pipelines.nightly.source.api_base: environment variable API is not set",
+        "pipeline.yaml:7: pipelines.nightly.source.token_url: environment variable API is not set",
+    ]

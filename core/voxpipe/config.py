@@ -120,6 +120,8 @@ class _Loader:
         self.environ = environ
         self.lines: dict[Path_, int] = {}
         self.problems: list[str] = []
+        #: paths whose value used an unset variable: already reported, not validated again
+        self.unset: set[Path_] = set()
 
     def convert(self, node: yaml.Node, path: Path_) -> Any:
         self.lines.setdefault(path, node.start_mark.line + 1)
@@ -150,6 +152,7 @@ class _Loader:
                 if default is not None:
                     return default
                 self.problems.append(f"{self.where(path)}: {dotted(path)}: environment variable {name} is not set")
+                self.unset.add(path)
                 return ""
             return value
 
@@ -221,8 +224,14 @@ def parse_config(text: str, registry: Registry, *, filename: str = "<string>", e
         if pipeline is not None:
             result.pipelines[name] = pipeline
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(sorted(problems, key=_line_of))
     return result
+
+
+def _line_of(problem: str) -> int:
+    """The line number in ``FILE:LINE: ...`` (problems are listed in file order)."""
+    parts = problem.split(":", 2)
+    return int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else 0
 
 
 _COMPONENT_KEYS = {"source": "source", "transforms": "transform", "verifiers": "verifier", "sinks": "sink"}
@@ -291,6 +300,8 @@ def _validate(loader: _Loader, model: type[Settings], values: dict[str, Any], pa
     except pydantic.ValidationError as exc:
         for err in exc.errors(include_url=False, include_input=False):
             loc = path + tuple(err["loc"])
+            if any(loc[:len(u)] == u for u in loader.unset):
+                continue  # the missing variable was reported; its empty stand-in proves nothing
             if err["type"] == "extra_forbidden":
                 msg = "unknown setting"
                 known = sorted(model.model_fields)
