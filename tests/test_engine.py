@@ -265,3 +265,54 @@ def test_sigint_mid_download_leaves_no_partial_file(tmp_path, grace):
     assert not [p for p in files if p.name.endswith(".part")], files
     assert not [p for p in files if p.suffix == ".gz"], files  # nothing finished: nothing under a final name
     assert "'e'" not in stdout and "'f'" not in stdout  # streams not yet started were never started
+
+
+def test_a_failed_announcement_is_made_by_the_next_run(register_plugin, tmp_path):
+    """Stored but not yet announced is not "stored" in the ledger: the next run announces it."""
+    from voxpipe import hookimpl
+    from voxpipe.components import Sink, SinkWriter
+    from voxpipe.errors import SinkError
+
+    announced: list[str] = []
+    failures = {"left": 1}
+
+    class Announce(Sink):
+        """Test announcing sink: the first commit fails (as a crash before the enqueue would)."""
+
+        type = "announce-once"
+        announces = True
+
+        async def begin(self, stream):
+            class Writer(SinkWriter):
+                async def write(self, chunk):
+                    pass
+
+                async def commit(self, result):
+                    if failures["left"]:
+                        failures["left"] -= 1
+                        raise SinkError(f"recording {stream.id}: receiver unavailable", reason="announce-failed")
+                    announced.append(stream.id)
+
+                async def abort(self, result):
+                    pass
+
+            return Writer()
+
+    class Plugin:
+        @hookimpl
+        def register_sinks(self, register):
+            register(Announce)
+
+    text = f"""
+        pipelines:
+          p:
+            source: {{type: memory, ids: [a], size: 1000, chunk: 100}}
+            sinks: [{{type: file, dir: {tmp_path}/out}}, {{type: announce-once}}]
+    """
+    with register_plugin(Plugin(), name="announce"):
+        first, _ = run(text, register_plugin)
+        second, _ = run(text, register_plugin)
+        third, _ = run(text, register_plugin)
+    assert first.results[0].reason == "announce-failed" and (tmp_path / "out" / "a.bin").exists()
+    assert second.results[0].ok and not second.results[0].skipped and announced == ["a"]
+    assert third.results[0].skipped and announced == ["a"]

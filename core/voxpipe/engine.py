@@ -427,10 +427,13 @@ class Runner:
                 stored = await writer.commit(result)
                 if stored:
                     result.stored.append({"sink": sink.type, **stored})
-                if not sink.announces and sink is self._last_storing_sink:
-                    await trio.to_thread.run_sync(functools.partial(
-                        ledger.transition, stream.source, stream.id, "stored", stored=result.stored,
-                        resume_offset=0, checkpoint=None, reason=None, message=None))
+            # "stored" only once announcing sinks have committed too (the webhook sink's commit
+            # is its durable enqueue): a crash before this point re-runs the stream, whose
+            # storing sinks find their identical files and whose announcement is then made,
+            # so no announcement is lost (at-least-once)
+            await trio.to_thread.run_sync(functools.partial(
+                ledger.transition, stream.source, stream.id, "stored", stored=result.stored,
+                resume_offset=0, checkpoint=None, reason=None, message=None))
         except BaseException as exc:  # noqa: B036 - classified below; cancellation is re-raised
             error = _primary_error(exc)
             cancelled = isinstance(error, (trio.Cancelled, KeyboardInterrupt))
@@ -467,11 +470,6 @@ class Runner:
             return result, retry
         await self._finish(stream, result)
         return result, False
-
-    @property
-    def _last_storing_sink(self) -> Sink | None:
-        storing = [s for s in self.sinks if not s.announces]
-        return storing[-1] if storing else None
 
     async def _close_for_resume(self, writers: list[tuple[Sink, SinkWriter]]) -> None:
         """On shutdown, keep the checkpointed temporary files (the next run resumes them)."""
