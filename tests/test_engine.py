@@ -316,3 +316,18 @@ def test_a_failed_announcement_is_made_by_the_next_run(register_plugin, tmp_path
     assert first.results[0].reason == "announce-failed" and (tmp_path / "out" / "a.bin").exists()
     assert second.results[0].ok and not second.results[0].skipped and announced == ["a"]
     assert third.results[0].skipped and announced == ["a"]
+
+
+def test_a_restarted_attempt_is_not_quarantined(register_plugin, tmp_path):
+    summary, _ = run(f"""
+        pipelines:
+          p:
+            source: {{type: memory, ids: [r], size: 30000, chunk: 3000, restart_once: [r]}}
+            verifiers: [{{type: sha256}}]
+            sinks: [{{type: file, dir: {tmp_path}/out, on_failure: quarantine}}]
+    """, register_plugin)
+    [r] = summary.results
+    assert r.ok and r.attempts == 2
+    assert (tmp_path / "out" / "r.bin").read_bytes() == pattern("r", 30000)
+    quarantine = tmp_path / "out" / ".quarantine"
+    assert not quarantine.exists() or not list(quarantine.iterdir())

@@ -400,6 +400,7 @@ class _FileWriter(SinkWriter):
         """Quarantine (returning where) or delete the temporary file."""
         settings = self.sink.settings
         if (result is not None and settings.on_failure == "quarantine" and result.reason
+                and not result.retrying  # the engine starts this stream again: nothing to keep yet
                 and result.reason not in NOT_QUARANTINED and self.temp.exists()
                 and (self.raw_bytes or result.verdicts)):  # no bytes and no verdict: nothing to inspect
             return self._quarantine_sync(result)
