@@ -182,3 +182,18 @@ def test_file_sink_manifest_has_no_compression(tmp_path):
     trio.run(main)
     assert (tmp_path / "plain.wav").read_bytes() == data
     assert json.loads((tmp_path / "plain.wav.json").read_text())["compression"] is None
+
+
+def test_no_empty_member_after_a_checkpoint_at_the_very_end():
+    import gzip as gzip_module
+
+    from voxpipe_files.sinks import _Gzip
+
+    z = _Gzip(6)
+    out = z.compress(b"x" * 1000) + z.end_member() + z.flush()
+    assert gzip_module.decompress(out) == b"x" * 1000
+    z2 = _Gzip(6)
+    one_member = z2.compress(b"x" * 1000) + z2.flush()
+    assert len(out) == len(one_member)  # no trailing 20-byte empty member
+    empty = _Gzip(6)
+    assert gzip_module.decompress(empty.flush()) == b""  # an empty stream is still valid gzip

@@ -163,6 +163,7 @@ class _Gzip(_Compressor):
         self.description = f"gzip:{engine}:{self.level}"
         self._z = self._new()
         self._empty = True
+        self._members = 0  # finished members written so far
 
     def _new(self) -> Any:
         return self._module.compressobj(self.level, self._module.DEFLATED, GZIP_WBITS)
@@ -172,7 +173,9 @@ class _Gzip(_Compressor):
         return self._z.compress(data)
 
     def flush(self) -> bytes:
-        return self._z.flush()
+        if self._empty and self._members:
+            return b""  # a checkpoint closed the last member at the very end: no empty one after it
+        return self._z.flush()  # (an empty stream still gets one member: a valid empty gzip file)
 
     def end_member(self) -> bytes:
         # A finished gzip member; the next bytes start a new one. Concatenated members are
@@ -182,6 +185,7 @@ class _Gzip(_Compressor):
         tail = self._z.flush()
         self._z = self._new()
         self._empty = True
+        self._members += 1
         return tail
 
     def replay(self, f: BinaryIO, limit: int) -> Iterator[bytes]:
