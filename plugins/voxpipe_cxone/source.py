@@ -453,7 +453,7 @@ class CxoneSource(Source):
         common = dict(recording_id=stream.id, segment_size=s.chunk_size, auth=auth,
                       on_401=self.on_401 if auth else None, policy=self.policy, read_size=read_size_for(s.chunk_size),
                       params=params, rng=self.rng, on_segment=lambda event: stream.audit("segment", **event),
-                      start=start, etag=etag, limiter=self.limiter, on_response=_response_recorder(stream))
+                      start=start, etag=etag, limiter=self.limiter, on_response=ResponseLog.recorder(stream))
         connections = effective_connections(size, s.chunk_size, s.connections, start)
         if connections > 1 and size is not None and self._nursery is not None:
             return ParallelDownload(self.client, url, size=size, connections=connections, nursery=self._nursery,
@@ -485,8 +485,3 @@ class CxoneSource(Source):
                 stream.audit("media-url-refresh", at=position, refresh=refreshes)
                 url = await refresh_url()
 
-
-def _response_recorder(stream: Stream):
-    """Where downloads report each response's headers, when a verifier asked (segment HMACs)."""
-    responses = ResponseLog.of(stream)
-    return responses.record if responses is not None else None

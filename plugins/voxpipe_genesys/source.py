@@ -45,7 +45,8 @@ from pydantic import SecretStr, field_validator, model_validator
 
 from voxpipe.components import Source
 from voxpipe.download.api import request_json
-from voxpipe.download.downloader import DEFAULT_READ_SIZE, HTTPStatusError, RangedDownload
+from voxpipe.download.downloader import HTTPStatusError, RangedDownload, read_size_for
+from voxpipe.download.responses import ResponseLog
 from voxpipe.download.ranges import ContentRangeError, parse_content_range
 from voxpipe.download.ratelimit import RateLimiter
 from voxpipe.download.retry import RetryPolicy, parse_retry_after
@@ -442,9 +443,10 @@ class GenesysSource(Source):
                         stream.metadata["size"] = size
                 download = RangedDownload(
                     self.client, result.result_url, recording_id=stream.id, size=size,
-                    segment_size=self.settings.chunk_size, policy=self.policy, read_size=DEFAULT_READ_SIZE,
-                    etag=etag, rng=self.rng, on_segment=lambda event: stream.audit("segment", **event))
-                download.position = position
+                    segment_size=self.settings.chunk_size, policy=self.policy,
+                    read_size=read_size_for(self.settings.chunk_size), etag=etag, rng=self.rng, start=position,
+                    on_segment=lambda event: stream.audit("segment", **event),
+                    on_response=ResponseLog.recorder(stream))
                 async for chunk in download.chunks():
                     position = chunk.end
                     yield chunk

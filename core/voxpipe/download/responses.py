@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Collection, Mapping
+from typing import Any, Callable, Collection, Mapping
 
 from ..errors import StreamError
 
@@ -78,6 +78,13 @@ class ResponseLog:
         """The stream's log if a consumer attached one, else ``None``."""
         log = stream.metadata.get(_KEY)
         return log if isinstance(log, ResponseLog) else None
+
+    @staticmethod
+    def recorder(stream: Any) -> "Callable[[int, int | None, int, Mapping[str, str]], None] | None":
+        """What a source passes as a download's ``on_response``: the stream log's
+        :meth:`record` when a verifier attached one, else ``None`` (nothing is kept)."""
+        log = ResponseLog.of(stream)
+        return log.record if log is not None else None
 
     def record(self, offset: int, length: int | None, status: int, headers: Mapping[str, str]) -> None:
         """Append one response, keeping the wanted ``headers`` (names matched case-insensitively).
