@@ -19,29 +19,20 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # not produce a module that cannot be imported.
 EXTRA_COMPILE_ARGS = ["-O3", "-std=c99", "-Wall", "-Werror=implicit-function-declaration"]
 
-CDEF = """
-typedef struct {
-    int64_t env;
-    int64_t gain;
-    int64_t hold;
-    int64_t threshold;
-    int64_t env_decay;
-    int64_t hold_samples;
-    int64_t attack_step;
-    int64_t release_step;
-    int64_t floor;
-    int64_t makeup;
-} vp_gate;
+HEADER = os.path.join(HERE, "voxpipe_dsp.h")
 
-void vp_gain(const char *in, char *out, size_t n_samples, int64_t q16);
-void vp_gate_process(vp_gate *g, const char *in, char *out, size_t n_samples);
-void vp_mulaw_decode(const char *in, char *out, size_t n_samples);
-void vp_mulaw_encode(const char *in, char *out, size_t n_samples);
-void vp_alaw_decode(const char *in, char *out, size_t n_samples);
-void vp_alaw_encode(const char *in, char *out, size_t n_samples);
-size_t vp_reassemble(char *carry, size_t *carry_len, size_t frame_bytes,
-                     const char *in, size_t in_len, char *out);
-"""
+
+def cdef_from_header(path: str = HEADER) -> str:
+    """The header's declarations for ``ffibuilder.cdef``: one source of truth for the C API.
+
+    cffi's cdef takes C declarations but not preprocessor lines (include guards,
+    ``#include``), so those are dropped; comments are fine.
+    """
+    with open(path, encoding="utf-8") as f:
+        return "".join(line for line in f if not line.lstrip().startswith("#"))
+
+
+CDEF = cdef_from_header()
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
