@@ -31,22 +31,17 @@ unbuffered memory channel. No nursery is held open across a ``yield``.
 from __future__ import annotations
 
 import math
-import random
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, AsyncIterator, Callable, Mapping
+from typing import Any, AsyncIterator
 
 import httpx
 import trio
 
 from ..errors import StreamError, StreamRestart
 from ..model import Chunk
-from .downloader import DEFAULT_READ_SIZE, AuthHeaders, DownloadStats, RangedDownload, SegmentObserver
+from .downloader import DownloadStats, RangedDownload
 from .ranges import Segment, plan_segments
-from .retry import RetryPolicy
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .ratelimit import RateLimiter
 
 #: Most concurrent segment requests one stream may use (aria2's ``--split`` default cap is 16).
 MAX_CONNECTIONS_PER_STREAM = 16
@@ -64,7 +59,8 @@ class _Slot:
 class ParallelDownload:
     """Downloads one resource of known ``size`` with up to ``connections`` concurrent requests.
 
-    Parameters as :class:`~.downloader.RangedDownload`, plus:
+    Parameters as :class:`~.downloader.RangedDownload` (those not named here are passed
+    through to each segment's request unchanged), plus:
 
     :param connections: concurrent segment requests for this resource (1 .. 16).
     :param nursery: a long-lived nursery that runs the reassembly task.
@@ -74,33 +70,23 @@ class ParallelDownload:
 
     def __init__(self, client: httpx.AsyncClient, url: str, *, recording_id: str, size: int, segment_size: int,
                  connections: int, nursery: trio.Nursery, slots: trio.CapacityLimiter | None = None,
-                 auth: AuthHeaders | None = None, on_401: Callable[[Mapping[str, str]], None] | None = None,
-                 on_segment: SegmentObserver | None = None, policy: RetryPolicy | None = None,
-                 read_size: int = DEFAULT_READ_SIZE, etag: str | None = None, params: Mapping[str, str] | None = None,
-                 rng: random.Random | None = None, start: int = 0, limiter: "RateLimiter | None" = None,
-                 on_response: Callable[[int, int | None, int, Mapping[str, str]], None] | None = None):
+                 etag: str | None = None, start: int = 0, **request_options: Any):
         if size is None or size < 0:
             raise ValueError(f"recording {recording_id}: a parallel download needs the size in bytes, got {size}")
         if not 1 <= connections <= MAX_CONNECTIONS_PER_STREAM:
             raise ValueError(f"connections must be 1..{MAX_CONNECTIONS_PER_STREAM}, got {connections}")
         self.client = client
         self.url = url
-        self.on_response = on_response
         self.recording_id = recording_id
         self.size = size
         self.segment_size = segment_size
         self.connections = connections
         self.nursery = nursery
         self.slots = slots
-        self.auth = auth
-        self.on_401 = on_401
-        self.on_segment = on_segment
-        self.policy = policy or RetryPolicy()
-        self.read_size = read_size
         self.etag = etag
-        self.params = dict(params or {})
-        self.rng = rng or random.Random()
-        self.limiter = limiter
+        #: Passed unchanged to every segment's RangedDownload (auth, on_401, on_segment,
+        #: on_response, policy, read_size, params, rng, limiter).
+        self.request_options = request_options
         self.stats = DownloadStats()
         #: Next byte to deliver to the consumer.
         self.position = start
@@ -156,9 +142,7 @@ class ParallelDownload:
         seg = slot.segment
         worker = RangedDownload(
             self.client, self.url, recording_id=self.recording_id, size=self.size, segment_size=self.segment_size,
-            auth=self.auth, on_401=self.on_401, on_segment=self.on_segment, policy=self.policy,
-            read_size=self.read_size, etag=self.etag, params=self.params, rng=self.rng, start=seg.start,
-            stop=seg.end + 1, limiter=self.limiter, on_response=self.on_response)
+            etag=self.etag, start=seg.start, stop=seg.end + 1, **self.request_options)
         try:
             async with self.slots if self.slots is not None else _NO_CAP:
                 async for chunk in worker.chunks():
