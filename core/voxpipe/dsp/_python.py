@@ -35,9 +35,10 @@ def out_length_error(got: int, want: int) -> ValueError:
     return ValueError(f"out buffer is {got} bytes, expected exactly {want} bytes")
 
 
-def _samples(pcm) -> array:
-    """PCM16 LE bytes-like -> array('h') in host order (copies; validates length)."""
-    a = array("h")
+def _samples(pcm, typecode: str = "h") -> array:
+    """PCM16 LE bytes-like -> array of ``typecode`` ('h' signed, 'H' the same 16 bits
+    unsigned, for table lookups) in host order (copies; validates length)."""
+    a = array(typecode)
     try:
         a.frombytes(pcm)
     except ValueError:
@@ -216,14 +217,7 @@ def _decode(data, table, out):
 
 
 def _encode(pcm, table, out):
-    a = array("H")
-    try:
-        a.frombytes(pcm)
-    except ValueError:
-        raise odd_length_error(memoryview(pcm).nbytes) from None
-    if _BIG_ENDIAN_HOST:
-        a.byteswap()
-    return _emit(bytes(map(table.__getitem__, a)), out)
+    return _emit(bytes(map(table.__getitem__, _samples(pcm, "H"))), out)
 
 
 def mulaw_decode(data, out=None):
