@@ -147,7 +147,7 @@ def test_sink_checkpoint_resume_across_engines(tmp_path, first, second):
         entry = await w1.checkpoint()
         assert entry["raw_offset"] == half
         await w1.write(Chunk(half, data[half:half + 10_000]))  # after the checkpoint: lost in the crash
-        await w1.close_for_resume()
+        await w1.suspend(StreamResult(id="r1", source="memory", pipeline="p", reason="interrupted"))
 
         s2 = sink(second)
         assert b"".join(s2.replay(entry)) == data[:half]

@@ -187,6 +187,12 @@ class SinkWriter:
         runs under a cancel shield with a time limit."""
         raise NotImplementedError
 
+    async def suspend(self, result: StreamResult) -> None:
+        """The run is shutting down mid-stream and the stream will be resumed by a later
+        run: keep what the last :meth:`checkpoint` made durable. Writers that cannot resume
+        abort (the default)."""
+        await self.abort(result)
+
 
 class Sink(Component):
     """Stores or announces streams.

@@ -453,9 +453,9 @@ class Runner:
             result.retrying = retry and attempt < self.settings.max_stream_attempts and not self._stopping
             keep_checkpoint = cancelled and self._can_resume
             with trio.CancelScope(shield=True):
-                if keep_checkpoint:
+                if keep_checkpoint:  # storing sinks keep their checkpoints for the next run
                     await self._abort_all([(s, w) for s, w in writers if s.announces], result)
-                    await self._close_for_resume([(s, w) for s, w in writers if not s.announces])
+                    await self._abort_all([(s, w) for s, w in writers if not s.announces], result, suspend=True)
                 else:
                     await self._abort_all(writers, result)
                 final = not result.retrying
@@ -470,16 +470,6 @@ class Runner:
             return result, retry
         await self._finish(stream, result)
         return result, False
-
-    async def _close_for_resume(self, writers: list[tuple[Sink, SinkWriter]]) -> None:
-        """On shutdown, keep the checkpointed temporary files (the next run resumes them)."""
-        for sink, writer in writers:
-            close = getattr(writer, "close_for_resume", None)
-            if close is None:
-                with trio.move_on_after(ABORT_TIMEOUT):
-                    await writer.abort(StreamResult(id="", source="", pipeline=""))
-            else:
-                await close()
 
     async def _replay(self, stream: Stream, entries: list[dict[str, Any]], verifier_runs: list[VerifierRun]) -> None:
         """Feed the bytes a checkpoint holds to the verifiers, so their digests cover the whole stream."""
@@ -516,16 +506,20 @@ class Runner:
                      verdicts=[v.to_dict() for v in result.verdicts])
         self.observer.stream_finished(result)
 
-    async def _abort_all(self, writers: list[tuple[Sink, SinkWriter]], result: StreamResult) -> None:
+    async def _abort_all(self, writers: list[tuple[Sink, SinkWriter]], result: StreamResult, *,
+                         suspend: bool = False) -> None:
+        """Abort (or, with ``suspend``, suspend for resume) every writer, newest first,
+        each bounded by ABORT_TIMEOUT, under a cancel shield; failures are logged."""
+        what = "suspend" if suspend else "abort"
         with trio.CancelScope(shield=True):
             for sink, writer in reversed(writers):
                 with trio.move_on_after(ABORT_TIMEOUT) as scope:
                     try:
-                        await writer.abort(result)
+                        await (writer.suspend(result) if suspend else writer.abort(result))
                     except Exception:
-                        log.exception("stream %s: sink %r failed to abort", result.id, sink.type)
+                        log.exception("stream %s: sink %r failed to %s", result.id, sink.type, what)
                 if scope.cancelled_caught:
-                    log.error("stream %s: sink %r abort timed out after %ss", result.id, sink.type, ABORT_TIMEOUT)
+                    log.error("stream %s: sink %r %s timed out after %ss", result.id, sink.type, what, ABORT_TIMEOUT)
 
     async def _pump(self, stream: Stream, verifier_runs: list[VerifierRun], transform_runs: list[TransformRun],
                     writers: list[tuple[Sink, SinkWriter]], result: StreamResult) -> None:

@@ -332,7 +332,7 @@ class _FileWriter(SinkWriter):
     async def checkpoint(self) -> dict[str, Any]:
         return await trio.to_thread.run_sync(self._checkpoint_sync)
 
-    async def close_for_resume(self) -> None:
+    async def suspend(self, result: StreamResult) -> None:
         """Close without deleting: the next run resumes from the last checkpoint."""
         self.done = True
         await trio.to_thread.run_sync(self.file.close)
