@@ -21,3 +21,16 @@ def test_every_setting_is_documented():
         for name, field in info.cls.Settings.model_fields.items():
             assert field.description, f"{info.kind} {info.type}: setting {name!r} has no description"
         assert info.summary, f"{info.kind} {info.type} has no one-line summary"
+
+
+def test_setting_types_render_as_users_write_them():
+    from pathlib import Path as P
+    from typing import Literal, Optional
+
+    from voxpipe.docgen import _type_name
+
+    assert _type_name(int) == "int"
+    assert _type_name(P | None) == "Path | null"
+    assert _type_name(Optional[Literal["WAV", "MP3"]]) == "one of WAV, MP3 | null"
+    assert _type_name(tuple[int, ...]) == "tuple[int, ...]"
+    assert _type_name(dict[str, list[float]]) == "dict[str, list[float]]"

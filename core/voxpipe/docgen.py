@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+import types
+import typing
 from typing import Any
 
 from pydantic.fields import FieldInfo
@@ -42,11 +44,18 @@ Any value may use `${VAR}` (an environment variable; unset is an error naming it
 
 
 def _type_name(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) if not getattr(annotation, "__args__", None) else None
-    text = text or str(annotation)
-    for noise in ("typing.", "pathlib.", "pydantic.types.", "<class '", "'>"):
-        text = text.replace(noise, "")
-    return text.replace("NoneType", "null").replace("Optional[", "null | ").replace("]", "]")
+    """A settings type as users write it in YAML: ``int``, ``str | null``, ``one of a, b``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is type(None):
+        return "null"
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(str(a) for a in args)
+    if origin is not None and args:
+        inner = ", ".join("..." if a is Ellipsis else _type_name(a) for a in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+    return getattr(annotation, "__name__", str(annotation))
 
 
 def _default(field: FieldInfo) -> str:
