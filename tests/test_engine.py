@@ -117,12 +117,21 @@ def test_sha256_mismatch_fails_the_stream(register_plugin, tmp_path):
     assert r.reason == "sha256-mismatch" and "recording t" in r.message
 
 
-def test_slow_sink_bounds_how_far_the_source_runs_ahead(register_plugin, tmp_path):
+def test_slow_sink_bounds_how_far_the_source_runs_ahead(register_plugin, tmp_path, monkeypatch):
     """Backpressure: with a slow sink, the source is never more than a few chunks ahead."""
+    import plugin_fixtures
+
     COLLECTED.clear()
-    # measure directly: run again and sample the lag while running
-    COLLECTED.clear()
-    lags = []
+    writers = []
+    original_begin = plugin_fixtures.CollectSink.begin
+
+    async def begin(self, stream):
+        writer = await original_begin(self, stream)
+        writers.append(writer)
+        return writer
+
+    monkeypatch.setattr(plugin_fixtures.CollectSink, "begin", begin)
+    lags = []  # bytes the source has produced minus bytes the sink has written, sampled
 
     async def main():
         with register_plugin(ThirdPartyPlugin(), name="thirdparty") as registry:
@@ -134,26 +143,12 @@ def test_slow_sink_bounds_how_far_the_source_runs_ahead(register_plugin, tmp_pat
                     sinks: [{{type: collect, delay: 0.003}}]
             """), registry)
             runner = Runner(cfg.pipeline(None))
-            import plugin_fixtures
-
-            writers = []
-            original_begin = plugin_fixtures.CollectSink.begin
-
-            async def begin(self, stream):
-                w = await original_begin(self, stream)
-                writers.append(w)
-                return w
-
-            plugin_fixtures.CollectSink.begin = begin
-            try:
-                async with trio.open_nursery() as n:
-                    n.start_soon(runner.run)
-                    for _ in range(60):
-                        await trio.sleep(0.005)
-                        if writers and "slow" in runner.source.produced:
-                            lags.append(runner.source.produced["slow"] - len(writers[0].data))
-            finally:
-                plugin_fixtures.CollectSink.begin = original_begin
+            async with trio.open_nursery() as n:
+                n.start_soon(runner.run)
+                for _ in range(60):
+                    await trio.sleep(0.005)
+                    if writers and "slow" in runner.source.produced:
+                        lags.append(runner.source.produced["slow"] - len(writers[0].data))
 
     trio.run(main)
     assert lags and max(lags) <= 1000 * (4 + 3)  # channel capacity + chunks in hand, never the whole recording
