@@ -72,6 +72,7 @@ async def run_with_signals(runner: Runner) -> RunSummary:
 
 
 def load_or_exit(path: Path) -> ConfigFile:
+    """Load and validate a pipeline file, or print every problem and exit 2."""
     try:
         return load_config(path, get_registry())
     except ConfigError as exc:
@@ -117,6 +118,8 @@ def execute(pipeline: PipelineConfig, *, json_output: bool = False, progress: bo
 
 
 class _Root(click.Group):
+    """The root group; plugins add their commands (``register_commands``) on first use."""
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._plugins_loaded = False
