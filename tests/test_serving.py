@@ -36,3 +36,10 @@ def test_serve_asgi_reports_url_via_task_status():
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_ipv6_loopback_is_bound_in_brackets():
+    from voxpipe.serving import hypercorn_config
+
+    assert hypercorn_config("::1", 8080).bind == ["[::1]:8080"]
+    assert hypercorn_config("127.0.0.1", 0).bind == ["127.0.0.1:0"]

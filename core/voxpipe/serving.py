@@ -27,7 +27,7 @@ STARTUP_TIMEOUT = 15.0
 def hypercorn_config(host: str = "127.0.0.1", port: int = 0, **overrides: Any) -> Config:
     """A hypercorn Config bound to ``host:port`` with no access log (it would print URLs)."""
     config = Config()
-    config.bind = [f"{host}:{port}"]
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]  # IPv6 literals in brackets
     config.accesslog = None
     config.errorlog = logging.getLogger("voxpipe.serving")
     config.graceful_timeout = SHUTDOWN_TIMEOUT

@@ -31,13 +31,9 @@ def _overrides() -> dict[str, Any]:
     return {"keep_alive_timeout": KEEP_ALIVE_TIMEOUT, "graceful_timeout": 1.0, "include_server_header": False}
 
 
-def _bind(host: str, port: int) -> list[str]:
-    return [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-
-
 def hypercorn_config(host: str = "127.0.0.1", port: int = 0) -> Config:
-    """Hypercorn configuration for the emulator (:func:`voxpipe.serving.hypercorn_config` + IPv6 bind)."""
-    return serving.hypercorn_config(host, port, bind=_bind(host, port), **_overrides())
+    """Hypercorn configuration for the emulator (:func:`voxpipe.serving.hypercorn_config` + its overrides)."""
+    return serving.hypercorn_config(host, port, **_overrides())
 
 
 async def serve_emulator(
@@ -66,5 +62,5 @@ def run_in_thread(emulator: CxoneEmulator, host: str | None = None, port: int | 
     """
     host = host or emulator.settings.host
     port = emulator.settings.port if port is None else port
-    with serving.serve_in_thread(emulator, host, port, bind=_bind(host, port), **_overrides()) as base_url:
+    with serving.serve_in_thread(emulator, host, port, **_overrides()) as base_url:
         yield base_url
