@@ -370,7 +370,10 @@ class Runner:
                 await self._discard(storing, entries)
                 entries = None
             else:
-                stream.resume_offset = result.resumed_from = state.resume_offset
+                # each writer may ask for an earlier offset than the ledger's (it holds less,
+                # e.g. only whole multipart-upload parts): read the source from the earliest
+                stream.resume_offset = result.resumed_from = min(
+                    state.resume_offset if w.resume_offset is None else w.resume_offset for _, w in writers)
                 if state.etag:
                     stream.metadata["etag"] = state.etag
                 if state.size is not None:
@@ -409,7 +412,7 @@ class Runner:
             verifier_runs = [_TrackedRun(v.type, v.begin(stream)) for v in self.verifiers]
             transform_runs = [t.begin(stream) for t in self.transforms]
             entries = await self._open_writers(stream, result, writers)
-            if entries is not None and verifier_runs:
+            if entries is not None and verifier_runs and stream.resume_offset:
                 await self._replay(stream, entries, verifier_runs)
             await self._pump(stream, verifier_runs, transform_runs, writers, result)
             result.verdicts = [run.finish() for run in verifier_runs]
@@ -482,12 +485,16 @@ class Runner:
 
     async def _replay(self, stream: Stream, entries: list[dict[str, Any]], verifier_runs: list[VerifierRun]) -> None:
         """Feed the bytes a checkpoint holds to the verifiers, so their digests cover the whole stream."""
-        sink = next(s for s in self.sinks if not s.announces)
+        storing = [s for s in self.sinks if not s.announces]
+        # A resume offset above 0 means every storing writer holds at least that much, so
+        # any sink able to read its checkpoint back will do.
+        index = next(i for i, s in enumerate(storing) if s.replays)
+        sink = storing[index]
         limit = stream.resume_offset
 
         def feed() -> None:
             offset = 0
-            for block in sink.replay(entries[0]):
+            for block in sink.replay(entries[index]):
                 block = block[: max(0, limit - offset)]
                 if not block:
                     break
@@ -543,7 +550,10 @@ class Runner:
             sink_channels = []
             for sink, writer in writers:
                 send, receive = trio.open_memory_channel[Any](STREAM_CHANNEL_CHUNKS)
-                nursery.start_soon(_feed_sink, writer, receive, None if sink.announces else checkpoints)
+                # a resumed writer holding more than the read starts at sees only what follows
+                skip = writer.resume_offset if writer.resume_offset is not None else stream.resume_offset
+                nursery.start_soon(_feed_sink, writer, receive, None if sink.announces else checkpoints,
+                                   max(0, skip - stream.resume_offset))
                 sink_channels.append((sink, send))
             with contextlib.ExitStack() as closing:
                 for channel in verifier_channels + [c for _, c in sink_channels]:
@@ -664,12 +674,20 @@ async def _feed_verifier(run: VerifierRun, receive: trio.MemoryReceiveChannel[Ch
 
 
 async def _feed_sink(writer: SinkWriter, receive: trio.MemoryReceiveChannel[Any],
-                     checkpoints: _Checkpoints | None) -> None:
+                     checkpoints: _Checkpoints | None, skip: int = 0) -> None:
+    """Pass chunks and checkpoint markers to ``writer``, dropping the first ``skip`` bytes
+    (those a resumed writer already holds when the read starts earlier for another one)."""
     with receive:  # see _feed_verifier
         async for item in receive:
             if isinstance(item, _Marker):
                 if checkpoints is not None:
                     await checkpoints.reached(item, writer)
+            elif skip:
+                if len(item.data) <= skip:
+                    skip -= len(item.data)
+                    continue
+                item, skip = Chunk(item.offset + skip, item.data[skip:]), 0
+                await writer.write(item)
             else:
                 await writer.write(item)
 
