@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import os
 import threading
+import urllib.request
 from typing import Any, Iterator
 
 import boto3
@@ -51,6 +52,8 @@ class S3Server:
         self.server.start()
         host, port = self.server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
+        # moto keeps its buckets in process-wide state: each server starts empty
+        urllib.request.urlopen(urllib.request.Request(self.endpoint + "/moto-api/reset", method="POST"), timeout=10)
         return self
 
     def __exit__(self, *exc: Any) -> None:

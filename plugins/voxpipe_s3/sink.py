@@ -349,6 +349,7 @@ class S3Writer(SinkWriter):
             return
         if self.upload_id is None:
             self._create_sync()
+        self._resolve_names()  # a resumed upload: the checkpoint's key
         try:
             response = self.sink.client.upload_part(Bucket=self.bucket, Key=self.names.key, UploadId=self.upload_id,
                                                     PartNumber=number, Body=data, ChecksumAlgorithm="SHA256",
