@@ -43,7 +43,11 @@ def make_client(*, region: str | None, endpoint_url: str | None, addressing_styl
     except ImportError:
         raise S3Unavailable("the s3 sink needs boto3: pip install 'voxpipe[s3]'") from None
     session = boto3.session.Session(profile_name=profile, region_name=region)
-    config = Config(s3={"addressing_style": addressing_style}, retries={"max_attempts": MAX_REQUEST_ATTEMPTS,
+    # payload_signing_enabled False: botocore would SHA-256 the whole body a second time to
+    # sign it over plain http (it already skips that over https). Every body this plugin
+    # sends carries a signed x-amz-checksum-sha256 header that S3 verifies, and completed
+    # objects are read back and compared, so the body stays integrity-checked.
+    config = Config(s3={"addressing_style": addressing_style, "payload_signing_enabled": False}, retries={"max_attempts": MAX_REQUEST_ATTEMPTS,
                     "mode": "standard"}, max_pool_connections=max_connections, connect_timeout=CONNECT_TIMEOUT,
                     read_timeout=READ_TIMEOUT,
                     # SHA-256 checksums are chosen per request; no CRC32 added behind our back

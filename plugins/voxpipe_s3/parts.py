@@ -87,16 +87,15 @@ class PartCutter:
         self.carry = bytearray()
         self.raw_bytes = 0  # bytes fed so far
 
-    def _block(self, block: bytes | memoryview) -> bytes | None:
+    def _block(self, block: bytes | memoryview) -> bytearray | None:
         self.buffer += self.compressor.compress(block)
         if len(self.buffer) < self.part_size:
             return None
         self.buffer += self.compressor.end_member()
-        part = bytes(self.buffer)
-        self.buffer.clear()
+        part, self.buffer = self.buffer, bytearray()  # handed over, not copied
         return part
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
+    def feed(self, data: bytes) -> Iterator[bytearray]:
         """Take the next bytes of the stream; yield every part they complete."""
         view = memoryview(data)
         self.raw_bytes += len(view)
@@ -118,14 +117,13 @@ class PartCutter:
         if len(view):
             self.carry += view
 
-    def finish(self) -> bytes:
+    def finish(self) -> bytearray:
         """The last part (possibly empty, possibly the only one): what is still held, flushed."""
         if self.carry:
             self.buffer += self.compressor.compress(bytes(self.carry))
             self.carry.clear()
         self.buffer += self.compressor.flush()
-        part = bytes(self.buffer)
-        self.buffer.clear()
+        part, self.buffer = self.buffer, bytearray()
         return part
 
 

@@ -218,7 +218,7 @@ class S3Writer(SinkWriter):
         self.parts: list[Part] = []
         self.stored_hash = hashlib.sha256()
         self.stored_bytes = 0
-        self.single: bytes | None = None  # a recording smaller than one part: one PUT at commit
+        self.single: bytearray | None = None  # a recording smaller than one part: one PUT at commit
         self.uploaded = self.reused = 0
         self.lock: tuple[str, datetime] | None = None
         self.lock_note: str | None = None
@@ -314,7 +314,7 @@ class S3Writer(SinkWriter):
         s3.journal_add(client, self.bucket, self.settings.prefix, key=names.key, upload_id=self.upload_id,
                        pipeline=self.stream.pipeline, recording_id=self.stream.id)
 
-    def _listed_matches(self, listed: Mapping[str, Any], data: bytes, checksum: str) -> bool:
+    def _listed_matches(self, listed: Mapping[str, Any], data: bytearray, checksum: str) -> bool:
         """Whether a part ListParts reported (uploaded after the last checkpoint) holds ``data``."""
         if int(listed.get("Size", -1)) != len(data):
             return False
@@ -324,7 +324,7 @@ class S3Writer(SinkWriter):
             return False  # the ETag of an SSE-KMS part is not its MD5: unprovable, upload it again
         return str(listed.get("ETag", "")).strip('"') == hashlib.md5(data, usedforsecurity=False).hexdigest()
 
-    def _store_part(self, data: bytes) -> None:
+    def _store_part(self, data: bytearray) -> None:
         number = len(self.parts) + 1
         if number > MAX_PARTS:
             raise SinkError(f"{self._where()}: more than {MAX_PARTS} parts of {self.cutter.part_size} bytes; raise "
