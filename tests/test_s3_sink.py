@@ -285,3 +285,31 @@ def test_genesys_export_layout(tmp_path, s3, register_plugin):
     assert all_keys(s3.client(), bucket) == [prefix + "r-1", prefix + "r-1_metadata.json"]
     doc = json.loads(object_bytes(s3.client(), bucket, prefix + "r-1_metadata.json"))
     assert doc["facts"]["conversation_id"] == "conv-r-1" and doc["stored_size"] == 1000
+
+
+def test_example_pipeline_archives_every_example_recording_locked(tmp_path, s3):
+    """examples/cxone-to-s3.yaml as shipped, against the CXone emulator and a bucket with Object Lock."""
+    from voxpipe.config import load_config
+
+    bucket = s3.bucket("call-archive", lock=True)
+    recordings = recordings_dir(tmp_path)
+    with emulator(recordings) as (_, base):
+        environ = {**os.environ, "CXONE_API_BASE": base, "CXONE_TOKEN_URL": f"{base}/oauth/token",
+                   "CXONE_CLIENT_ID": DEMO_CLIENT_ID, "CXONE_CLIENT_SECRET": DEMO_CLIENT_SECRET,
+                   "S3_ENDPOINT_URL": s3.endpoint, "VOXPIPE_STATE_DIR": str(tmp_path / "state")}
+        example = Path(__file__).resolve().parent.parent / "examples" / "cxone-to-s3.yaml"
+        config = load_config(example, get_registry(), environ=environ)
+        summary = trio.run(Runner(config.pipeline(None)).run)
+    assert summary.ok and len(summary.results) == 6, [r.message for r in summary.failed]
+    client = s3.client()
+    for result in summary.results:
+        stored = result.stored[0]
+        source = next(recordings.glob(f"{result.id}.*"))
+        body = object_bytes(client, bucket, stored["key"])
+        assert (gzip.decompress(body) if stored["key"].endswith(".gz") else body) == source.read_bytes()
+        assert stored["key"].startswith("cxone/") and stored["key"].endswith(".wav.gz") == (source.suffix == ".wav")
+        head = client.head_object(Bucket=bucket, Key=stored["key"])
+        assert head["ObjectLockMode"] == "COMPLIANCE" and head["ObjectLockRetainUntilDate"] > datetime.now(timezone.utc)
+        doc = json.loads(object_bytes(client, bucket, stored["key"] + ".json"))
+        assert doc["original_sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+        assert [v["verifier"] for v in doc["verdicts"]] == ["sha256", "audio-format"]

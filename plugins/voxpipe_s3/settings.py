@@ -108,8 +108,8 @@ class S3SinkSettings(GzipOptions):
     @field_validator("endpoint_url")
     @classmethod
     def _check_endpoint(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
+        if not value:  # empty (an unset ${S3_ENDPOINT_URL:-}): AWS
+            return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("endpoint_url must be an http:// or https:// URL")
