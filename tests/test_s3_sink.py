@@ -246,7 +246,7 @@ def test_object_lock_and_legal_hold_from_the_recording_date(tmp_path, s3, regist
         side = client.head_object(Bucket=bucket, Key=stored["key"] + ".json")
         assert side["ObjectLockMode"] == "COMPLIANCE" and side["ObjectLockLegalHoldStatus"] == "ON"
         doc = json.loads(object_bytes(client, bucket, stored["key"] + ".json"))
-        assert doc["object_lock"] == {"mode": "COMPLIANCE", "retain_until": "2034-01-12T10:30:00Z"}
+        assert doc["object_lock"] == {"mode": "COMPLIANCE", "retain_until": "2034-01-12T10:30:00Z", "legal_hold": "ON"}
         with pytest.raises(Exception) as refused:  # WORM: the locked version cannot be deleted
             client.delete_object(Bucket=bucket, Key=stored["key"], VersionId=stored["version_id"],
                                  BypassGovernanceRetention=True)

@@ -22,7 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable
 
-from voxpipe.manifest import Manifest, ManifestError, load_manifest, recording_time
+from voxpipe.archive_storage import Entry
+from voxpipe.manifest import ManifestError, load_manifest, recording_time
 from .paths import MANIFEST_SUFFIX, OutsideArchive, is_hidden, real_root, resolve_inside
 
 log = logging.getLogger("voxpipe.archive")
@@ -35,17 +36,6 @@ MAX_MANIFESTS = 2_000_000
 FULL_RESCAN_SECONDS = 300.0
 #: Default seconds a catalogue is trusted before directory mtimes are checked again.
 DEFAULT_TTL = 2.0
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One catalogued recording: its manifest, stored file's path relative to the root
-    (POSIX form), and its time (``when``, UTC) with the manifest key it came from."""
-
-    manifest: Manifest
-    relative: str
-    when: datetime | None
-    when_key: str | None
 
 
 @dataclass(frozen=True)

@@ -19,3 +19,12 @@ def register_commands(cli):
     from .cli import s3_group
 
     cli.add_command(s3_group)
+
+
+@hookimpl
+def open_archive_storage(location):
+    if not str(location).startswith("s3://"):
+        return None
+    from .archive import S3ArchiveStorage
+
+    return S3ArchiveStorage.from_location(str(location))

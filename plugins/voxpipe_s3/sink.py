@@ -563,13 +563,20 @@ class S3Writer(SinkWriter):
     def _put_sidecar(self, result: StreamResult, names: Names, stored_sha: str, version_id: str | None) -> None:
         fmt = self.stream.metadata.get("format")
         extra: dict[str, Any] = {"bucket": self.bucket, "key": names.key, "checksum_sha256": self.expected_checksum,
-                                 "parts": len(self.parts) or 1, "legal_hold": self.settings.legal_hold}
+                                 "parts": len(self.parts) or 1}
         if version_id:
             extra["version_id"] = version_id
+        # What was applied at upload. Not the manifest's top-level "legal_hold" (a directory
+        # archive's hold): in a bucket, S3's own legal hold state is what retention reads.
+        lock: dict[str, Any] = {}
         if self.lock is not None:
-            extra["object_lock"] = {"mode": self.lock[0], "retain_until": self.lock[1].strftime("%Y-%m-%dT%H:%M:%SZ")}
+            lock = {"mode": self.lock[0], "retain_until": self.lock[1].strftime("%Y-%m-%dT%H:%M:%SZ")}
         elif self.lock_note:
-            extra["object_lock"] = {"mode": None, "note": self.lock_note}
+            lock = {"mode": None, "note": self.lock_note}
+        if self.settings.legal_hold:
+            lock["legal_hold"] = "ON"
+        if lock:
+            extra["object_lock"] = lock
         manifest = build_manifest(stream=self.stream, result=result, stored_name=names.key.rsplit("/", 1)[-1],
                                   stored_size=self.stored_bytes, stored_sha256=stored_sha,
                                   compression=self.description, fmt=str(fmt).lower() if fmt else None, extra=extra)
