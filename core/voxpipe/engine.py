@@ -372,8 +372,10 @@ class Runner:
             else:
                 # each writer may ask for an earlier offset than the ledger's (it holds less,
                 # e.g. only whole multipart-upload parts): read the source from the earliest
-                stream.resume_offset = result.resumed_from = min(
-                    state.resume_offset if w.resume_offset is None else w.resume_offset for _, w in writers)
+                for _, writer in writers:
+                    if writer.resume_offset is None:
+                        writer.resume_offset = state.resume_offset
+                stream.resume_offset = result.resumed_from = min(w.resume_offset for _, w in writers)
                 if state.etag:
                     stream.metadata["etag"] = state.etag
                 if state.size is not None:
@@ -551,15 +553,17 @@ class Runner:
             for sink, writer in writers:
                 send, receive = trio.open_memory_channel[Any](STREAM_CHANNEL_CHUNKS)
                 # a resumed writer holding more than the read starts at sees only what follows
-                skip = writer.resume_offset if writer.resume_offset is not None else stream.resume_offset
+                held = writer.resume_offset if writer.resume_offset is not None else stream.resume_offset
                 nursery.start_soon(_feed_sink, writer, receive, None if sink.announces else checkpoints,
-                                   max(0, skip - stream.resume_offset))
+                                   max(0, held - stream.resume_offset))
                 sink_channels.append((sink, send))
             with contextlib.ExitStack() as closing:
                 for channel in verifier_channels + [c for _, c in sink_channels]:
                     closing.enter_context(channel)
                 expected = out_offset = result.bytes = stream.resume_offset
-                next_checkpoint = expected + self.settings.checkpoint_bytes
+                # no checkpoint before every resumed writer has caught up with what it held
+                caught_up = max([expected] + [w.resume_offset for _, w in writers if w.resume_offset is not None])
+                next_checkpoint = caught_up + self.settings.checkpoint_bytes
                 chunks = self.source.read(stream)
                 async with contextlib.aclosing(chunks):
                     async for chunk in chunks:

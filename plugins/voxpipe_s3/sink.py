@@ -114,6 +114,19 @@ class S3Sink(Sink):
                 raise RunError(f"s3 sink: {what} is set but bucket {bucket!r} does not have Object Lock enabled "
                                "(it can only be enabled on a versioned bucket; see docs/object-storage.md)")
 
+    async def check_connect(self) -> list[Any]:
+        """``voxpipe check --connect``: the bucket exists and is reachable with the credentials
+        of the AWS chain, and has Object Lock when the settings ask for it (nothing is written)."""
+        from voxpipe.components import ConnectCheck  # the --connect protocol (core)
+
+        where = f"s3://{self.settings.bucket}"
+        try:
+            await trio.to_thread.run_sync(self.preflight)
+        except RunError as exc:
+            return [ConnectCheck("destination", False, str(exc))]
+        detail = f"{where} reachable" + (", Object Lock enabled" if self.settings.needs_object_lock else "")
+        return [ConnectCheck("destination", True, detail)]
+
     async def aclose(self) -> None:
         with self._client_lock:
             client, self._client = self._client, None
