@@ -249,26 +249,25 @@ def main() -> None:
     common = ["--concurrency", str(args.concurrency), "--part-size", str(args.part_size)]
     moto = MotoProcess()
     rows = []
+
+    def archive(recordings: Path, want: dict[str, str], work: str) -> tuple[float, float]:
+        """A voxpipe run from the emulator serving ``recordings`` into a fresh bucket, checked."""
+        emu = EmulatorProcess(recordings)
+        try:
+            moto.fresh_bucket()
+            measured = child(["voxpipe", "--work", work, "--recordings", str(recordings), "--base", emu.base,
+                              "--endpoint", moto.endpoint, *common])
+            check_objects(moto, want)
+            return measured
+        finally:
+            emu.close()
+
     try:
         with tempfile.TemporaryDirectory() as work:
-            emu = EmulatorProcess(small)
-            try:
-                moto.fresh_bucket()
-                v_seconds, v_rss = child(["voxpipe", "--work", work, "--recordings", str(small), "--base", emu.base,
-                                          "--endpoint", moto.endpoint, *common])
-                check_objects(moto, digests)
-            finally:
-                emu.close()
+            v_seconds, v_rss = archive(small, digests, work)
             moto.fresh_bucket()
             b_seconds, b_rss = child(["boto3", "--recordings", str(small), "--endpoint", moto.endpoint])
-            emu = EmulatorProcess(large)
-            try:
-                moto.fresh_bucket()
-                l_seconds, l_rss = child(["voxpipe", "--work", work, "--recordings", str(large), "--base", emu.base,
-                                          "--endpoint", moto.endpoint, *common])
-                check_objects(moto, large_digests)
-            finally:
-                emu.close()
+            l_seconds, l_rss = archive(large, large_digests, work)
     finally:
         moto.close()
     large_total = sum((large / f"{rid}.wav").stat().st_size for rid in large_digests)

@@ -12,12 +12,18 @@ import contextlib
 import functools
 import gzip
 import hashlib
+import json
 import os
+import random
+import textwrap
 import threading
 import urllib.request
+import wave
+from pathlib import Path
 from typing import Any, Iterator
 
 import boto3
+import pytest
 from botocore.config import Config
 from moto.s3.models import S3Backend
 from moto.server import ThreadedMotoServer
@@ -26,6 +32,8 @@ from moto.server import ThreadedMotoServer
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing-key-id", "AWS_SECRET_ACCESS_KEY": "testing-secret",
            "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
            "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+from voxpipe_cxone.emulator.settings import DEMO_CLIENT_ID
+
 COUNTED = ("upload_part", "create_multipart_upload", "complete_multipart_upload", "abort_multipart_upload")
 
 
@@ -100,3 +108,55 @@ def all_keys(client: Any, bucket: str) -> list[str]:
 
 def open_uploads(client: Any, bucket: str) -> list[dict]:
     return client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    """A fresh moto server for one test, with the AWS chain pointed at fake credentials."""
+    aws_environ(monkeypatch)
+    with s3_server() as server:
+        yield server
+
+
+def noise_wav(path: Path, nbytes: int, seed: int) -> bytes:
+    """A PCM16 mono 8 kHz WAV of ``nbytes`` bytes of random samples (fast to make); returns its bytes."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(random.Random(seed).randbytes(nbytes - nbytes % 2))
+    return path.read_bytes()
+
+
+def sink_yaml(endpoint: str, bucket: str, **extra: Any) -> str:
+    """An s3 sink's settings for the loopback server (5 MiB parts), plus ``extra`` ones."""
+    lines = [f"bucket: {bucket}", f"endpoint_url: {endpoint}", "addressing_style: path", "region: us-east-1",
+             "part_size: 5242880"]
+    lines += [f"{k}: {json.dumps(v)}" for k, v in extra.items()]
+    return "\n".join(lines)
+
+
+def cxone_pipeline(base: str, ids: list[str], state: Path, sink: str, *, concurrency: int = 3,
+                   checkpoint: int = 2 << 20, extra_sinks: str = "") -> str:
+    """Pipeline YAML: the CXone emulator at ``base`` -> sha256 -> the s3 sink ``sink`` (and ``extra_sinks``)."""
+    return f"""
+pipelines:
+  s3:
+    concurrency: {concurrency}
+    state_dir: {state}
+    checkpoint_bytes: {checkpoint}
+    source:
+      type: cxone
+      api_base: {base}
+      token_url: {base}/oauth/token
+      client_id: {DEMO_CLIENT_ID}
+      client_secret: ${{CXONE_SECRET}}
+      recordings: {json.dumps(ids)}
+      chunk_size: 262144
+    verifiers:
+      - type: sha256
+    sinks:
+      - type: s3
+{textwrap.indent(textwrap.dedent(sink).strip(), " " * 8)}
+{textwrap.indent(textwrap.dedent(extra_sinks).strip(), " " * 6)}
+"""

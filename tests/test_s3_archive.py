@@ -14,7 +14,6 @@ import os
 from datetime import datetime, timedelta, timezone
 
 import httpx
-import pytest
 from click.testing import CliRunner
 
 from voxpipe.cli import cli
@@ -25,18 +24,11 @@ from voxpipe_archive.retention import RetentionPolicy
 from voxpipe_archive.retention_store import run_storage_retention
 from voxpipe_s3.archive import S3ArchiveStorage
 
-from s3_env import aws_environ, object_bytes, open_uploads, s3_server
-from test_s3_sink import FactsPlugin, content, facts_pipeline, run, sink_yaml
+from s3_env import object_bytes, open_uploads, s3, sink_yaml  # noqa: F401 (fixture)
+from test_s3_sink import FactsPlugin, content, facts_pipeline, run
 
 TOKEN = "t0ken-for-the-s3-archive-tests"
 MiB = 1 << 20
-
-
-@pytest.fixture
-def s3(monkeypatch):
-    aws_environ(monkeypatch)
-    with s3_server() as server:
-        yield server
 
 
 def location(s3, bucket: str, prefix: str = "") -> str:

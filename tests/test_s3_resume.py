@@ -12,68 +12,17 @@ import gzip
 import hashlib
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
 import time
-import wave
-from pathlib import Path
 
 import pytest
 
 from cxone_env import emulator
-from s3_env import AWS_ENV, all_keys, aws_environ, object_bytes, open_uploads, s3_server
-from voxpipe_cxone.emulator.settings import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-
-PART = 5 << 20
-
-
-def noise_wav(path: Path, nbytes: int, seed: int) -> bytes:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(random.Random(seed).randbytes(nbytes))
-    return path.read_bytes()
-
-
-def config_text(base: str, ids: list[str], state: Path, endpoint: str, bucket: str, compress: str,
-                files: Path | None = None) -> str:
-    # with ``files``, a gzip file sink too: it resumes from the ledger's offset while the
-    # s3 sink asks for byte 0, so the engine reads from 0 and skips what the file holds
-    extra = f"""
-      - type: gzip
-        dir: {files}
-        level: 1""" if files else ""
-    return f"""
-pipelines:
-  resume:
-    concurrency: 3
-    state_dir: {state}
-    checkpoint_bytes: 1048576
-    source:
-      type: cxone
-      api_base: {base}
-      token_url: {base}/oauth/token
-      client_id: {DEMO_CLIENT_ID}
-      client_secret: ${{CXONE_SECRET}}
-      recordings: {json.dumps(ids)}
-      chunk_size: 262144
-    verifiers:
-      - type: sha256
-    sinks:
-      - type: s3
-        bucket: {bucket}
-        endpoint_url: {endpoint}
-        addressing_style: path
-        prefix: calls/
-        key: "{{recording_id}}.{{format}}"
-        part_size: {PART}
-        compress: {compress}
-        level: 1{extra}
-"""
-
+from s3_env import (AWS_ENV, all_keys, aws_environ, cxone_pipeline, noise_wav, object_bytes, open_uploads, s3_server,
+                    sink_yaml)
+from voxpipe_cxone.emulator.settings import DEMO_CLIENT_SECRET
 
 def voxpipe(*args: str) -> subprocess.Popen:
     env = {**os.environ, **AWS_ENV, "CXONE_SECRET": DEMO_CLIENT_SECRET}
@@ -94,7 +43,12 @@ def test_sigkill_mid_upload_then_rerun_reuses_stored_parts(tmp_path, monkeypatch
         bucket = s3.bucket("resume-archive")
         client = s3.client()
         files = tmp_path / "files" if with_files else None
-        config.write_text(config_text(base, ids, tmp_path / "state", s3.endpoint, bucket, compress, files))
+        # with ``files``, a gzip file sink too: it resumes from the ledger's offset while the
+        # s3 sink asks for byte 0, so the engine reads from 0 and skips what the file holds
+        extra = f"- type: gzip\n  dir: {files}\n  level: 1" if files else ""
+        sink = sink_yaml(s3.endpoint, bucket, prefix="calls/", key="{recording_id}.{format}", compress=compress,
+                         level=1)
+        config.write_text(cxone_pipeline(base, ids, tmp_path / "state", sink, checkpoint=1 << 20, extra_sinks=extra))
         first = voxpipe("run", "--no-progress", str(config))
         deadline = time.monotonic() + 90
         # kill once a few parts are stored and before any object is complete

@@ -13,9 +13,7 @@ import gzip
 import hashlib
 import json
 import os
-import random
 import textwrap
-import wave
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -34,17 +32,10 @@ from voxpipe.plugins import get_registry
 from voxpipe.settings import Settings, setting
 
 from cxone_env import emulator, ids_of, recordings_dir
-from s3_env import all_keys, aws_environ, object_bytes, open_uploads, s3_server
+from s3_env import all_keys, cxone_pipeline, noise_wav, object_bytes, open_uploads, s3, sink_yaml  # noqa: F401 (fixture)
 from voxpipe_cxone.emulator.settings import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 
 MiB = 1 << 20
-
-
-@pytest.fixture
-def s3(monkeypatch):
-    aws_environ(monkeypatch)
-    with s3_server() as server:
-        yield server
 
 
 def run(text: str):
@@ -52,51 +43,12 @@ def run(text: str):
     return trio.run(Runner(cfg.pipeline(None)).run)
 
 
-def cxone_pipeline(base: str, ids: list[str], state, sink: str, *, concurrency: int = 3) -> str:
-    return f"""
-pipelines:
-  s3:
-    concurrency: {concurrency}
-    state_dir: {state}
-    source:
-      type: cxone
-      api_base: {base}
-      token_url: {base}/oauth/token
-      client_id: {DEMO_CLIENT_ID}
-      client_secret: ${{CXONE_SECRET}}
-      recordings: {json.dumps(ids)}
-      chunk_size: 262144
-    verifiers:
-      - type: sha256
-    sinks:
-      - type: s3
-{textwrap.indent(textwrap.dedent(sink).strip(), " " * 8)}
-"""
-
-
-def sink_yaml(endpoint: str, bucket: str, **extra) -> str:
-    lines = [f"bucket: {bucket}", f"endpoint_url: {endpoint}", "addressing_style: path", "region: us-east-1",
-             "part_size: 5242880"]
-    lines += [f"{k}: {json.dumps(v)}" for k, v in extra.items()]
-    return "\n".join(lines)
-
-
-def noise_wav(path, seconds: float, seed: int):
-    """A PCM16 mono 8 kHz WAV of random samples (fast to make; compresses like noise)."""
-    frames = random.Random(seed).randbytes(int(seconds * 8000) * 2)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(frames)
-
-
 @pytest.fixture
 def recordings(tmp_path):
     # the examples (single PUT) plus two recordings of several parts (5 MiB parts)
     d = recordings_dir(tmp_path)
-    noise_wav(d / "9000.wav", 380, seed=1)  # ~6.1 MB: 2 parts
-    noise_wav(d / "9001.wav", 700, seed=2)  # ~11.2 MB: 3 parts
+    noise_wav(d / "9000.wav", 6_080_000, seed=1)  # 2 parts
+    noise_wav(d / "9001.wav", 11_200_000, seed=2)  # 3 parts
     return d
 
 
@@ -161,7 +113,7 @@ def test_existing_key_is_never_overwritten(tmp_path, s3, recordings):
         assert all(r.stored[0]["already_stored"] for r in again.results)
         # the source now has different bytes under the same ids: refused, nothing touched
         for rid in ids:
-            noise_wav(recordings / f"{rid}.wav", 380 if rid == "9000" else 3, seed=99)
+            noise_wav(recordings / f"{rid}.wav", 6_080_000 if rid == "9000" else 48_000, seed=99)
     with emulator(recordings) as (_, base):
         changed = run(cxone_pipeline(base, ids, tmp_path / "state3", sink))
     assert not changed.ok and {r.reason for r in changed.results} == {"exists"}

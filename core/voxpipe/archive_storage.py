@@ -9,9 +9,9 @@ stores through the ``open_archive_storage`` hook (the ``s3`` plugin: ``s3://buck
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Iterable, Mapping, Protocol
 
 from .manifest import Manifest
 
@@ -26,6 +26,30 @@ class Entry:
     relative: str
     when: datetime | None
     when_key: str | None
+
+
+@dataclass(frozen=True)
+class EntryLookup:
+    """Entries indexed for the archive's lookups: ``all`` oldest recording first (undated
+    last), ``by_id`` by recording id, ``by_interaction`` by every platform id of their
+    manifests (:attr:`voxpipe.manifest.Manifest.interaction_ids`)."""
+
+    all: tuple[Entry, ...] = ()
+    by_id: Mapping[str, tuple[Entry, ...]] = field(default_factory=dict)
+    by_interaction: Mapping[str, tuple[Entry, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, entries: Iterable[Entry]) -> "EntryLookup":
+        entries = list(entries)
+        by_id: dict[str, list[Entry]] = {}
+        by_interaction: dict[str, list[Entry]] = {}
+        for entry in entries:
+            by_id.setdefault(entry.manifest.recording_id, []).append(entry)
+            for iid in entry.manifest.interaction_ids:
+                by_interaction.setdefault(iid, []).append(entry)
+        ordered = sorted(entries, key=lambda e: (e.when is None, e.when.timestamp() if e.when else 0.0, e.relative))
+        return cls(tuple(ordered), {k: tuple(v) for k, v in by_id.items()},
+                   {k: tuple(v) for k, v in by_interaction.items()})
 
 
 class NotStored(Exception):

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from voxpipe.archive_storage import DeleteRefused, Entry, NotStored
+from voxpipe.archive_storage import DeleteRefused, Entry, EntryLookup, NotStored
 from voxpipe.manifest import MAX_MANIFEST_BYTES, ManifestError, parse_manifest, recording_time
 
 from . import client as s3
@@ -76,9 +76,7 @@ class S3Object:
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{start + length - 1}",
                                           **extra)["Body"]
-        except Exception as exc:
-            if not s3.is_client_error(exc):
-                raise
+        except s3.ERRORS as exc:
             raise OSError(f"s3://{self.bucket}/{self.key}: {s3.describe(exc)}") from None
         reader = S3Range(body)
         self._open.append(reader)
@@ -107,9 +105,7 @@ class S3Catalogue:
         self._lock = threading.Lock()
         self._checked_at: float | None = None
         self._sidecars: dict[str, tuple[str, Entry | None, str | None]] = {}  # key -> (etag, entry, version id)
-        self._all: tuple[Entry, ...] = ()
-        self._by_id: dict[str, tuple[Entry, ...]] = {}
-        self._by_interaction: dict[str, tuple[Entry, ...]] = {}
+        self._lookup = EntryLookup()
         self.versions: dict[str, str | None] = {}  # relative name -> the manifest's version id of the object
         self.sidecar_keys: dict[str, str] = {}  # relative name -> sidecar key
 
@@ -150,23 +146,12 @@ class S3Catalogue:
         entries = [e for _, e, _ in sidecars.values() if e is not None]
         self.versions = {e.relative: v for _, e, v in sidecars.values() if e is not None}
         self.sidecar_keys = {e.relative: k for k, (_, e, _) in sidecars.items() if e is not None}
-        by_id: dict[str, list[Entry]] = {}
-        by_interaction: dict[str, list[Entry]] = {}
-        for entry in entries:
-            by_id.setdefault(entry.manifest.recording_id, []).append(entry)
-            for iid in entry.manifest.interaction_ids:
-                by_interaction.setdefault(iid, []).append(entry)
-        self._by_id = {k: tuple(v) for k, v in by_id.items()}
-        self._by_interaction = {k: tuple(v) for k, v in by_interaction.items()}
-        self._all = tuple(sorted(entries, key=lambda e: (e.when is None, e.when or datetime.min.replace(
-            tzinfo=timezone.utc), e.relative)))
+        self._lookup = EntryLookup.of(entries)
 
     def _read(self, key: str, target: str) -> tuple[Entry | None, str | None]:
         try:
             data = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read(MAX_MANIFEST_BYTES + 1)
-        except Exception as exc:
-            if not s3.is_client_error(exc):
-                raise
+        except s3.ERRORS as exc:
             log.warning("archive: s3://%s/%s: cannot be read (%s)", self.bucket, key, s3.describe(exc))
             return None, None
         if len(data) > MAX_MANIFEST_BYTES:
@@ -184,13 +169,13 @@ class S3Catalogue:
         return Entry(manifest, relative, when, when_key), version if isinstance(version, str) else None
 
     def entries(self) -> tuple[Entry, ...]:
-        return self._all
+        return self._lookup.all
 
     def by_recording_id(self, recording_id: str) -> tuple[Entry, ...]:
-        return self._by_id.get(recording_id, ())
+        return self._lookup.by_id.get(recording_id, ())
 
     def by_interaction_id(self, interaction_id: str) -> tuple[Entry, ...]:
-        return self._by_interaction.get(interaction_id, ())
+        return self._lookup.by_interaction.get(interaction_id, ())
 
 
 def _described_object(key: str, listed: dict[str, str]) -> str | None:
@@ -235,9 +220,7 @@ class S3ArchiveStorage:
             client.head_bucket(Bucket=bucket)
         except s3.S3Unavailable as exc:
             raise ValueError(str(exc)) from None
-        except Exception as exc:
-            if not s3.is_client_error(exc):
-                raise
+        except s3.ERRORS as exc:
             raise ValueError(f"bucket {bucket!r} cannot be used: {s3.describe(exc)}") from None
         return cls(client, bucket, prefix)
 
@@ -250,9 +233,7 @@ class S3ArchiveStorage:
         rid = entry.manifest.recording_id
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=key, **({"VersionId": version} if version else {}))
-        except Exception as exc:
-            if not s3.is_client_error(exc):
-                raise
+        except s3.ERRORS as exc:
             raise NotStored(f"recording {rid} is not in the archive", "gone") from None
         return S3Object(self.client, self.bucket, key, head, version)
 
@@ -275,9 +256,7 @@ class S3ArchiveStorage:
         if sidecar is not None:
             try:
                 head = self.client.head_object(Bucket=self.bucket, Key=sidecar)
-            except Exception as exc:
-                if not s3.is_client_error(exc):
-                    raise
+            except s3.ERRORS as exc:
                 return  # already gone
             self._delete(sidecar, head.get("VersionId") if head.get("VersionId") not in (None, "null") else None)
         self.catalogue.invalidate()
@@ -287,7 +266,5 @@ class S3ArchiveStorage:
         # object itself. Object Lock refuses locked versions with AccessDenied.
         try:
             self.client.delete_object(Bucket=self.bucket, Key=key, **({"VersionId": version} if version else {}))
-        except Exception as exc:
-            if not s3.is_client_error(exc):
-                raise
+        except s3.ERRORS as exc:
             raise DeleteRefused(f"s3://{self.bucket}/{key}: {s3.describe(exc)}") from None

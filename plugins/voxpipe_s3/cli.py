@@ -69,9 +69,7 @@ def uploads(config_path: Path, pipeline: str | None, abort_ids: tuple[str, ...],
         except s3.S3Unavailable as exc:
             click.echo(str(exc), err=True)
             raise SystemExit(EXIT_USAGE) from None
-        except Exception as exc:
-            if not s3.is_client_error(exc):
-                raise
+        except s3.ERRORS as exc:
             click.echo(f"bucket {settings.bucket}: {s3.describe(exc)}", err=True)
             raise SystemExit(EXIT_USAGE) from None
         for entry in entries:
@@ -87,9 +85,7 @@ def uploads(config_path: Path, pipeline: str | None, abort_ids: tuple[str, ...],
                 try:
                     row["action"] = "aborted" if s3.abort_upload(client, settings.bucket, settings.prefix, entry.key,
                                                                  entry.upload_id) else "already-gone"
-                except Exception as exc:
-                    if not s3.is_client_error(exc):
-                        raise
+                except s3.ERRORS as exc:
                     row["action"], status = f"abort failed: {s3.describe(exc)}", EXIT_FAILED
             if json_output:
                 click.echo(json.dumps(row, separators=(",", ":")))

@@ -27,6 +27,15 @@ MAX_LISTED = 100_000
 MAX_JOURNAL_ENTRY = 16 * 1024
 
 
+try:
+    from botocore.exceptions import BotoCoreError, ClientError
+    #: What a failed boto3 call raises: an error answer (ClientError) or a transport or
+    #: configuration failure (BotoCoreError: no credentials, endpoint unreachable...).
+    ERRORS: tuple[type[Exception], ...] = (ClientError, BotoCoreError)
+except ImportError:  # boto3 not installed: nothing to catch (make_client says what is missing)
+    ERRORS = ()
+
+
 class S3Unavailable(RuntimeError):
     """boto3 is not installed (``pip install 'voxpipe[s3]'``)."""
 
@@ -79,14 +88,6 @@ def http_status(exc: BaseException) -> int | None:
     if isinstance(response, dict):
         return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return None
-
-
-def is_client_error(exc: BaseException) -> bool:
-    try:
-        from botocore.exceptions import BotoCoreError, ClientError
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(exc, (ClientError, BotoCoreError))
 
 
 def describe(exc: BaseException) -> str:
@@ -152,11 +153,8 @@ def journal_entries(client: Any, bucket: str, prefix: str) -> Iterator[JournalEn
                 yield JournalEntry(journal=name, bucket=bucket, key=str(doc["key"]), upload_id=str(doc["upload_id"]),
                                    pipeline=str(doc.get("pipeline", "")), recording_id=str(doc.get("recording_id", "")),
                                    created_at=float(doc.get("created_at", 0)))
-            except Exception as exc:  # noqa: BLE001 - a broken entry must not stop the listing
-                if is_client_error(exc) and error_code(exc) in ("NoSuchKey", "404"):
-                    continue  # removed while listing
-                if not isinstance(exc, (ValueError, KeyError, TypeError)) and not is_client_error(exc):
-                    raise
+            except (*ERRORS, ValueError, KeyError, TypeError):
+                continue  # removed while listing, or not an entry this plugin wrote: skipped
 
 
 def abort_upload(client: Any, bucket: str, prefix: str, key: str, upload_id: str) -> bool:
@@ -164,7 +162,7 @@ def abort_upload(client: Any, bucket: str, prefix: str, key: str, upload_id: str
     gone = False
     try:
         client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-    except Exception as exc:
+    except ERRORS as exc:
         if error_code(exc) not in ("NoSuchUpload", "404"):
             raise
         gone = True

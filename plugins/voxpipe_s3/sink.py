@@ -94,17 +94,13 @@ class S3Sink(Sink):
             client.head_bucket(Bucket=bucket)
         except s3.S3Unavailable as exc:
             raise RunError(str(exc)) from None
-        except Exception as exc:
-            if not s3.is_client_error(exc):
-                raise
+        except s3.ERRORS as exc:
             raise RunError(f"s3 sink: bucket {bucket!r} cannot be used: {s3.describe(exc)}") from None
         if self.settings.needs_object_lock:
             what = "object_lock" if self.settings.object_lock is not None else "legal_hold"
             try:
                 config = client.get_object_lock_configuration(Bucket=bucket).get("ObjectLockConfiguration", {})
-            except Exception as exc:
-                if not s3.is_client_error(exc):
-                    raise
+            except s3.ERRORS as exc:
                 if s3.error_code(exc) == "ObjectLockConfigurationNotFoundError":
                     config = {}
                 else:
@@ -174,9 +170,7 @@ class S3Sink(Sink):
                     listed[int(part["PartNumber"])] = part
                 if len(listed) > MAX_PARTS:
                     break
-        except Exception as exc:
-            if not s3.is_client_error(exc):
-                raise
+        except s3.ERRORS as exc:
             raise SinkError(f"{where} cannot be continued: {s3.describe(exc)}", reason="bad-checkpoint") from None
         for part in state.parts:
             held = listed.get(part.number)
@@ -206,9 +200,7 @@ class S3Sink(Sink):
                     continue
                 s3.abort_upload(self.client, entry.bucket, self.settings.prefix, entry.key, entry.upload_id)
                 removed.append(f"s3://{entry.bucket}/{entry.key} (upload {entry.upload_id})")
-        except Exception as exc:  # the preflight in start() reports an unusable bucket clearly
-            if not (s3.is_client_error(exc) or isinstance(exc, s3.S3Unavailable)):
-                raise
+        except (*s3.ERRORS, s3.S3Unavailable) as exc:  # the preflight in start() reports it clearly
             log.warning("s3 sink: could not clean up stale uploads in bucket %s: %s", self.settings.bucket,
                         s3.describe(exc))
         return removed
@@ -319,9 +311,7 @@ class S3Writer(SinkWriter):
             # checks the completed object and applies them afterwards where a store ignored them
             response = client.create_multipart_upload(Bucket=self.bucket, Key=names.key, ChecksumAlgorithm="SHA256",
                                                       **self._object_options())
-        except Exception as exc:
-            if not s3.is_client_error(exc):
-                raise
+        except s3.ERRORS as exc:
             raise s3.sink_error(exc, f"{self._where()}: CreateMultipartUpload failed", retryable=True) from None
         self.upload_id = response["UploadId"]
         s3.journal_add(client, self.bucket, self.settings.prefix, key=names.key, upload_id=self.upload_id,
@@ -367,9 +357,7 @@ class S3Writer(SinkWriter):
             response = self.sink.client.upload_part(Bucket=self.bucket, Key=self.names.key, UploadId=self.upload_id,
                                                     PartNumber=number, Body=data, ChecksumAlgorithm="SHA256",
                                                     ChecksumSHA256=checksum)
-        except Exception as exc:
-            if not s3.is_client_error(exc):
-                raise
+        except s3.ERRORS as exc:
             raise s3.sink_error(exc, f"{self._where()}: UploadPart {number} failed", retryable=True) from None
         returned = response.get("ChecksumSHA256")
         if returned and returned != checksum:
@@ -438,9 +426,7 @@ class S3Writer(SinkWriter):
                 response = client.complete_multipart_upload(
                     Bucket=self.bucket, Key=names.key, UploadId=self.upload_id, IfNoneMatch="*",
                     MultipartUpload={"Parts": [p.completed() for p in self.parts]})
-        except Exception as exc:
-            if not s3.is_client_error(exc):
-                raise
+        except s3.ERRORS as exc:
             if s3.http_status(exc) != 412 and s3.error_code(exc) != "PreconditionFailed":
                 raise s3.sink_error(exc, f"{self._where()}: storing the object failed", retryable=True) from None
             # the key exists: the upload stays open after a 412, so abort it, then compare
@@ -476,9 +462,7 @@ class S3Writer(SinkWriter):
         client, names = self.sink.client, self.names
         try:
             head = client.head_object(Bucket=self.bucket, Key=names.key, ChecksumMode="ENABLED")
-        except Exception as exc:
-            if not s3.is_client_error(exc):
-                raise
+        except s3.ERRORS as exc:
             raise s3.sink_error(exc, f"{self._where()}: reading the existing object failed", retryable=True) from None
         if int(head.get("ContentLength", -1)) != self.stored_bytes:
             return False
@@ -487,9 +471,8 @@ class S3Writer(SinkWriter):
             sha = json.loads(body).get("stored_sha256")
             if isinstance(sha, str):
                 return sha == stored_sha
-        except Exception as exc:  # no sidecar (yet): try the object itself
-            if not (s3.is_client_error(exc) or isinstance(exc, (ValueError, AttributeError))):
-                raise
+        except (*s3.ERRORS, ValueError, AttributeError):  # no sidecar (yet): try the object itself
+            pass
         sha = head.get("Metadata", {}).get(SHA256_METADATA)
         if sha:
             return sha == stored_sha
@@ -506,9 +489,7 @@ class S3Writer(SinkWriter):
         version = {"VersionId": version_id} if version_id else {}
         try:
             head = client.head_object(Bucket=self.bucket, Key=self.names.key, ChecksumMode="ENABLED", **version)
-        except Exception as exc:
-            if not s3.is_client_error(exc):
-                raise
+        except s3.ERRORS as exc:
             raise s3.sink_error(exc, f"{self._where()}: stored, but reading it back failed", reason="verify-failed",
                                 retryable=True) from None
         problems = []
@@ -554,9 +535,7 @@ class S3Writer(SinkWriter):
             if self.settings.legal_hold:
                 client.put_object_legal_hold(Bucket=self.bucket, Key=self.names.key, **version,
                                              LegalHold={"Status": "ON"}, ChecksumAlgorithm="SHA256")
-        except Exception as exc:
-            if not s3.is_client_error(exc):
-                raise
+        except s3.ERRORS as exc:
             return [f"Object Lock could not be applied: {s3.describe(exc)}"]
         head = client.head_object(Bucket=self.bucket, Key=self.names.key, **version)
         return self._lock_problems(head)
@@ -566,9 +545,7 @@ class S3Writer(SinkWriter):
         try:
             self.sink.client.delete_object(Bucket=self.bucket, Key=self.names.key,
                                            **({"VersionId": version_id} if version_id else {}))
-        except Exception as exc:
-            if not s3.is_client_error(exc):
-                raise
+        except s3.ERRORS as exc:
             raise SinkError(f"{what}; the object could not be deleted ({s3.describe(exc)}): remove it by hand",
                             reason="verify-failed") from None
         raise SinkError(f"{what}; the object was deleted", reason="verify-failed")
@@ -599,9 +576,7 @@ class S3Writer(SinkWriter):
                                         ChecksumAlgorithm="SHA256", ChecksumSHA256=b64_sha256(body),
                                         ContentType="application/json",
                                         **self.sink.write_options(), **self._lock_options())
-        except Exception as exc:
-            if not s3.is_client_error(exc):
-                raise
+        except s3.ERRORS as exc:
             if s3.http_status(exc) == 412 or s3.error_code(exc) == "PreconditionFailed":
                 return  # written by the run that stored the object: kept as it is
             raise s3.sink_error(exc, f"{self._where()}: the object is stored, its sidecar {names.sidecar} "
