@@ -130,6 +130,7 @@ def test_existing_key_is_never_overwritten(tmp_path, s3, recordings):
 class FactsSettings(Settings):
     sizes: dict[str, int] = setting(description="Bytes per recording id.")
     started_at: str = setting("2024-01-15T10:30:00+00:00", description="Call start of every recording.")
+    wrong_sha256: list[str] = setting([], description="Ids whose metadata announces a wrong SHA-256.")
 
 
 class FactsSource(Source):
@@ -142,7 +143,10 @@ class FactsSource(Source):
     async def discover(self):
         started = datetime.fromisoformat(self.settings.started_at)
         for rid in self.settings.sizes:
-            yield StreamSpec(rid, {"format": "wav"}, RecordingFacts(started_at=started, org_id="org-7",
+            metadata = {"format": "wav"}
+            if rid in self.settings.wrong_sha256:
+                metadata["sha256"] = "0" * 64
+            yield StreamSpec(rid, metadata, RecordingFacts(started_at=started, org_id="org-7",
                                                                      conversation_id=f"conv-{rid}"))
 
     async def read(self, stream):
@@ -162,7 +166,8 @@ class FactsPlugin:
         register(FactsSource)
 
 
-def facts_pipeline(state, sink: str, sizes: dict[str, int], started_at: str = "2024-01-15T10:30:00+00:00") -> str:
+def facts_pipeline(state, sink: str, sizes: dict[str, int], started_at: str = "2024-01-15T10:30:00+00:00",
+                   wrong_sha256: tuple[str, ...] = ()) -> str:
     return f"""
 pipelines:
   facts:
@@ -171,6 +176,9 @@ pipelines:
       type: facts-memory
       sizes: {json.dumps(sizes)}
       started_at: "{started_at}"
+      wrong_sha256: {json.dumps(list(wrong_sha256))}
+    verifiers:
+      - type: sha256
     sinks:
       - type: s3
 {textwrap.indent(textwrap.dedent(sink).strip(), " " * 8)}
@@ -265,3 +273,55 @@ def test_example_pipeline_archives_every_example_recording_locked(tmp_path, s3):
         doc = json.loads(object_bytes(client, bucket, stored["key"] + ".json"))
         assert doc["original_sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
         assert [v["verifier"] for v in doc["verdicts"]] == ["sha256", "audio-format"]
+
+
+def test_a_failed_verification_aborts_the_upload_and_stores_nothing(tmp_path, s3, register_plugin):
+    bucket = s3.bucket("verified-only")
+    sizes = {"good": 6 * MiB, "bad": 11 * MiB, "bad-small": 1000}
+    with register_plugin(FactsPlugin()):
+        summary = run(facts_pipeline(tmp_path / "state", sink_yaml(s3.endpoint, bucket), sizes,
+                                     wrong_sha256=("bad", "bad-small")))
+    by_id = {r.id: r for r in summary.results}
+    assert by_id["good"].ok and not by_id["bad"].ok and by_id["bad"].reason == "sha256-mismatch"
+    client = s3.client()
+    assert [k for k in all_keys(client, bucket) if "bad" in k] == []  # nothing under a final key
+    assert s3.calls["upload_part"] >= 3  # the bad recording's parts went up before its verdict...
+    assert s3.calls["abort_multipart_upload"] == 1  # ...and its upload was aborted
+    assert open_uploads(client, bucket) == [] and not [k for k in all_keys(client, bucket) if ".voxpipe/" in k]
+
+
+def test_uploads_command_lists_and_aborts_only_the_sinks_own_uploads(tmp_path, s3, register_plugin):
+    from click.testing import CliRunner
+
+    from voxpipe.cli import cli
+    from voxpipe.components import PipelineContext
+    from voxpipe.model import Stream
+    from voxpipe_s3.settings import S3SinkSettings
+    from voxpipe_s3.sink import S3Sink
+
+    bucket = s3.bucket("stale-uploads")
+    client = s3.client()
+    foreign = client.create_multipart_upload(Bucket=bucket, Key="calls/other-tool.bin")["UploadId"]
+    settings = S3SinkSettings(bucket=bucket, endpoint_url=s3.endpoint, addressing_style="path", region="us-east-1",
+                              prefix="calls/", part_size=5 * MiB)
+    sink = S3Sink(settings, PipelineContext(pipeline="nightly", state_dir=tmp_path))
+
+    async def abandoned_upload():  # a writer that stored a part, then its process died
+        stream = Stream(StreamSpec("r-1", {"format": "wav"}), source="memory", pipeline="nightly", audit=None)
+        writer = await sink.begin(stream)
+        await writer.write(Chunk(0, content("r-1", 6 * MiB)))
+        return writer.upload_id
+
+    ours = trio.run(abandoned_upload)
+    config = tmp_path / "p.yaml"
+    config.write_text(facts_pipeline(tmp_path / "state", sink_yaml(s3.endpoint, bucket, prefix="calls/"), {"x": 1})
+                      .replace("  facts:", "  nightly:"))
+    with register_plugin(FactsPlugin()):
+        listed = CliRunner().invoke(cli, ["s3", "uploads", "-c", str(config), "--json"], env=dict(os.environ))
+        assert listed.exit_code == 0, listed.output
+        assert [json.loads(line)["upload_id"] for line in listed.stdout.splitlines()] == [ours]
+        aborted = CliRunner().invoke(cli, ["s3", "uploads", "-c", str(config), "--abort-older-than", "0"],
+                                     env=dict(os.environ))
+    assert aborted.exit_code == 0 and "aborted" in aborted.output and "other-tool" not in aborted.output
+    assert [u["UploadId"] for u in open_uploads(client, bucket)] == [foreign]  # another tool's upload untouched
+    assert not [k for k in all_keys(client, bucket) if ".voxpipe/" in k]
