@@ -370,10 +370,14 @@ class S3Writer(SinkWriter):
         # Uploaded parts are durable in S3 already; bytes still in the part buffer are not,
         # which is why a resumed writer starts at byte 0 (see S3Sink.resume).
         names = self.names
+        if names is None and self._state is not None and self._state.key:
+            names = Names(self._state.key, self._state.sidecar or "")
+        # a resumed writer still recomputing keeps the earlier checkpoint's parts beyond its own
+        parts = self.parts + [p for n, p in sorted(self._known.items()) if n > len(self.parts)]
         state = checkpoint_state(bucket=self.bucket, key=names.key if names else None,
                                  sidecar=names.sidecar if names else None, upload_id=self.upload_id,
                                  part_size=self.cutter.part_size if self.cutter else self.settings.part_size,
-                                 compression=self.description if self.cutter else None, parts=self.parts,
+                                 compression=self.description if self.cutter else None, parts=parts,
                                  raw_offset=self.cutter.raw_bytes if self.cutter else 0)
         if self._state is not None and self.cutter is None:
             state["compression"], state["part_size"] = self._state.compression, self._state.part_size
