@@ -261,6 +261,9 @@ def test_example_pipeline_archives_every_example_recording_locked(tmp_path, s3):
         config = load_config(example, get_registry(), environ=environ)
         summary = trio.run(Runner(config.pipeline(None)).run)
     assert summary.ok and len(summary.results) == 6, [r.message for r in summary.failed]
+    report = json.loads(summary.report_paths[0].read_text())  # the compliance report names each object
+    paths = json.dumps(report)
+    assert all(f"s3://call-archive/cxone/" in paths and r.stored[0]["url"] in paths for r in summary.results)
     client = s3.client()
     for result in summary.results:
         stored = result.stored[0]
