@@ -328,3 +328,32 @@ def test_uploads_command_lists_and_aborts_only_the_sinks_own_uploads(tmp_path, s
     assert aborted.exit_code == 0 and "aborted" in aborted.output and "other-tool" not in aborted.output
     assert [u["UploadId"] for u in open_uploads(client, bucket)] == [foreign]  # another tool's upload untouched
     assert not [k for k in all_keys(client, bucket) if ".voxpipe/" in k]
+
+
+def test_a_read_back_mismatch_fails_the_recording_and_removes_the_object(tmp_path, s3, register_plugin, monkeypatch):
+    """The store answers HeadObject with another size than was sent (as a faulty S3-compatible
+    store might; moto itself never does, so its answer is altered on the way back)."""
+    from voxpipe_s3.sink import S3Sink
+
+    class LyingClient:
+        def __init__(self, client):
+            self._client = client
+
+        def __getattr__(self, name):
+            return getattr(self._client, name)
+
+        def head_object(self, **kwargs):
+            head = self._client.head_object(**kwargs)
+            if kwargs.get("ChecksumMode") and not kwargs["Key"].endswith(".json"):
+                head["ContentLength"] += 1
+            return head
+
+    real = S3Sink.client
+    monkeypatch.setattr(S3Sink, "client", property(lambda sink: LyingClient(real.fget(sink))))
+    bucket = s3.bucket("read-back")
+    with register_plugin(FactsPlugin()):
+        summary = run(facts_pipeline(tmp_path / "state", sink_yaml(s3.endpoint, bucket), {"r": 6 * MiB}))
+    (result,) = summary.results
+    assert not result.ok and result.reason == "verify-failed"
+    assert f"size {6 * MiB + 1} bytes, sent {6 * MiB}" in result.message and "the object was deleted" in result.message
+    assert all_keys(s3.client(), bucket) == [] and open_uploads(s3.client(), bucket) == []
