@@ -87,6 +87,8 @@ class Source(Component):
     #: recordings whose spec metadata is JSON): with a shared ledger (PostgreSQL) one worker
     #: discovers into the ledger's queue and every worker claims from it. Live sources
     #: (a call connects to *this* process) leave it ``False`` and keep their own streams.
+    #: ``read`` must cope with private (``_``) metadata values that are not JSON being
+    #: absent (they are not queued).
     shareable: ClassVar[bool] = False
 
     def identity(self) -> str:

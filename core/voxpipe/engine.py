@@ -815,14 +815,20 @@ ENQUEUE_FLUSH_SECONDS = 1.0
 def _queue_metadata(spec: StreamSpec) -> dict[str, Any]:
     """A spec's metadata as stored in a shared queue (JSON).
 
-    :raises RunError: a value is not JSON (the source cannot share its streams this way).
+    Private values (``_`` keys) that are not JSON, such as a Media Playback file with its
+    temporary URL, are left out: the source looks them up again when it reads the stream.
+
+    :raises RunError: a public value is not JSON.
     """
-    metadata = dict(spec.metadata)
-    try:
-        json.dumps(metadata)
-    except (TypeError, ValueError) as exc:
-        raise RunError(f"stream {spec.id}: its metadata cannot be queued in a shared ledger ({exc}); "
-                       f"run this source with a SQLite ledger") from None
+    metadata: dict[str, Any] = {}
+    for key, value in spec.metadata.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            if key.startswith(_PRIVATE_METADATA_PREFIX):
+                continue
+            raise RunError(f"stream {spec.id}: metadata {key!r} cannot be queued in a shared ledger ({exc})") from None
+        metadata[key] = value
     return metadata
 
 
