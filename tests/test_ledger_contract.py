@@ -104,7 +104,7 @@ def test_an_expired_lease_is_taken_over_and_the_old_holder_is_fenced(make_ledger
     # heartbeats: the new holder renews, the old one learns it lost
     assert ledger.heartbeat(w2, [new], lease_seconds=60) == []
     assert ledger.heartbeat(run, [old], lease_seconds=60) == [old]
-    assert ledger.held_files() == {"/t/b"}
+    assert ledger.held_checkpoints() == [{"sinks": [{"files": ["/t/b"]}]}]
 
 
 def test_failed_recordings_keep_or_drop_checkpoints_then_reset_and_forget(make_ledger):

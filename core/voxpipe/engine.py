@@ -43,6 +43,7 @@ from .audit import AuditLog
 from .components import Component, PipelineContext, Sink, SinkWriter, Source, TransformRun, VerifierRun
 from .config import ComponentConfig, PipelineConfig
 from .errors import RunError, StreamError, VerificationError
+from .facts import PhoneNumberPolicy
 from .ledger import AsyncLedger, Claim, Finish, LeaseLost, LedgerBackend, RecordingState, RunHandle, open_ledger
 from .ledger.leases import Resume, resume_plan
 from .ledger.worker import Held, LeaseKeeper, drain, host_of, worker_id
@@ -161,6 +162,9 @@ class Runner:
         self._discover_scope: trio.CancelScope | None = None
         self._streams_scope: trio.CancelScope | None = None
         self.summary = RunSummary(pipeline=config.name)
+        self._phone_policy = PhoneNumberPolicy(
+            self.settings.phone_numbers,
+            self.settings.phone_number_key.get_secret_value() if self.settings.phone_number_key else None)
         self.worker = worker_id()
         self.ledger: AsyncLedger | None = None
         self.keeper: LeaseKeeper | None = None
@@ -290,9 +294,15 @@ class Runner:
 
     async def _cleanup_orphans(self) -> None:
         """Delete temporary files left by a crash, except those a resumable checkpoint holds."""
-        keep: set[str] = await self.ledger.held_files()
-        for sink in self.sinks:
-            removed = await trio.to_thread.run_sync(sink.cleanup_orphans, keep)
+        storing = [s for s in self.sinks if not s.announces]
+        keep: list[list[dict[str, Any]]] = [[] for _ in storing]
+        for checkpoint in await self.ledger.held_checkpoints():
+            entries = checkpoint.get("sinks", [])
+            if len(entries) == len(storing):  # one opaque resume state per storing sink, in order
+                for held, entry in zip(keep, entries):
+                    held.append(entry)
+        for sink, held in zip(storing, keep):
+            removed = await trio.to_thread.run_sync(sink.cleanup_orphans, held)
             for path in removed:
                 self.context.audit.write("orphan-removed", pipeline=self.config.name, sink=sink.type, path=path)
 
@@ -486,7 +496,8 @@ class Runner:
     async def _attempt(self, spec: StreamSpec, attempt: int, held: Held, takeover: bool
                        ) -> tuple[StreamResult, bool]:
         stream = Stream(spec, source=self.config.source.type, pipeline=self.config.name,
-                        audit=self.context.audit, attempt=attempt, on_event=self.observer.stream_event)
+                        audit=self.context.audit, attempt=attempt, on_event=self.observer.stream_event,
+                        phone_policy=self._phone_policy)
         result = StreamResult(id=stream.id, source=stream.source, pipeline=stream.pipeline,
                               attempts=attempt, started_at=stream.started_at)
         writers: list[tuple[Sink, SinkWriter]] = []
@@ -523,6 +534,7 @@ class Runner:
             result.ok = True
             result.seconds = time.perf_counter() - t0
             result.metadata = _public_metadata(stream.metadata)
+            result.facts = stream.facts.to_json()
             for sink, writer in sorted(writers, key=lambda sw: sw[0].announces):
                 stored = await writer.commit(result)
                 if stored:
@@ -553,6 +565,7 @@ class Runner:
                 result.reason, result.message = "internal-error", f"{type(error).__name__}: {error}"
             result.seconds = time.perf_counter() - t0
             result.metadata = _public_metadata(stream.metadata)
+            result.facts = stream.facts.to_json()
             if not result.verdicts and any(run.error is not None for run in verifier_runs):
                 result.verdicts = [run.early_verdict() for run in verifier_runs]
             result.retrying = retry and attempt < self.settings.max_stream_attempts and not self._stopping

@@ -19,7 +19,7 @@ from .interface import LedgerBackend
 #: Ledger calls in flight at once per process (each holds a worker thread).
 LEDGER_THREADS = 8
 
-_METHODS = ("close", "get", "recordings", "counts", "held_files", "start_run", "heartbeat", "finish_run", "runs",
+_METHODS = ("close", "get", "recordings", "counts", "held_checkpoints", "start_run", "heartbeat", "finish_run", "runs",
             "workers", "outcomes", "record_outcome", "begin_discovery", "end_discovery", "enqueue", "claim",
             "queue_status", "acquire", "begin_attempt", "checkpoint", "clear_checkpoint", "verified", "finish",
             "reset", "forget")

@@ -68,16 +68,6 @@ def check_transition(recording_id: str, current: str | None, new: str) -> None:
         raise LedgerError(f"recording {recording_id}: illegal ledger transition {current} -> {new}")
 
 
-def checkpoint_files(checkpoints: Iterable[dict[str, Any] | None]) -> set[str]:
-    """The temporary files named by checkpoints (``{"sinks": [{"files": [...]}, ...]}``)."""
-    files: set[str] = set()
-    for checkpoint in checkpoints:
-        for entry in (checkpoint or {}).get("sinks", []) or []:
-            if entry:
-                files.update(entry.get("files", []))
-    return files
-
-
 @dataclass(frozen=True)
 class RecordingState:
     """One recording's row.
@@ -247,9 +237,9 @@ class LedgerBackend(Protocol):
     def counts(self) -> dict[str, int]:
         """Recordings per state (states with none are absent)."""
 
-    def held_files(self) -> set[str]:
-        """Temporary files that checkpoints of unfinished recordings hold (orphan cleanup
-        keeps them)."""
+    def held_checkpoints(self) -> list[dict[str, Any]]:
+        """The checkpoints (``{"sinks": [entry per storing sink], ...}``) of recordings not
+        yet stored: orphan cleanup keeps the partial state they name."""
 
     # ------------------------------------------------------------------ runs
     def start_run(self, pipeline: str, *, worker: str, lease_seconds: float) -> RunHandle:

@@ -32,7 +32,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .interface import (OPEN_STATES, TRANSITIONS, Claim, Finish, Lease, LeaseBusy, LeaseLost, LedgerError,
-                        QueueStatus, RecordingState, RunHandle, WorkerInfo, checkpoint_files)
+                        QueueStatus, RecordingState, RunHandle, WorkerInfo)
 from .locate import redact_url
 from .pg_schema import MIGRATION_LOCK, MIGRATIONS, SCHEMA_VERSION
 
@@ -167,10 +167,10 @@ class PostgresLedger:
         return dict(self._all(f"SELECT state, count(*) FROM voxpipe.recordings WHERE {_SCOPE} GROUP BY state", {}))
 
     @_translated
-    def held_files(self) -> set[str]:
+    def held_checkpoints(self) -> list[dict[str, Any]]:
         rows = self._all(f"SELECT checkpoint FROM voxpipe.recordings WHERE {_SCOPE} AND checkpoint IS NOT NULL "
-                         "AND state <> 'stored'", {})
-        return checkpoint_files(r[0] for r in rows)
+                         "AND state <> 'stored' ORDER BY source, id", {})
+        return [r[0] for r in rows]
 
     # ------------------------------------------------------------------ runs
 

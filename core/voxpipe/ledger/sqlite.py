@@ -34,7 +34,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from . import leases as rules
 from .interface import (OPEN_STATES, Claim, Finish, Lease, LeaseLost, LedgerError, QueueStatus, RecordingState,
-                        RunHandle, WorkerInfo, check_transition, checkpoint_files)
+                        RunHandle, WorkerInfo, check_transition)
 
 SCHEMA_VERSION = 2
 _SCHEMA_V1 = """
@@ -178,11 +178,11 @@ class SqliteLedger:
         with self._lock:
             return dict(self._db.execute("SELECT state, COUNT(*) FROM recordings GROUP BY state").fetchall())
 
-    def held_files(self) -> set[str]:
+    def held_checkpoints(self) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute("SELECT checkpoint FROM recordings WHERE checkpoint IS NOT NULL "
-                                    "AND state != 'stored'").fetchall()
-        return checkpoint_files(json.loads(r[0]) for r in rows)
+                                    "AND state != 'stored' ORDER BY source, id").fetchall()
+        return [json.loads(r[0]) for r in rows]
 
     # ------------------------------------------------------------------ runs
 
