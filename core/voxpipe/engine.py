@@ -144,6 +144,18 @@ class RunSummary:
         return sum(r.bytes for r in self.results)
 
 
+def state_dir_for(config: PipelineConfig, sinks: list[Sink]) -> Path:
+    """The pipeline's state directory (created): ``state_dir``, else ``.voxpipe/<pipeline>``
+    inside the first sink's archive directory, else under the working directory."""
+    if config.settings.state_dir is not None:
+        path = Path(config.settings.state_dir)
+    else:
+        base = next((d for s in sinks if (d := s.archive_dir()) is not None), None)
+        path = (Path(base) / ".voxpipe" / config.name) if base is not None else Path(".voxpipe") / config.name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 class Runner:
     """Runs one pipeline once. Create, then ``await runner.run()``.
 
@@ -202,7 +214,7 @@ class Runner:
         run: RunHandle | None = None
         try:
             self.sinks = [self._make(c, context, components) for c in self.config.sinks]
-            context.state_dir = self._state_dir()
+            context.state_dir = state_dir_for(self.config, self.sinks)
             summary.state_dir = context.state_dir
             audit = context.audit = AuditLog(self.settings.audit_log or context.state_dir / "audit.jsonl")
             self.source: Source = self._make(self.config.source, context, components)
@@ -282,15 +294,6 @@ class Runner:
         component = cfg.info.cls(cfg.settings, context)
         components.append(component)
         return component
-
-    def _state_dir(self) -> Path:
-        if self.settings.state_dir is not None:
-            path = Path(self.settings.state_dir)
-        else:
-            base = next((d for s in self.sinks if (d := s.archive_dir()) is not None), None)
-            path = (Path(base) / ".voxpipe" / self.config.name) if base is not None else Path(".voxpipe") / self.config.name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
 
     async def _cleanup_orphans(self) -> None:
         """Delete temporary files left by a crash, except those a resumable checkpoint holds."""
