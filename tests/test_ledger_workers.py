@@ -8,6 +8,7 @@ test can show that no recording was downloaded by two workers at the same time.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import json
@@ -26,6 +27,9 @@ from voxpipe.ledger import open_ledger
 from voxpipe.serving import serve_in_thread
 from voxpipe_cxone.emulator.app import CxoneEmulator
 from voxpipe_cxone.emulator.settings import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, EmulatorSettings
+from voxpipe_webhook.pg_outbox import PgOutbox
+
+from webhook_receiver import Receiver, verified
 
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc to map sockets")
 
@@ -57,7 +61,13 @@ pipelines:
       - type: gzip
         dir: {out}
         level: 1
+      - type: webhook
+        url: {hook}/hooks/voxpipe
+        secrets: ["{secret}"]
+        retry_schedule: [0, 0.2]
+        timeout: 5
 """
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"three-workers-webhook-secret-0123").decode()
 
 
 class RequestLog:
@@ -132,10 +142,12 @@ def test_three_workers_one_killed_store_every_recording_once(tmp_path, pg_url):
     env = {**os.environ, "CXONE_SECRET": DEMO_CLIENT_SECRET, "LEDGER_URL": pg_url}
     pids: set[int] = set()
     log = RequestLog(CxoneEmulator(EmulatorSettings(recordings=recs)), pids)
-    with serve_in_thread(log) as base:
+    receiver = Receiver()
+    with serve_in_thread(log) as base, serve_in_thread(receiver) as hook:
         config = tmp_path / "pipeline.yaml"
         config.write_text(PIPELINE.format(state=state, lease=LEASE, heartbeat=HEARTBEAT, base=base,
-                                          client_id=DEMO_CLIENT_ID, ids=tmp_path / "ids.txt", out=out))
+                                          client_id=DEMO_CLIENT_ID, ids=tmp_path / "ids.txt", out=out, hook=hook,
+                                          secret=WEBHOOK_SECRET))
         procs = []
         for _ in range(WORKERS):
             proc = _worker(config, env)
@@ -176,6 +188,11 @@ def test_three_workers_one_killed_store_every_recording_once(tmp_path, pg_url):
             outcomes = ledger.outcomes(run["run_id"])
             assert sorted(o["id"] for o in outcomes) == ids and all(o["status"] == "ok" for o in outcomes)
             assert run["workers"] == WORKERS and run["finished_at"] is not None
+            # the webhook outbox is shared: every recording announced, nothing left pending
+            outbox = PgOutbox(ledger)
+            assert outbox.counts()["pending"] == 0 and outbox.counts()["delivered"] >= RECORDINGS
+            announced = {b["recording_id"] for b in verified(receiver.snapshot(), WEBHOOK_SECRET) if b["success"]}
+            assert announced == set(ids)
         finally:
             ledger.close()
 

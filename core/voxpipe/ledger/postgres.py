@@ -122,6 +122,12 @@ class PostgresLedger:
                     conn.execute(MIGRATIONS[version])
                     conn.execute("INSERT INTO voxpipe.schema_migrations (version) VALUES (%s)", (version,))
 
+    def connection(self):
+        """A pooled connection to the ledger's database, as a context manager (committed on
+        exit), for components that keep their own tables beside the ledger's in the
+        ``voxpipe`` schema (the webhook outbox). Driver errors are raised as they are."""
+        return self._pool.connection()
+
     def schema_version(self) -> int:
         """The schema version applied to the database."""
         return self._one("SELECT max(version) FROM voxpipe.schema_migrations", {})[0]
