@@ -55,11 +55,11 @@ def test_claims_never_repeat_and_the_queue_drains(make_ledger):
     second = ledger.claim(run, limit=100, lease_seconds=60)
     assert [c.lease.id for c in first] == IDS[:4] and [c.lease.id for c in second] == IDS[4:]
     assert first[1].metadata == {"n": 1} and not first[0].takeover and first[0].lease.token == 1
+    assert first[0].attempt == 1 and first[0].state.state == "queued"  # the row before the claim
     assert ledger.claim(run, limit=5, lease_seconds=60) == []
     status = ledger.queue_status(run)
-    assert status.open == {"queued": 10} and status.claimable == 0 and not status.drained
+    assert status.open == {"downloading": 10} and status.claimable == 0 and not status.drained
     for claim in first + second:
-        assert ledger.begin_attempt(claim.lease) == 1
         ledger.verified(claim.lease, sha256="ab" * 32, verdicts=[{"verifier": "sha256", "ok": True}])
         ledger.finish(claim.lease, Finish("stored", stored=[{"sink": "files", "path": f"/a/{claim.lease.id}"}],
                                           outcome=("ok", {"id": claim.lease.id, "status": "ok"})), run_id=run.run_id)
@@ -80,7 +80,6 @@ def test_an_expired_lease_is_taken_over_and_the_old_holder_is_fenced(make_ledger
     ledger = make_ledger()
     run = queued(ledger, ids=["r1"])
     old = ledger.claim(run, limit=1, lease_seconds=0.3)[0].lease
-    ledger.begin_attempt(old)
     ledger.checkpoint(old, resume_offset=1000, checkpoint={"sinks": [{"files": ["/t/a"]}], "host": "h1"},
                       etag='"e1"', size=5000)
     assert ledger.claim(run, limit=1, lease_seconds=60) == []  # still held
@@ -89,8 +88,8 @@ def test_an_expired_lease_is_taken_over_and_the_old_holder_is_fenced(make_ledger
     taken = ledger.claim(w2, limit=1, lease_seconds=60)
     assert len(taken) == 1 and taken[0].takeover and taken[0].lease.token == old.token + 1
     assert taken[0].state.resume_offset == 1000 and taken[0].state.checkpoint["host"] == "h1"
+    assert taken[0].attempt == 2 and taken[0].state.state == "downloading"
     new = taken[0].lease
-    assert ledger.begin_attempt(new) == 2
     ledger.checkpoint(new, resume_offset=2000, checkpoint={"sinks": [{"files": ["/t/b"]}]}, etag='"e1"', size=5000)
     for change in (lambda: ledger.checkpoint(old, resume_offset=4000, checkpoint={}, etag=None, size=None),
                    lambda: ledger.clear_checkpoint(old), lambda: ledger.begin_attempt(old),
@@ -112,7 +111,6 @@ def test_failed_recordings_keep_or_drop_checkpoints_then_reset_and_forget(make_l
     run = queued(ledger, ids=["a", "b"])
     a, b = (c.lease for c in ledger.claim(run, limit=2, lease_seconds=60))
     for lease in (a, b):
-        ledger.begin_attempt(lease)
         ledger.checkpoint(lease, resume_offset=10, checkpoint={"sinks": [{"files": ["/x"]}]}, etag=None, size=None)
     ledger.finish(a, Finish("failed", reason="interrupted", message="stop", keep_checkpoint=True), run_id=run.run_id)
     ledger.finish(b, Finish("failed", reason="http-401", message="recording b: 401",
@@ -145,7 +143,9 @@ def test_illegal_transitions_raise(make_ledger):
     ledger = make_ledger()
     run = queued(ledger, ids=["x"])
     lease = ledger.claim(run, limit=1, lease_seconds=60)[0].lease
-    with pytest.raises(LedgerError, match="illegal ledger transition queued -> verified"):
+    ledger.verified(lease, sha256=None, verdicts=[])
+    ledger.finish(lease, Finish("stored"), run_id=run.run_id)
+    with pytest.raises(LedgerError, match="illegal ledger transition stored -> verified"):
         ledger.verified(lease, sha256=None, verdicts=[])
     with pytest.raises(LedgerError, match="stored or failed"):
         ledger.finish(lease, Finish("verified"), run_id=run.run_id)
@@ -179,7 +179,6 @@ def test_concurrent_claims_skip_locked_rows(pg):
         handle = RunHandle(run.run_id, f"w{n}")
         while claims := workers[n].claim(handle, limit=7, lease_seconds=60):
             for claim in claims:
-                workers[n].begin_attempt(claim.lease)
                 workers[n].finish(claim.lease, Finish("stored", outcome=("ok", {"id": claim.lease.id})),
                                   run_id=run.run_id)
                 got[n].append(claim.lease.id)
@@ -204,6 +203,7 @@ def test_workers_join_one_run_and_the_last_one_finishes_it(pg):
     a.enqueue(run_a, "cxone", [("1", {}), ("1", {}), ("2", {})], max_attempts_total=3)  # duplicate ids: one row
     a.end_discovery(run_a)
     assert b.queue_status(run_b).open == {"queued": 2}
+    assert [c.attempt for c in b.claim(run_b, limit=5, lease_seconds=60)] == [1, 1]
     assert not a.finish_run(run_a, interrupted=False)
     assert b.finish_run(run_b, interrupted=False)
     [run] = a.runs()
@@ -232,7 +232,6 @@ def test_scopes_keep_tenants_and_pipelines_apart(pg):
     for ledger in (t1, t2, other):
         run = queued(ledger, ids=["100", "101"])
         lease = ledger.claim(run, limit=1, lease_seconds=60)[0].lease
-        ledger.begin_attempt(lease)
         ledger.finish(lease, Finish("stored"), run_id=run.run_id)
     for ledger in (t1, t2, other):
         assert ledger.counts() == {"stored": 1, "queued": 1}

@@ -431,7 +431,8 @@ class Runner:
             held = self.keeper.hold(lease)
             with held.scope:
                 for attempt in range(1, self.settings.max_stream_attempts + 1):
-                    result, retry = await self._attempt(spec, attempt, held, takeover)
+                    begun = claim.attempt if claim is not None and attempt == 1 else None
+                    result, retry = await self._attempt(spec, attempt, held, takeover, begun)
                     if result.ok or not retry or self._stopping or held.lost:
                         break
                     log.warning("stream %s: %s; restarting from byte 0 (attempt %d of %d)", spec.id, result.message,
@@ -496,8 +497,10 @@ class Runner:
             except Exception:
                 log.exception("sink %r failed to discard a checkpoint", sink.type)
 
-    async def _attempt(self, spec: StreamSpec, attempt: int, held: Held, takeover: bool
+    async def _attempt(self, spec: StreamSpec, attempt: int, held: Held, takeover: bool, begun: int | None = None
                        ) -> tuple[StreamResult, bool]:
+        """One attempt of a stream under ``held``'s lease; ``begun``: the attempt number a
+        claim already counted (else :meth:`LedgerBackend.begin_attempt` counts it)."""
         stream = Stream(spec, source=self.config.source.type, pipeline=self.config.name,
                         audit=self.context.audit, attempt=attempt, on_event=self.observer.stream_event,
                         phone_policy=self._phone_policy)
@@ -508,7 +511,7 @@ class Runner:
         retry = False
         ledger, lease = self.ledger, held.lease
         try:
-            result.attempts = await ledger.begin_attempt(lease)
+            result.attempts = begun if begun is not None else await ledger.begin_attempt(lease)
         except LeaseLost as exc:
             return self._lost(stream, result, exc), False
         self.observer.stream_started(stream)

@@ -122,12 +122,15 @@ class Lease:
 @dataclass(frozen=True)
 class Claim:
     """A recording taken from the shared queue: its lease, the discovered spec's metadata
-    (JSON) and the row as it was when claimed (``takeover``: the previous lease expired)."""
+    (JSON), the row as it was before the claim (``takeover``: the previous lease expired),
+    and ``attempt``, the attempt the claim began (the claim marks the row ``downloading``
+    and counts it, so the first attempt needs no :meth:`LedgerBackend.begin_attempt`)."""
 
     lease: Lease
     metadata: Mapping[str, Any]
     state: RecordingState
     takeover: bool = False
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
@@ -297,7 +300,9 @@ class LedgerBackend(Protocol):
     def claim(self, run: RunHandle, *, limit: int, lease_seconds: float) -> list[Claim]:
         """Lease up to ``limit`` recordings of the run's queue: ``queued`` ones, and
         unfinished ones whose lease expired (a takeover: the lease token increments).
-        Concurrent claims never return the same recording (``FOR UPDATE SKIP LOCKED``)."""
+        Each claimed row becomes ``downloading`` with its attempt counted (one round trip
+        for claim and attempt). Concurrent claims never return the same recording
+        (``FOR UPDATE SKIP LOCKED``)."""
 
     def queue_status(self, run: RunHandle) -> QueueStatus:
         """Open recordings of the run per state, how many are claimable now, and the

@@ -16,10 +16,23 @@ shorten or lengthen leases.
 Each method is one transaction on a pooled connection; :meth:`PostgresLedger.finish`
 writes the final state and the run's outcome in one statement. Driver errors become
 :class:`LedgerError` naming the redacted URL.
+
+Durability: :meth:`~PostgresLedger.finish`, runs, discovery and administration commit
+durably (WAL flushed). The in-between changes of an attempt (``claim``,
+``begin_attempt``, ``checkpoint``, ``verified``) commit with ``synchronous_commit =
+off``: the server flushes them within ``wal_writer_delay`` (200 ms by default), and a
+database crash can lose the last of them but never reorders or corrupts anything. What
+such a loss means is repeated work only: a lost claim or ``verified`` is claimed and
+done again (fencing refuses the stale holder, whose worker id no longer matches); a lost
+checkpoint resumes from the previous one, as after a crash between a sink's fsync and
+its checkpoint. One flush per recording instead of four is what lets one worker do
+hundreds of recordings per second on a disk whose fsync takes milliseconds
+(``benchmarks/ledger_scale.py``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import threading
@@ -142,13 +155,16 @@ class PostgresLedger:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _one(self, sql: str, params: Mapping[str, Any]) -> tuple | None:
-        with self._pool.connection() as conn:
-            return conn.cursor(row_factory=tuple_row).execute(sql, {**self._scope, **params}).fetchone()
+    def _one(self, sql: str, params: Mapping[str, Any], *, durable: bool = True) -> tuple | None:
+        rows = self._all(sql, params, durable=durable)
+        return rows[0] if rows else None
 
-    def _all(self, sql: str, params: Mapping[str, Any]) -> list[tuple]:
+    def _all(self, sql: str, params: Mapping[str, Any], *, durable: bool = True) -> list[tuple]:
         with self._pool.connection() as conn:
-            return conn.cursor(row_factory=tuple_row).execute(sql, {**self._scope, **params}).fetchall()
+            if not durable:  # see "Durability" in the module docstring
+                conn.execute("SET LOCAL synchronous_commit TO OFF")
+            cur = conn.cursor(row_factory=tuple_row).execute(sql, {**self._scope, **params})
+            return cur.fetchall() if cur.description else []
 
     # ------------------------------------------------------------------ reads
 
@@ -323,19 +339,21 @@ class PostgresLedger:
     @_translated
     def claim(self, run: RunHandle, *, limit: int, lease_seconds: float) -> list[Claim]:
         rows = self._all(
-            f"WITH picked AS (SELECT source, id, {_TAKEOVER} AS takeover FROM voxpipe.recordings "
+            f"WITH picked AS (SELECT source, id, state, {_TAKEOVER} AS takeover FROM voxpipe.recordings "
             f"WHERE {_SCOPE} AND run_id = %(run)s AND {_CLAIMABLE} ORDER BY id LIMIT %(limit)s "
             "FOR UPDATE SKIP LOCKED) "
             f"UPDATE voxpipe.recordings r SET worker = %(worker)s, lease_token = r.lease_token + 1, "
-            f"lease_until = {_NOW} + %(lease)s FROM picked WHERE r.pipeline = %(pipeline)s "
+            f"lease_until = {_NOW} + %(lease)s, state = 'downloading', attempts = r.attempts + 1, "
+            f"updated_at = {_NOW} FROM picked WHERE r.pipeline = %(pipeline)s "
             "AND r.identity = %(identity)s AND r.source = picked.source AND r.id = picked.id "
-            f"RETURNING {_R_COLUMNS}, r.spec, picked.takeover",
-            {"run": run.run_id, "limit": limit, "worker": run.worker, "lease": lease_seconds})
+            f"RETURNING {_R_COLUMNS}, picked.state, r.spec, picked.takeover",
+            {"run": run.run_id, "limit": limit, "worker": run.worker, "lease": lease_seconds}, durable=False)
         claims = []
         for row in sorted(rows, key=lambda r: r[1]):
-            state = _row(row[:-2])
+            state = _row(row[:-3])
             lease = Lease(state.source, state.id, run.worker, state.lease_token, state.lease_until)
-            claims.append(Claim(lease, row[-2] or {}, state, takeover=bool(row[-1])))
+            before = dataclasses.replace(state, state=row[-3], attempts=state.attempts - 1)
+            claims.append(Claim(lease, row[-2] or {}, before, takeover=bool(row[-1]), attempt=state.attempts))
         return claims
 
     @_translated
@@ -369,14 +387,14 @@ class PostgresLedger:
 
     @_translated
     def begin_attempt(self, lease: Lease) -> int:
-        row = self._fenced(lease, "downloading", "attempts = attempts + 1", {}, returning="attempts")
+        row = self._fenced(lease, "downloading", "attempts = attempts + 1", {}, returning="attempts", durable=False)
         return int(row[0])
 
     @_translated
     def checkpoint(self, lease: Lease, *, resume_offset: int, checkpoint: dict[str, Any], etag: str | None,
                    size: int | None) -> None:
         self._fenced(lease, "downloading", *_sets({"resume_offset": resume_offset, "checkpoint": checkpoint,
-                                                   "etag": etag, "size": size}))
+                                                   "etag": etag, "size": size}), durable=False)
 
     @_translated
     def clear_checkpoint(self, lease: Lease) -> None:
@@ -384,7 +402,7 @@ class PostgresLedger:
 
     @_translated
     def verified(self, lease: Lease, *, sha256: str | None, verdicts: list[dict[str, Any]]) -> None:
-        self._fenced(lease, "verified", *_sets({"sha256": sha256, "verdicts": verdicts}))
+        self._fenced(lease, "verified", *_sets({"sha256": sha256, "verdicts": verdicts}), durable=False)
 
     @_translated
     def finish(self, lease: Lease, finish: Finish, *, run_id: int) -> None:
@@ -413,9 +431,9 @@ class PostgresLedger:
                      "l_id": lease.id, "l_worker": lease.worker, "l_token": lease.token}
 
     def _fenced(self, lease: Lease, new: str, sets: str, params: Mapping[str, Any], *,
-                returning: str = "state") -> tuple:
+                returning: str = "state", durable: bool = True) -> tuple:
         sql, full = self._fenced_sql(lease, new, sets, params, returning=returning)
-        row = self._one(sql, full)
+        row = self._one(sql, full, durable=durable)
         if row is None:
             self._refused(lease, new)
         return row

@@ -298,11 +298,13 @@ class SqliteLedger:
                 if decision not in (rules.Decision.CLAIM, rules.Decision.TAKEOVER):
                     continue
                 token = rules.next_token(_lease_row(state))
-                self._db.execute("UPDATE recordings SET worker=?, lease_token=?, lease_until=? WHERE source=? "
-                                 "AND id=?", (run.worker, token, now + lease_seconds, state.source, state.id))
+                check_transition(state.id, state.state, "downloading")
+                self._db.execute("UPDATE recordings SET worker=?, lease_token=?, lease_until=?, state='downloading', "
+                                 "attempts=attempts+1, updated_at=? WHERE source=? AND id=?",
+                                 (run.worker, token, now + lease_seconds, now, state.source, state.id))
                 lease = Lease(state.source, state.id, run.worker, token, now + lease_seconds)
                 claims.append(Claim(lease, json.loads(row[-1]) if row[-1] else {}, state,
-                                    takeover=decision is rules.Decision.TAKEOVER))
+                                    takeover=decision is rules.Decision.TAKEOVER, attempt=state.attempts + 1))
         return claims
 
     def queue_status(self, run: RunHandle) -> QueueStatus:
