@@ -66,6 +66,8 @@ class S3Sink(Sink):
     type = "s3"
     Settings = S3SinkSettings
     replays = False
+    #: The upload lives in the bucket: a worker on another machine can continue it.
+    shares_partial_state = True
 
     def __init__(self, settings: S3SinkSettings, context: Any):
         super().__init__(settings, context)
