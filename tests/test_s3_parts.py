@@ -148,3 +148,19 @@ def test_settings_validation():
             S3SinkSettings(**kwargs)
         # what the config loader shows (it never includes the input value)
         assert "hunter2" not in str(err.value.errors(include_url=False, include_input=False))
+
+
+def test_a_journal_entry_is_abandoned_when_its_process_is_gone_or_it_is_old():
+    import os
+    import socket
+
+    from voxpipe_s3.client import JournalEntry
+
+    def entry(host: str, pid: int, age: float) -> JournalEntry:
+        return JournalEntry("j", "b", "k", "u", "p", "r", created_at=1000.0 - age, host=host, pid=pid)
+
+    here = socket.gethostname()
+    assert not entry(here, os.getpid(), 10).abandoned(1000.0, grace=3600)  # this very process: alive
+    assert not entry("other-host", 1, 10).abandoned(1000.0, grace=3600)  # cannot check: wait
+    assert entry("other-host", 1, 4000).abandoned(1000.0, grace=3600)
+    assert entry(here, os.getpid(), 4000).abandoned(1000.0, grace=3600)

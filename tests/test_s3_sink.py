@@ -357,3 +357,37 @@ def test_a_read_back_mismatch_fails_the_recording_and_removes_the_object(tmp_pat
     assert not result.ok and result.reason == "verify-failed"
     assert f"size {6 * MiB + 1} bytes, sent {6 * MiB}" in result.message and "the object was deleted" in result.message
     assert all_keys(s3.client(), bucket) == [] and open_uploads(s3.client(), bucket) == []
+
+
+def test_orphan_cleanup_aborts_only_uploads_no_live_writer_can_own(tmp_path, s3):
+    import subprocess
+    import sys
+
+    from voxpipe.components import PipelineContext
+    from voxpipe.model import Stream
+    from voxpipe_s3.settings import S3SinkSettings
+    from voxpipe_s3.sink import S3Sink
+
+    bucket = s3.bucket("orphans")
+    client = s3.client()
+    settings = S3SinkSettings(bucket=bucket, endpoint_url=s3.endpoint, addressing_style="path", region="us-east-1",
+                              part_size=5 * MiB)
+    sink = S3Sink(settings, PipelineContext(pipeline="nightly", state_dir=tmp_path))
+
+    async def upload(rid: str) -> str:
+        stream = Stream(StreamSpec(rid, {"format": "wav"}), source="memory", pipeline="nightly", audit=None)
+        writer = await sink.begin(stream)
+        await writer.write(Chunk(0, content(rid, 5 * MiB)))
+        return writer.upload_id
+
+    crashed, live, held = (trio.run(upload, rid) for rid in ("crashed", "live", "held"))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    for entry in client.list_objects_v2(Bucket=bucket, Prefix=".voxpipe/uploads/")["Contents"]:
+        doc = json.loads(object_bytes(client, bucket, entry["Key"]))
+        if doc["upload_id"] == crashed:  # its process died (this host): abandoned at once
+            doc["pid"] = int(dead.stdout)
+            client.put_object(Bucket=bucket, Key=entry["Key"], Body=json.dumps(doc).encode())
+    removed = sink.cleanup_orphans([{"upload_id": held}])
+    assert len(removed) == 1 and "crashed" in removed[0] and crashed in removed[0]
+    # "live": its writer's process (this one) still runs and no checkpoint holds it yet: kept
+    assert {u["UploadId"] for u in open_uploads(client, bucket)} == {live, held}

@@ -9,6 +9,8 @@ container and instance roles); nothing here reads or logs them.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -119,6 +121,20 @@ class JournalEntry:
     pipeline: str
     recording_id: str
     created_at: float
+    host: str = ""
+    pid: int = 0
+
+    def abandoned(self, now: float, grace: float) -> bool:
+        """Whether no live writer can still be using the upload: the process that created it
+        on this host is gone, or (another host's, or unknown) it is older than ``grace`` seconds."""
+        if self.host == socket.gethostname() and self.pid > 0:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                pass
+        return now - self.created_at > grace
 
 
 def journal_add(client: Any, bucket: str, prefix: str, *, key: str, upload_id: str, pipeline: str,
@@ -126,7 +142,8 @@ def journal_add(client: Any, bucket: str, prefix: str, *, key: str, upload_id: s
     """Record a new multipart upload in the journal; returns the entry's key."""
     entry = journal_key(prefix, upload_id)
     body = json.dumps({"key": key, "upload_id": upload_id, "pipeline": pipeline, "recording_id": recording_id,
-                       "created_at": time.time()}, sort_keys=True).encode()
+                       "created_at": time.time(), "host": socket.gethostname(), "pid": os.getpid()},
+                      sort_keys=True).encode()
     client.put_object(Bucket=bucket, Key=entry, Body=body, ContentType="application/json",
                       ChecksumAlgorithm="SHA256")
     return entry
@@ -152,7 +169,8 @@ def journal_entries(client: Any, bucket: str, prefix: str) -> Iterator[JournalEn
                 doc = json.loads(client.get_object(Bucket=bucket, Key=name)["Body"].read(MAX_JOURNAL_ENTRY))
                 yield JournalEntry(journal=name, bucket=bucket, key=str(doc["key"]), upload_id=str(doc["upload_id"]),
                                    pipeline=str(doc.get("pipeline", "")), recording_id=str(doc.get("recording_id", "")),
-                                   created_at=float(doc.get("created_at", 0)))
+                                   created_at=float(doc.get("created_at", 0)), host=str(doc.get("host", "")),
+                                   pid=int(doc.get("pid", 0)))
             except (*ERRORS, ValueError, KeyError, TypeError):
                 continue  # removed while listing, or not an entry this plugin wrote: skipped
 

@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, Mapping
 
@@ -56,6 +57,10 @@ CONTENT_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg", "mp4": "video/mp4", "m
                  "ogg": "audio/ogg", "opus": "audio/ogg", "webm": "audio/webm", "flac": "audio/flac"}
 #: Retention shorter than this at upload time is not applied (S3 refuses a retain-until date in the past).
 MIN_REMAINING_RETENTION = timedelta(minutes=1)
+#: Seconds after which an upload no checkpoint holds counts as abandoned even if the
+#: process that created it cannot be checked (another host): far longer than a live
+#: writer takes from creating an upload to its first checkpoint.
+ORPHAN_GRACE_SECONDS = 6 * 3600
 #: Object metadata key holding the stored bytes' SHA-256 (hex) on single-PUT objects.
 SHA256_METADATA = "voxpipe-sha256"
 
@@ -193,12 +198,21 @@ class S3Sink(Sink):
             s3.abort_upload(self.client, state.bucket, self.settings.prefix, state.key, state.upload_id)
 
     def cleanup_orphans(self, checkpoints: list[dict[str, Any]]) -> list[str]:
-        """Abort the uploads of this pipeline a crash left open, except those the checkpoints hold."""
+        """Abort the uploads of this pipeline a crash left open, except those the checkpoints hold.
+
+        Workers on several machines (or processes) may share a pipeline and its bucket: an
+        upload no checkpoint holds yet may be another worker's, just created. So only uploads
+        whose creating process on this host is gone, or older than
+        :data:`ORPHAN_GRACE_SECONDS`, are aborted.
+        """
         held = {cp.get("upload_id") for cp in checkpoints if isinstance(cp, dict)}
         removed = []
+        now = time.time()
         try:
             for entry in s3.journal_entries(self.client, self.settings.bucket, self.settings.prefix):
                 if entry.pipeline != self.context.pipeline or entry.upload_id in held:
+                    continue
+                if not entry.abandoned(now, ORPHAN_GRACE_SECONDS):
                     continue
                 s3.abort_upload(self.client, entry.bucket, self.settings.prefix, entry.key, entry.upload_id)
                 removed.append(f"s3://{entry.bucket}/{entry.key} (upload {entry.upload_id})")
