@@ -51,7 +51,10 @@ from voxpipe.model import Chunk, Stream, StreamSpec
 from voxpipe.settings import Settings, setting
 from voxpipe.voice.callstate import CallEvent, CallState, CallStateMachine, IllegalTransition
 
+from . import audiohook
 from .decoder import CallDecoder, CallProtocolError
+from .httpsig import SignatureError, decode_secret, verify
+from .platforms import AudioHookDecoder, CxoneDecoder, parse_cxone_hello
 
 log = logging.getLogger("voxpipe.voice")
 
@@ -107,10 +110,32 @@ class VoiceSourceSettings(Settings):
                                       example=[{"id": "c-1", "url": "wss://voice.example.com/calls/c-1"}])
     host: str = setting("127.0.0.1", description="Server mode: address to listen on.")
     port: int = setting(8765, description="Server mode: TCP port; 0 picks a free one (logged).", ge=0, le=65535)
-    codec: Literal["pcm16", "twilio"] = setting("pcm16", description="`pcm16`: binary PCM16 little-endian "
-                                                "messages; `twilio`: Twilio Media Streams JSON with base64 μ-law.")
-    track: Literal["inbound", "outbound"] = setting("inbound", description="Twilio: the track recorded when a "
-                                                   "stream carries both (`tracks=\"both_tracks\"`).")
+    codec: Literal["pcm16", "twilio", "audiohook", "cxone"] = setting(
+        "pcm16", description="`pcm16`: binary PCM16 little-endian messages; `twilio`: Twilio Media Streams JSON with "
+        "base64 μ-law; `audiohook`: Genesys AudioHook v2 (server mode); `cxone`: CXone Agent Assist Hub raw μ-law, "
+        "RX and TX connections of a contact joined in stereo (server mode).")
+    track: Literal["both", "inbound", "outbound"] = setting(
+        "both", description="Twilio: `both` records a `both_tracks` stream in stereo (inbound left, outbound right) "
+        "and a one-track stream in mono; `inbound`/`outbound` record that track only, in mono.")
+    max_skew_ms: int = setting(1000, description="Stereo (Twilio both tracks, CXone RX+TX): how far (ms) one side "
+                               "may run ahead of the other before the lagging side is filled with silence.",
+                               ge=0, le=60_000)
+    audiohook_api_key: SecretStr | None = setting(None, description="AudioHook: the API key Genesys must send in "
+                                                  "`X-API-KEY`; unset accepts any caller.",
+                                                  example="${AUDIOHOOK_API_KEY}")
+    audiohook_client_secret: SecretStr | None = setting(None, description="AudioHook: the client secret (base64) "
+                                                        "of the API key; when set, the upgrade request's HTTP "
+                                                        "message signature must verify.",
+                                                        example="${AUDIOHOOK_CLIENT_SECRET}")
+    stereo: bool = setting(True, description="AudioHook: accept both channels (customer left, agent right) when "
+                           "offered; `false` prefers one channel.")
+    pause_mode: Literal["silence", "gap"] = setting("silence", description="AudioHook: a paused or discarded "
+                                                    "stretch is recorded as `silence` of its length (the recording "
+                                                    "keeps the call's timeline) or left out (`gap`); counted either "
+                                                    "way.")
+    rejoin_window: float = setting(60.0, description="CXone: seconds a contact's call waits, after its last "
+                                   "connection ended, for a perspective to reconnect (a drop, or the new "
+                                   "connection after a hold) before the call is stored.", ge=0, le=86_400)
     sample_rate: Literal[8000, 16000] = setting(8000, description="PCM16 sample rate in Hz (Twilio: from `start`).")
     frame_ms: int = setting(20, description="Frame length in ms; chunks hold whole frames.", ge=10, le=100)
     token: SecretStr | None = setting(None, description="Bearer token: sent in `Authorization` (client mode), "
@@ -144,7 +169,7 @@ class VoiceSourceSettings(Settings):
     backend: Literal["auto", "native", "python"] = setting("auto", description="DSP backend for reassembly and "
                                                            "μ-law decoding (see docs/native.md).")
 
-    @field_validator("max_calls", "token", mode="before")
+    @field_validator("max_calls", "token", "audiohook_api_key", "audiohook_client_secret", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         # ``${VAR:-}`` in YAML gives "" for an unset variable: treat it as not configured.
@@ -159,6 +184,12 @@ class VoiceSourceSettings(Settings):
         for url in [self.url or "", *self.urls, *(c.url for c in self.calls)]:
             if url and not url.startswith(("ws://", "wss://")):
                 raise ValueError(f"URL {_display(url)} is not ws:// or wss://")
+        if self.codec in ("audiohook", "cxone") and self.mode != "server":
+            raise ValueError(f"codec {self.codec} is server mode only: the platform connects to voxpipe")
+        if self.audiohook_client_secret is not None:
+            if self.audiohook_api_key is None:
+                raise ValueError("audiohook_client_secret needs audiohook_api_key")
+            decode_secret(self.audiohook_client_secret.get_secret_value())
         if self.jitter_depth_ms % self.frame_ms:
             raise ValueError(f"jitter_depth_ms={self.jitter_depth_ms} is not a multiple of frame_ms={self.frame_ms}")
         return self
@@ -175,6 +206,12 @@ def _display(url: str) -> str:
 def _call_id_from_path(path: str) -> str:
     segment = urlsplit(path).path.rstrip("/").rsplit("/", 1)[-1]
     return _SAFE_ID.sub("_", segment)[:100]
+
+
+async def _send_all(ws: WebSocketConnection, outbox: list[str]) -> None:
+    """Send the protocol replies a decoder queued (AudioHook ``opened``, ``pong``, ...), in order."""
+    while outbox:
+        await ws.send_message(outbox.pop(0))
 
 
 class CallEnded(Exception):
@@ -251,25 +288,32 @@ class CallSession:
         self.call_id = call_id
         self.decoder = decoder or CallDecoder(s.codec, sample_rate=s.sample_rate, frame_ms=s.frame_ms,
                                               jitter_depth_ms=s.jitter_depth_ms, backend=_backend(s),
-                                              call_id=call_id, track=s.track)
+                                              call_id=call_id, track=s.track, max_skew_ms=s.max_skew_ms)
         self.machine = CallStateMachine(call_id, max_reconnects=s.max_reconnects)
-        width = self.decoder.wire_width
-        frame = self.decoder.frame_bytes // 2 * width
-        self.buffer = _FrameBuffer(max(frame, s.sample_rate * width * s.buffer_ms // 1000),
-                                   max(frame, s.sample_rate * width * s.chunk_ms // 1000))
+        self._size_buffer()
+        self.active = 0  # CXone: connections feeding this call now
+        self._scopes: set[trio.CancelScope] = set()  # CXone: one per connection
+        self.generation = 0  # CXone: connections seen (a rejoin timer checks nobody came back)
         self.last_message = 0.0
         self.cancel_scope = trio.CancelScope()
         self.stream: Stream | None = None
         self.close_code: int | None = None
 
+    def _size_buffer(self) -> None:
+        """The connection→pipeline buffer, sized by the decoder's wire format (call again
+        when a handshake changed it, e.g. a Twilio both-tracks ``start``)."""
+        s, d = self.settings, self.decoder
+        per_second = d.sample_rate * d.wire_width * d.channels
+        frame = d.frame_bytes // 2 * d.wire_width
+        self.buffer = _FrameBuffer(max(frame, per_second * s.buffer_ms // 1000),
+                                   max(frame, per_second * s.chunk_ms // 1000))
+
     def metadata(self) -> dict[str, Any]:
         d = self.decoder
         meta: dict[str, Any] = {"format": "pcm16", "codec": self.settings.codec, "sample_rate": d.sample_rate,
-                                "channels": 1, "sample_width": 2, "frame_ms": self.settings.frame_ms,
+                                "channels": d.channels, "sample_width": 2, "frame_ms": self.settings.frame_ms,
                                 "call_id": self.call_id}
-        if d.start is not None:
-            meta.update(call_sid=d.start.call_sid, stream_sid=d.start.stream_sid, account_sid=d.start.account_sid,
-                        tracks=list(d.start.tracks), custom_parameters=dict(d.start.custom_parameters))
+        meta.update(d.facts())
         return meta
 
     def _audit(self, event: str, **fields: Any) -> None:
@@ -296,16 +340,18 @@ class CallSession:
                 yield Chunk(offset, tail)
         finally:
             stream.metadata.update(self.metadata())
-            quality = self.decoder.quality.snapshot().to_dict()
+            quality = self.decoder.quality_report()
             quality.update(reconnects=self.machine.reconnects, messages=self.decoder.messages,
                            close_code=self.close_code, state=self.machine.state.value)
             stream.metadata["quality"] = quality
             self.buffer.abandon()
             self.cancel_scope.cancel()
+            for scope in self._scopes:
+                scope.cancel()
 
     # ----------------------------------------------------------------- one connection
 
-    async def pump(self, ws: WebSocketConnection) -> int | None:
+    async def pump(self, ws: WebSocketConnection, feed=None) -> int | None:
         """Read messages until the connection closes; returns the close code, or ``None``
         when the connection was lost (no close frame, read timeout, missing pong).
 
@@ -314,6 +360,8 @@ class CallSession:
         """
         s = self.settings
         decoder, buffer, machine = self.decoder, self.buffer, self.machine
+        feed = feed or decoder.feed
+        outbox: list[str] | None = getattr(decoder, "outbox", None)
         media = CallEvent.MEDIA
         lost = False
         error: Exception | None = None  # raised after the nursery, not wrapped in an ExceptionGroup
@@ -331,7 +379,11 @@ class CallSession:
                         self.last_message = trio.current_time()
                         if machine.state is not CallState.STREAMING:
                             machine.apply(media)  # raises if media is illegal now; STREAMING→STREAMING is a no-op
-                        pcm = decoder.feed(message, time.monotonic())
+                        pcm = feed(message, time.monotonic())
+                        if outbox:
+                            await _send_all(ws, outbox)
+                        if decoder.error:
+                            raise CallProtocolError(decoder.error)
                         if pcm:
                             await buffer.put(pcm)
                         if decoder.stopped and machine.state is CallState.STREAMING:
@@ -427,12 +479,58 @@ class CallSession:
             except CallProtocolError as exc:
                 self._fail(StreamError(str(exc), reason="bad-message"))
                 with trio.move_on_after(DISCONNECT_TIMEOUT):
+                    if isinstance(self.decoder, AudioHookDecoder):
+                        await audiohook_goodbye(ws, self.decoder)  # disconnect sent: await close, say closed
                     await ws.aclose(1007, "bad message")
             except trio.BrokenResourceError:
                 with trio.move_on_after(DISCONNECT_TIMEOUT):
                     await ws.aclose(1011, "call not recorded")
             except IllegalTransition as exc:
                 self._fail(StreamError(str(exc), reason="call-state"))
+
+    # ----------------------------------------------------------------- CXone: many connections, one call
+
+    async def serve_perspective(self, ws: WebSocketConnection, perspective: str) -> None:
+        """CXone: feed one connection of ``perspective`` into this call. When the last
+        connection ends, the call waits ``rejoin_window`` s for one to come back (a drop,
+        or the new connection after a hold) and is then stored."""
+        decoder = self.decoder
+        assert isinstance(decoder, CxoneDecoder)
+        decoder.connect(perspective, time.monotonic())
+        self.active += 1
+        self.generation += 1
+        if self.machine.state is CallState.CONNECTING:
+            self.machine.apply(CallEvent.CONNECTED)
+        if self.active > 1 or self.generation > 1:
+            self._audit("call-joined", perspective=perspective, connection=decoder.connections[perspective])
+        try:
+            with trio.CancelScope() as scope:
+                self._scopes.add(scope)
+                await self.pump(ws, partial(decoder.feed_from, perspective))
+        except CallProtocolError as exc:
+            self._fail(StreamError(str(exc), reason="bad-message"))
+            with trio.move_on_after(DISCONNECT_TIMEOUT):
+                await ws.aclose(1007, "bad message")
+        except trio.BrokenResourceError:
+            with trio.move_on_after(DISCONNECT_TIMEOUT):
+                await ws.aclose(1011, "call not recorded")
+        finally:
+            self._scopes.discard(scope)
+            self.active -= 1
+            decoder.disconnect(perspective, time.monotonic())
+            if self.active == 0 and not self.buffer._closed:
+                nursery = self.source._nursery
+                if nursery is None or self.cancel_scope.cancel_called:
+                    self.buffer.close(StreamError(f"call {self.call_id}: interrupted", reason="interrupted"))
+                else:
+                    nursery.start_soon(self._rejoin_timer, self.generation)
+
+    async def _rejoin_timer(self, generation: int) -> None:
+        await trio.sleep(self.settings.rejoin_window)
+        if self.active == 0 and self.generation == generation:
+            self.source._forget_joined(self)
+            self._end_normally()
+            await self._finish()
 
     # ----------------------------------------------------------------- client mode
 
@@ -510,6 +608,15 @@ class CallSession:
         self.buffer.close(StreamError(f"call {self.call_id}: stopped", reason="interrupted"))
 
 
+async def audiohook_goodbye(ws: WebSocketConnection, decoder: AudioHookDecoder) -> None:
+    """After our ``disconnect``: read until the client's ``close``, answer ``closed``
+    (the caller bounds the wait)."""
+    await _send_all(ws, decoder.outbox)
+    while decoder.session.state is not audiohook.State.CLOSED:
+        decoder.feed(await ws.get_message())
+        await _send_all(ws, decoder.outbox)
+
+
 def _is_close_race(exc: BaseException) -> bool:
     """Whether ``exc`` is only wsproto refusing a frame on a closing connection."""
     if isinstance(exc, BaseExceptionGroup):
@@ -534,6 +641,7 @@ class VoiceSource(Source):
         send, receive = trio.open_memory_channel[CallSession](settings.pending_calls)
         self._pending_send, self._pending_receive = send, receive
         self._refusing = False
+        self._joined: dict[tuple[str, bool], CallSession] = {}  # CXone: (contact id, MIX?) -> call
         self._ids = itertools.count(1)
         self.server = None
         self.port: int | None = None
@@ -689,8 +797,16 @@ class VoiceSource(Source):
             await ws.aclose(TRY_AGAIN_LATER, "try again later")
             return
         call_id = _call_id_from_path(request.path) or f"call-{secrets.token_hex(6)}"
-        session = CallSession(self, call_id)
-        session.machine.apply(CallEvent.DIAL)
+        if s.codec == "cxone":
+            await self._handle_cxone(ws, call_id)
+            return
+        if s.codec == "audiohook":
+            session = await self._audiohook_handshake(ws, request, call_id)
+            if session is None:
+                return
+        else:
+            session = CallSession(self, call_id)
+            session.machine.apply(CallEvent.DIAL)
         if s.codec == "twilio":
             try:
                 with trio.fail_after(s.start_timeout):
@@ -704,18 +820,131 @@ class VoiceSource(Source):
                 return
             session.call_id = session.decoder.call_id = _SAFE_ID.sub("_", session.decoder.start.call_sid)[:100] \
                 or call_id
-        try:
-            self._pending_send.send_nowait(session)
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            self.refused += 1
-            log.warning("websocket-voice: refused call %s: %d calls already wait for a pipeline slot (close %d)",
-                        session.call_id, s.pending_calls, TRY_AGAIN_LATER)
+            session._size_buffer()  # a both-tracks start made the call stereo
+        if not self._enqueue(session):
             await ws.aclose(TRY_AGAIN_LATER, "try again later")
             return
-        self.accepted += 1
         try:
             await session.serve(ws)
         finally:
             if ws.closed is None:  # ended without a close handshake (lost, interrupted): say goodbye
                 with trio.CancelScope(shield=True), trio.move_on_after(DISCONNECT_TIMEOUT):
                     await ws.aclose(1001, "going away")
+
+    def _enqueue(self, session: CallSession) -> bool:
+        """Hand a handshaken call to discovery; ``False`` when the queue is full."""
+        try:
+            self._pending_send.send_nowait(session)
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            self.refused += 1
+            log.warning("websocket-voice: refused call %s: %d calls already wait for a pipeline slot (close %d)",
+                        session.call_id, self.settings.pending_calls, TRY_AGAIN_LATER)
+            return False
+        self.accepted += 1
+        return True
+
+    # ----------------------------------------------------------------- Genesys AudioHook
+
+    def _audiohook_check(self, request: WebSocketRequest) -> str | None:
+        """``None`` if the upgrade request carries the configured API key (and a valid
+        signature when a client secret is set), else why not (never a secret)."""
+        s = self.settings
+        if s.audiohook_api_key is None:
+            return None
+        headers: dict[str, str] = {}
+        for name, value in request.headers:
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        api_key = s.audiohook_api_key.get_secret_value()
+        if not hmac.compare_digest(headers.get("x-api-key", "").encode(), api_key.encode()):
+            return "missing or unknown X-API-KEY"
+        if s.audiohook_client_secret is not None:
+            try:
+                verify(headers, request_target=request.path, api_key=api_key,
+                       key=decode_secret(s.audiohook_client_secret.get_secret_value()), now=time.time())
+            except SignatureError as exc:
+                return f"signature: {exc}"
+        return None
+
+    async def _audiohook_handshake(self, ws: WebSocketConnection, request: WebSocketRequest,
+                                   call_id: str) -> CallSession | None:
+        """Run the ``open`` transaction; the call (id: the conversation id) once ``opened``.
+        An unauthenticated or unacceptable ``open`` gets ``disconnect`` and, after the
+        client's ``close``, ``closed``: nothing is recorded."""
+        s = self.settings
+        refused = self._audiohook_check(request)
+        org = next((v.decode("latin-1") for n, v in request.headers if n.lower() == b"audiohook-organization-id"),
+                   None)
+        session = audiohook.ServerSession(authorized=refused, stereo=s.stereo, organization_id=org)
+        decoder = AudioHookDecoder(session, frame_ms=s.frame_ms, pause_mode=s.pause_mode, backend=_backend(s),
+                                   call_id=call_id)
+        try:
+            with trio.fail_after(s.start_timeout):
+                while decoder.opened is None and decoder.refused is None:
+                    decoder.feed(await ws.get_message(), time.monotonic())
+                    await _send_all(ws, decoder.outbox)
+        except (trio.TooSlowError, ConnectionClosed) as exc:
+            log.warning("websocket-voice: AudioHook session without open: %s",
+                        "no open message" if isinstance(exc, trio.TooSlowError) else "connection closed")
+            with trio.move_on_after(DISCONNECT_TIMEOUT):
+                await ws.aclose(1008, "expected an AudioHook open message")
+            return None
+        if decoder.refused is not None:
+            self.refused += 1
+            log.warning("websocket-voice: refused AudioHook session %s: %s", session.session_id, decoder.refused)
+            with trio.move_on_after(DISCONNECT_TIMEOUT):
+                try:
+                    await audiohook_goodbye(ws, decoder)
+                except ConnectionClosed:
+                    return None
+                await ws.aclose(1000, "refused")
+            return None
+        opened = decoder.opened
+        conversation = opened.open.get("conversationId")
+        call_id = _SAFE_ID.sub("_", str(conversation or opened.session_id))[:100] or call_id
+        decoder.call_id = call_id
+        call = CallSession(self, call_id, decoder)
+        call.machine.apply(CallEvent.DIAL)
+        return call
+
+    # ----------------------------------------------------------------- CXone Agent Assist
+
+    async def _handle_cxone(self, ws: WebSocketConnection, path_id: str) -> None:
+        """One CXone connection: its initial message names the perspective; RX and TX of a
+        contact feed one stereo call (MIX: a mono call), new connections of a contact whose
+        call still waits (``rejoin_window``) continue it."""
+        s = self.settings
+        try:
+            with trio.fail_after(s.start_timeout):
+                perspective, contact, hello = parse_cxone_hello(await ws.get_message(), path_id)
+        except (trio.TooSlowError, CallProtocolError, ConnectionClosed) as exc:
+            what = "no initial message" if isinstance(exc, trio.TooSlowError) else str(exc)
+            log.warning("websocket-voice: refused a CXone stream: %s", what)
+            with trio.move_on_after(DISCONNECT_TIMEOUT):
+                await ws.aclose(1008, "expected the initial message with streamPerspective")
+            return
+        contact = _SAFE_ID.sub("_", contact)[:100] or path_id
+        key = (contact, perspective == "MIX")
+        call = self._joined.get(key)
+        if call is None:
+            decoder = CxoneDecoder(stereo=perspective != "MIX", frame_ms=s.frame_ms, max_skew_ms=s.max_skew_ms,
+                                   backend=_backend(s), call_id=contact)
+            decoder.hello = hello
+            call = CallSession(self, contact, decoder)
+            call.machine.apply(CallEvent.DIAL)
+            if not self._enqueue(call):
+                await ws.aclose(TRY_AGAIN_LATER, "try again later")
+                return
+            self._joined[key] = call
+        try:
+            await call.serve_perspective(ws, perspective)
+        finally:
+            if ws.closed is None:
+                with trio.CancelScope(shield=True), trio.move_on_after(DISCONNECT_TIMEOUT):
+                    await ws.aclose(1001, "going away")
+
+    def _forget_joined(self, call: CallSession) -> None:
+        for key, value in list(self._joined.items()):
+            if value is call:
+                del self._joined[key]

@@ -20,6 +20,8 @@ _from_buffer = ffi.from_buffer
 _vp_gain = lib.vp_gain
 _vp_gate_process = lib.vp_gate_process
 _vp_reassemble = lib.vp_reassemble
+_vp_gate_strided = lib.vp_gate_process_strided
+_vp_interleave = lib.vp_interleave
 _unpack = ffi.unpack
 _new = ffi.new
 
@@ -102,6 +104,22 @@ class Gate:
             raise out_length_error(len(dst), n)
         _vp_gate_process(self._g, src, dst, n >> 1)
         return out
+
+
+    def process_channel(self, buf: bytearray, channels: int, index: int) -> None:
+        """Gate channel ``index`` of interleaved PCM16 ``buf`` (``channels`` per sample
+        frame) in place; the other channels are left as they are."""
+        dst = _from_buffer(buf, require_writable=True)
+        n = len(dst) // (2 * channels)
+        _vp_gate_strided(self._g, dst + 2 * index, dst + 2 * index, n, channels)
+
+
+def interleave(left, right, width: int):
+    src_l, src_r = _src(left), _src(right)
+    n = len(src_l)
+    res = bytearray(2 * n)
+    _vp_interleave(src_l, src_r, _from_buffer(res), n // width, width)
+    return bytes(res)
 
 
 def _decoder(cfunc):
