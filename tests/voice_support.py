@@ -19,9 +19,10 @@ GAIN_DB = 6.0
 GATE = dict(threshold_db=-40.0, attack_ms=2.0, hold_ms=60.0, release_ms=100.0)
 
 
-def processed(pcm: bytes, sample_rate: int = 8000) -> bytes:
-    """What the test pipelines' transforms (gain then noise-gate) make of ``pcm``."""
-    gate = dsp.NoiseGate(sample_rate, GATE["threshold_db"], GATE["attack_ms"], GATE["hold_ms"], GATE["release_ms"])
+def processed(pcm: bytes, sample_rate: int = 8000, channels: int = 1) -> bytes:
+    """What the test pipelines' transforms (gain then noise-gate, one gate per channel) make of ``pcm``."""
+    gate = dsp.NoiseGate(sample_rate, GATE["threshold_db"], GATE["attack_ms"], GATE["hold_ms"], GATE["release_ms"],
+                         channels=channels)
     return gate.process(dsp.gain(pcm, GAIN_DB))
 
 
@@ -55,9 +56,9 @@ def runner_for(text: str, services: dict | None = None, observer: RunObserver | 
     return Runner(config.pipeline(None), services=services, observer=observer)
 
 
-def read_wav(path: Path) -> tuple[bytes, int]:
+def read_wav(path: Path, channels: int = 1) -> tuple[bytes, int]:
     with wave.open(str(path), "rb") as w:
-        assert w.getnchannels() == 1 and w.getsampwidth() == 2
+        assert w.getnchannels() == channels and w.getsampwidth() == 2
         return w.readframes(w.getnframes()), w.getframerate()
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import random
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Literal
@@ -32,6 +32,7 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url, wrap_server_stream
 
 from . import schedule
+from .platform_clients import push_audiohook_call, push_cxone_call
 from .source import _is_close_race
 from .schedule import Audio, Message
 
@@ -55,7 +56,7 @@ class StreamOptions:
     :ivar abort_after: cut each call's first connection after this many messages.
     """
 
-    codec: Literal["pcm16", "twilio"] = "pcm16"
+    codec: Literal["pcm16", "twilio", "audiohook", "cxone"] = "pcm16"
     speed: float = 1.0
     seed: int = 0
     min_bytes: int = 80
@@ -63,6 +64,16 @@ class StreamOptions:
     drop: float = 0.0
     reorder: float = 0.0
     abort_after: int | None = None
+    #: Twilio both tracks / AudioHook both channels / CXone RX + TX: the next file is the agent.
+    stereo: bool = False
+    #: Twilio stereo: the outbound track starts this much later (ms).
+    outbound_delay_ms: int = 40
+    #: CXone: ``(at, seconds)`` hold; AudioHook: ``(at, seconds)`` pause.
+    hold: tuple[float, float] | None = None
+    pause: tuple[float, float] | None = None
+    audiohook_format: str = "PCMU"
+    api_key: str | None = field(default=None, repr=False)
+    client_secret: str | None = field(default=None, repr=False)
 
     def plan(self, audio: Audio, call_id: str) -> list[int] | None:
         """The Twilio packet plan for a call (None: every packet, in order)."""
@@ -71,7 +82,11 @@ class StreamOptions:
         rng = random.Random(f"{self.seed}:{call_id}:plan")
         return schedule.packet_plan(len(schedule.mulaw_frames(audio)), rng, self.drop, self.reorder)
 
-    def messages(self, audio: Audio, call_id: str) -> list[Message]:
+    def messages(self, audio: Audio, call_id: str, right: Audio | None = None) -> list[Message]:
+        if self.codec == "twilio" and self.stereo and right is not None:
+            plans = (self.plan(audio, call_id), self.plan(right, call_id + ":outbound"))
+            return schedule.twilio_stereo_messages(audio, right, plans, outbound_delay_ms=self.outbound_delay_ms,
+                                                   call_sid=call_id, stream_sid=f"MZ{call_id}")
         if self.codec == "twilio":
             return schedule.twilio_messages(audio, self.plan(audio, call_id), call_sid=call_id,
                                             stream_sid=f"MZ{call_id}")
@@ -90,6 +105,8 @@ class CallReport:
     close_code: int | None = None
     aborted: bool = False
     error: str | None = None
+    #: AudioHook: what the server answered (media, pongs, closed, disconnect).
+    outcome: dict | None = None
 
 
 async def _send(ws, messages: list[Message], start: int, options: StreamOptions, report: CallReport,
@@ -192,13 +209,25 @@ class VoiceEmulatorServer:
 
 
 async def push_call(url: str, audio: Audio, call_id: str, options: StreamOptions,
-                    headers: list[tuple[bytes, bytes]] | None = None) -> CallReport:
-    """Dial ``url`` and stream ``audio`` as call ``call_id``; close with 1000 at the end."""
+                    headers: list[tuple[bytes, bytes]] | None = None, right: Audio | None = None) -> CallReport:
+    """Dial ``url`` and stream ``audio`` as call ``call_id`` (``right``: the agent's side of a
+    stereo call); close with 1000 at the end."""
     report = CallReport(call_id)
+    if options.codec == "audiohook":
+        report.outcome = await push_audiohook_call(
+            url, audio, right if options.stereo else None, call_id, report, speed=options.speed,
+            api_key=options.api_key, client_secret=options.client_secret, fmt=options.audiohook_format,
+            pause=options.pause)
+        return report
+    if options.codec == "cxone":
+        base = url.rsplit("/calls/", 1)[0]
+        await push_cxone_call(base, audio, right if options.stereo else None, call_id, report, speed=options.speed,
+                              seed=options.seed, hold=options.hold, headers=headers)
+        return report
     try:
         async with open_websocket_url(url, extra_headers=headers or [], max_message_size=MAX_MESSAGE_BYTES) as ws:
             try:
-                await _send(ws, options.messages(audio, call_id), 0, options, report)
+                await _send(ws, options.messages(audio, call_id, right), 0, options, report)
                 await ws.aclose(1000, "end of call")
                 report.close_code = 1000
             except ConnectionClosed as exc:
@@ -222,9 +251,9 @@ async def push_calls(url: str, files: list[Audio], calls: int, options: StreamOp
 
     async def one(i: int) -> None:
         call_id = f"{prefix}-{i:04d}"
-        audio = files[i % len(files)]
+        audio, right = files[i % len(files)], files[(i + 1) % len(files)]
         try:  # one call's failure must not cancel the others
-            reports[i] = await push_call(f"{url.rstrip('/')}/calls/{call_id}", audio, call_id, options, headers)
+            reports[i] = await push_call(f"{url.rstrip('/')}/calls/{call_id}", audio, call_id, options, headers, right)
         except Exception as exc:
             reports[i] = CallReport(call_id, error=f"{type(exc).__name__}: {exc}")
 

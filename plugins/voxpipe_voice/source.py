@@ -792,13 +792,13 @@ class VoiceSource(Source):
             await request.reject(401)
             return
         ws = await request.accept()
+        call_id = _call_id_from_path(request.path) or f"call-{secrets.token_hex(6)}"
+        if s.codec == "cxone":  # a connection may continue a call in flight: decided after its first message
+            await self._handle_cxone(ws, call_id)
+            return
         if self._refusing:
             self.refused += 1
             await ws.aclose(TRY_AGAIN_LATER, "try again later")
-            return
-        call_id = _call_id_from_path(request.path) or f"call-{secrets.token_hex(6)}"
-        if s.codec == "cxone":
-            await self._handle_cxone(ws, call_id)
             return
         if s.codec == "audiohook":
             session = await self._audiohook_handshake(ws, request, call_id)
@@ -856,6 +856,8 @@ class VoiceSource(Source):
             key = name.decode("latin-1").lower()
             text = value.decode("latin-1")
             headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        # wsproto keeps Host out of the extra headers; the signature's @authority needs it.
+        headers.setdefault("host", getattr(getattr(request, "_event", None), "host", "") or "")
         api_key = s.audiohook_api_key.get_secret_value()
         if not hmac.compare_digest(headers.get("x-api-key", "").encode(), api_key.encode()):
             return "missing or unknown X-API-KEY"
@@ -927,6 +929,10 @@ class VoiceSource(Source):
         contact = _SAFE_ID.sub("_", contact)[:100] or path_id
         key = (contact, perspective == "MIX")
         call = self._joined.get(key)
+        if call is None and self._refusing:
+            self.refused += 1
+            await ws.aclose(TRY_AGAIN_LATER, "try again later")
+            return
         if call is None:
             decoder = CxoneDecoder(stereo=perspective != "MIX", frame_ms=s.frame_ms, max_skew_ms=s.max_skew_ms,
                                    backend=_backend(s), call_id=contact)

@@ -1,0 +1,128 @@
+"""End to end with real speech in both channels: Twilio both tracks, Genesys AudioHook and
+CXone Agent Assist (RX + TX with a hold) → websocket-voice (server mode) → stereo WAVs whose
+samples equal the expected processed audio."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import trio
+
+from voxpipe_voice import schedule
+from voxpipe_voice.emulator import CallReport, StreamOptions, load_files, push_calls
+from voxpipe_voice.platform_clients import push_audiohook_call, push_cxone_call
+from voice_support import RECORDINGS, pipeline_yaml, processed, read_wav, run_with_server, runner_for
+
+CUSTOMER, AGENT = load_files([RECORDINGS / "100002.wav", RECORDINGS / "100001.wav"])
+API_KEY, SECRET = "test-api-key", "c2VjcmV0LWZvci10aGUtdGVzdHM="
+
+
+async def serve(tmp_path, source: str, client):
+    runner = runner_for(pipeline_yaml(source, tmp_path / "out"))
+    with trio.fail_after(60):  # a call that is never stored fails the test instead of hanging it
+        result = await run_with_server(runner, client)
+    return result["summary"], result["client"]
+
+
+def manifest(tmp_path, call_id):
+    return json.loads((tmp_path / "out" / f"{call_id}.wav.json").read_text())["metadata"]
+
+
+def test_twilio_both_tracks_recorded_in_stereo(tmp_path):
+    options = StreamOptions(codec="twilio", speed=0, stereo=True)
+    source = "mode: server\nport: 0\ncodec: twilio\nmax_calls: 1"
+    summary, reports = trio.run(serve, tmp_path, source,
+                                lambda url: push_calls(url, [CUSTOMER, AGENT], 1, options))
+    assert summary.ok, [r.message for r in summary.failed]
+    assert reports[0].error is None
+    pcm, rate = read_wav(tmp_path / "out" / "call-0000.wav", channels=2)
+    expected = schedule.expected_twilio_stereo_pcm(CUSTOMER, AGENT, outbound_delay_ms=options.outbound_delay_ms)
+    assert pcm == processed(expected, channels=2)
+    meta = manifest(tmp_path, "call-0000")
+    assert meta["channels"] == 2 and meta["tracks"] == ["inbound", "outbound"]
+    left, right = meta["quality"]["channels"]
+    assert (left["track"], right["track"]) == ("inbound", "outbound")
+    assert left["frames_concealed"] == right["frames_concealed"] == 0
+    assert right["gap_samples"] == 8 * options.outbound_delay_ms
+
+
+@pytest.mark.parametrize("fmt, pause_mode", [("PCMU", "silence"), ("L16", "gap")])
+def test_audiohook_session_recorded_in_stereo(tmp_path, fmt, pause_mode):
+    pause = (2.0, 1.5)
+    source = (f"mode: server\nport: 0\ncodec: audiohook\nmax_calls: 1\npause_mode: {pause_mode}\n"
+              f"audiohook_api_key: {API_KEY}\naudiohook_client_secret: {SECRET}")
+    report = CallReport("conv-1")
+
+    async def client(url):
+        return await push_audiohook_call(f"{url}/audiohook", CUSTOMER, AGENT, "conv-1", report, speed=0,
+                                         api_key=API_KEY, client_secret=SECRET, fmt=fmt, pause=pause)
+
+    summary, outcome = trio.run(serve, tmp_path, source, client)
+    assert summary.ok, [r.message for r in summary.failed]
+    assert report.error is None and outcome["closed"] and outcome["disconnect"] is None
+    assert outcome["media"].channels == ("external", "internal") and outcome["media"].format == fmt
+    pcm, _ = read_wav(tmp_path / "out" / "conv-1.wav", channels=2)
+    expected = schedule.expected_audiohook_pcm(CUSTOMER, AGENT, fmt, pause=pause, pause_mode=pause_mode)
+    assert pcm == processed(expected, channels=2)
+    meta = manifest(tmp_path, "conv-1")
+    assert meta["conversation_id"] == "conv-1" and meta["organization_id"]
+    assert meta["audiohook_session_id"] and meta["ani"] == "+13175550000"
+    q = meta["quality"]
+    assert q["pauses"] == 1 and q["paused_ms"] == 1500
+    assert q["silence_ms"] == (1500 if pause_mode == "silence" else 0)
+    assert q["pings"] == outcome["pongs"] >= 1 and q["close_reason"] == "end"
+
+
+def test_audiohook_unauthenticated_open_is_refused(tmp_path):
+    source = (f"mode: server\nport: 0\ncodec: audiohook\nmax_calls: 1\n"
+              f"audiohook_api_key: {API_KEY}\naudiohook_client_secret: {SECRET}")
+    reports = [CallReport("bad-key"), CallReport("bad-secret"), CallReport("good")]
+
+    async def client(url):
+        out = []
+        out.append(await push_audiohook_call(f"{url}/ah", CUSTOMER, None, "bad-key", reports[0], speed=0,
+                                             api_key="wrong", client_secret=SECRET))
+        out.append(await push_audiohook_call(f"{url}/ah", CUSTOMER, None, "bad-secret", reports[1], speed=0,
+                                             api_key=API_KEY, client_secret="d3Jvbmc="))
+        out.append(await push_audiohook_call(f"{url}/ah", CUSTOMER, None, "good", reports[2], speed=0,
+                                             api_key=API_KEY, client_secret=SECRET))
+        return out
+
+    summary, outcomes = trio.run(serve, tmp_path, source, client)
+    assert summary.ok and [r.id for r in summary.results] == ["good"]
+    for outcome in outcomes[:2]:
+        assert outcome["disconnect"]["reason"] == "unauthorized" and outcome["closed"]
+    assert "X-API-KEY" in outcomes[0]["disconnect"]["info"]
+    assert "signature" in outcomes[1]["disconnect"]["info"]
+    assert SECRET not in json.dumps(outcomes[1]["disconnect"])
+    pcm, _ = read_wav(tmp_path / "out" / "good.wav")
+    assert pcm == processed(schedule.expected_audiohook_pcm(CUSTOMER, None, "PCMU"))
+    assert not (tmp_path / "out" / "bad-key.wav").exists()
+
+
+def test_cxone_rx_and_tx_with_a_hold_recorded_as_one_stereo_call(tmp_path):
+    hold = (3.0, 0.6)
+    source = "mode: server\nport: 0\ncodec: cxone\nmax_calls: 1\nrejoin_window: 1.5"
+    report = CallReport("contact-77")
+
+    async def client(url):
+        await push_cxone_call(url, CUSTOMER, AGENT, "contact-77", report, speed=0, hold=hold)
+
+    summary, _ = trio.run(serve, tmp_path, source, client)
+    assert summary.ok, [r.message for r in summary.failed]
+    assert report.error is None and report.close_code == 1000
+    pcm, _ = read_wav(tmp_path / "out" / "contact-77.wav", channels=2)
+    meta = manifest(tmp_path, "contact-77")
+    assert meta["channels"] == 2 and meta["contact_id"] == "contact-77"
+    tx, rx = meta["quality"]["channels"]
+    assert (tx["perspective"], rx["perspective"]) == ("TX", "RX")
+    assert tx["connections"] == rx["connections"] == 2 and tx["gaps"] == rx["gaps"] == 1
+    cut = int(hold[0] * 8000)
+    sides = []
+    for audio, side in ((CUSTOMER, tx), (AGENT, rx)):
+        # the gap is the wall time the perspective was away, measured by the receiver
+        assert 0.5 * 8000 <= side["gap_samples"] <= 1.5 * 8000, side
+        pcm_side = schedule.mulaw_round_trip(audio.pcm)
+        sides.append(pcm_side[:2 * cut] + bytes(2 * side["gap_samples"]) + pcm_side[2 * cut:])
+    assert pcm == processed(schedule.stereo_pcm(*sides), channels=2)
