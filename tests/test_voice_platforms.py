@@ -26,7 +26,8 @@ async def serve(tmp_path, source: str, client):
 
 
 def manifest(tmp_path, call_id):
-    return json.loads((tmp_path / "out" / f"{call_id}.wav.json").read_text())["metadata"]
+    doc = json.loads((tmp_path / "out" / f"{call_id}.wav.json").read_text())
+    return {**doc["metadata"], "facts": doc["facts"]}
 
 
 def test_twilio_both_tracks_recorded_in_stereo(tmp_path):
@@ -41,6 +42,7 @@ def test_twilio_both_tracks_recorded_in_stereo(tmp_path):
     assert pcm == processed(expected, channels=2)
     meta = manifest(tmp_path, "call-0000")
     assert meta["channels"] == 2 and meta["tracks"] == ["inbound", "outbound"]
+    assert meta["facts"]["platform"] == "twilio" and meta["facts"]["call_sid"] == "call-0000"
     left, right = meta["quality"]["channels"]
     assert (left["track"], right["track"]) == ("inbound", "outbound")
     assert left["frames_concealed"] == right["frames_concealed"] == 0
@@ -66,8 +68,9 @@ def test_audiohook_session_recorded_in_stereo(tmp_path, fmt, pause_mode):
     expected = schedule.expected_audiohook_pcm(CUSTOMER, AGENT, fmt, pause=pause, pause_mode=pause_mode)
     assert pcm == processed(expected, channels=2)
     meta = manifest(tmp_path, "conv-1")
-    assert meta["conversation_id"] == "conv-1" and meta["organization_id"]
-    assert meta["audiohook_session_id"] and meta["ani"] == "+13175550000"
+    facts = meta["facts"]
+    assert facts["platform"] == "audiohook" and facts["conversation_id"] == "conv-1" and facts["org_id"]
+    assert facts["session_id"] and facts["ani"] == "+13175550000" and len(facts["participants"]) == 1
     q = meta["quality"]
     assert q["pauses"] == 1 and q["paused_ms"] == 1500
     assert q["silence_ms"] == (1500 if pause_mode == "silence" else 0)
@@ -114,7 +117,8 @@ def test_cxone_rx_and_tx_with_a_hold_recorded_as_one_stereo_call(tmp_path):
     assert report.error is None and report.close_code == 1000
     pcm, _ = read_wav(tmp_path / "out" / "contact-77.wav", channels=2)
     meta = manifest(tmp_path, "contact-77")
-    assert meta["channels"] == 2 and meta["contact_id"] == "contact-77"
+    assert meta["channels"] == 2 and meta["facts"]["contact_id"] == "contact-77"
+    assert meta["perspectives"] == ["TX", "RX"]
     tx, rx = meta["quality"]["channels"]
     assert (tx["perspective"], rx["perspective"]) == ("TX", "RX")
     assert tx["connections"] == rx["connections"] == 2 and tx["gaps"] == rx["gaps"] == 1

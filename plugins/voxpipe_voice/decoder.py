@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Literal
 
 from voxpipe import dsp
+from voxpipe.facts import RecordingFacts
 from voxpipe.voice.framing import FrameAssembler
 from voxpipe.voice.jitter import CallQuality, JitterBuffer
 from voxpipe.voice.stereo import LEFT, RIGHT, ChannelJoiner
@@ -222,6 +223,14 @@ class CallDecoder:
         if self.joiner is not None:
             out["channel_names"] = ["customer (inbound)", "agent (outbound)"]
         return out
+
+    def recording_facts(self) -> RecordingFacts:
+        """Twilio's ids as :class:`voxpipe.facts.RecordingFacts` (call SID; the stream SID as
+        the session id)."""
+        st = self.start
+        if st is None:
+            return RecordingFacts()
+        return RecordingFacts(platform="twilio", call_sid=st.call_sid, session_id=st.stream_sid)
 
     def quality_report(self) -> dict:
         """The call's quality counters (:meth:`CallQuality.snapshot`), and per channel

@@ -26,6 +26,7 @@ import json
 from typing import Any, Literal
 
 from voxpipe import dsp
+from voxpipe.facts import RecordingFacts
 from voxpipe.voice.framing import FrameAssembler
 from voxpipe.voice.jitter import CallQuality
 from voxpipe.voice.stereo import LEFT, RIGHT, ChannelJoiner
@@ -170,18 +171,28 @@ class AudioHookDecoder(_Base):
         return report
 
     def facts(self) -> dict[str, Any]:
-        """The call's ids from ``open``: session, organization, conversation, participant."""
+        """Stream metadata from ``open``: the medium, channel names, language (the ids are
+        :meth:`recording_facts`)."""
         if self.opened is None:
             return {}
+        media = self.opened.media
+        names = {"external": "customer (external)", "internal": "agent (internal)"}
+        return {"media": media.to_json(), "language": self.language,
+                "channel_names": [names.get(c, c) for c in media.channels]}
+
+    def recording_facts(self) -> RecordingFacts:
+        """The call's ids from ``open``: AudioHook session id, conversation id, organization
+        id, participant id and numbers (ANI, DNIS: personal data, kept/hashed/dropped by the
+        pipeline's phone-number policy)."""
+        if self.opened is None:
+            return RecordingFacts()
         p = self.opened.open
         participant = p.get("participant") if isinstance(p.get("participant"), dict) else {}
-        media = self.opened.media
-        return {"audiohook_session_id": self.opened.session_id, "organization_id": p.get("organizationId"),
-                "conversation_id": p.get("conversationId"), "participant_id": participant.get("id"),
-                "ani": participant.get("ani"), "dnis": participant.get("dnis"), "language": self.language,
-                "media": media.to_json(),
-                "channel_names": ["customer (external)", "agent (internal)"][: len(media.channels)]
-                if media.channels == audiohook.STEREO or len(media.channels) == 1 else list(media.channels)}
+        pid = participant.get("id")
+        return RecordingFacts(platform="audiohook", session_id=self.opened.session_id,
+                              conversation_id=p.get("conversationId"), org_id=p.get("organizationId"),
+                              ani=participant.get("ani") or None, dnis=participant.get("dnis") or None,
+                              participants=(str(pid),) if pid else ())
 
 
 def parse_cxone_hello(message: str | bytes, path_id: str) -> tuple[str, str, dict[str, Any]]:
@@ -320,9 +331,12 @@ class CxoneDecoder(_Base):
         report["gaps"] = sum(self.gaps.values())
         return report
 
+    def recording_facts(self) -> RecordingFacts:
+        """The CXone contact id (the ACD call id)."""
+        return RecordingFacts(platform="agent-assist", contact_id=self.call_id)
+
     def facts(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"contact_id": self.call_id,
-                               "perspectives": sorted(self.connections, key=self._channel)}
+        out: dict[str, Any] = {"perspectives": sorted(self.connections, key=self._channel)}
         if self.joiner is not None:
             out["channel_names"] = ["customer (TX)", "agent (RX)"]
         extra = {k: v for k, v in self.hello.items() if k != "streamPerspective" and isinstance(v, (str, int))}

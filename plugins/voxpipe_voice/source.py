@@ -35,6 +35,7 @@ import logging
 import re
 import secrets
 import time
+from datetime import datetime, timezone
 from functools import partial
 from typing import Any, AsyncIterator, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -47,6 +48,7 @@ from wsproto.utilities import LocalProtocolError
 
 from voxpipe.components import Source
 from voxpipe.errors import StreamError
+from voxpipe.facts import RecordingFacts
 from voxpipe.model import Chunk, Stream, StreamSpec
 from voxpipe.settings import Settings, setting
 from voxpipe.voice.callstate import CallEvent, CallState, CallStateMachine, IllegalTransition
@@ -295,6 +297,7 @@ class CallSession:
         self._scopes: set[trio.CancelScope] = set()  # CXone: one per connection
         self.generation = 0  # CXone: connections seen (a rejoin timer checks nobody came back)
         self.last_message = 0.0
+        self.started_at = datetime.now(timezone.utc)
         self.cancel_scope = trio.CancelScope()
         self.stream: Stream | None = None
         self.close_code: int | None = None
@@ -315,6 +318,11 @@ class CallSession:
                                 "call_id": self.call_id}
         meta.update(d.facts())
         return meta
+
+    def recording_facts(self) -> RecordingFacts:
+        """The platform's ids for this call (:mod:`voxpipe.facts`), with when it started."""
+        facts = self.decoder.recording_facts()
+        return facts.merged({"started_at": self.started_at})
 
     def _audit(self, event: str, **fields: Any) -> None:
         if self.stream is not None:
@@ -685,7 +693,7 @@ class VoiceSource(Source):
             async for session in self._pending_receive:
                 call_id = session.call_id = session.machine.call_id = self._unique_id(session.call_id)
                 self._sessions[call_id] = session
-                yield StreamSpec(call_id, session.metadata())
+                yield StreamSpec(call_id, session.metadata(), facts=session.recording_facts())
                 count += 1
                 if s.max_calls is not None and count >= s.max_calls:
                     self._refusing = True
