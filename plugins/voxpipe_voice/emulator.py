@@ -8,8 +8,9 @@
 * Client mode (:func:`push_calls`): dials ``{url}/calls/<id>`` once per call, N calls
   concurrently, for the source in server mode (as Twilio Media Streams does).
 
-Payloads: ``pcm16`` (binary PCM16 LE in randomly sized messages, boundaries anywhere) or
-``twilio`` (JSON events, 20 ms μ-law per ``media``). Faults: ``drop``/``reorder``
+Payloads: ``pcm16`` (binary PCM16 LE in randomly sized messages, boundaries anywhere),
+``twilio`` (JSON events, 20 ms μ-law per ``media``; ``stereo``: both tracks), and in
+client mode ``audiohook`` and ``cxone`` (:mod:`.platform_clients`). Faults: ``drop``/``reorder``
 probabilities per Twilio media packet, and ``abort_after`` N messages: the first
 connection of each call is cut without a close frame (the receiver sees 1006) and a
 reconnect to the same path resumes where it stopped. Schedules are seeded
@@ -270,7 +271,21 @@ async def push_calls(url: str, files: list[Audio], calls: int, options: StreamOp
               help="server: serve calls to a pipeline that dials; client: push calls to a listening pipeline.")
 @click.option("--file", "files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="WAV file to stream (PCM16, μ-law or A-law, mono); repeat. Default: examples/recordings/*.wav.")
-@click.option("--codec", type=click.Choice(["pcm16", "twilio"]), default="pcm16", show_default=True)
+@click.option("--codec", "--protocol", "codec", type=click.Choice(["pcm16", "twilio", "audiohook", "cxone"]),
+              default="pcm16", show_default=True, help="What to speak: binary PCM16, Twilio Media Streams, "
+              "Genesys AudioHook or CXone Agent Assist (the last two: client mode only, as the platforms call us).")
+@click.option("--stereo", is_flag=True, help="Two sides per call (the next file is the agent): Twilio both_tracks, "
+              "AudioHook external+internal, CXone TX+RX connections.")
+@click.option("--hold", "hold", type=(float, float), default=None, metavar="AT SECONDS",
+              help="CXone: close the connections AT s into the call and reconnect SECONDS later.")
+@click.option("--pause", "pause", type=(float, float), default=None, metavar="AT SECONDS",
+              help="AudioHook: pause AT s into the call for SECONDS (paused/resumed, audio discarded).")
+@click.option("--audiohook-format", type=click.Choice(["PCMU", "L16"]), default="PCMU", show_default=True)
+@click.option("--api-key", envvar="AUDIOHOOK_API_KEY", default=None,
+              help="AudioHook: X-API-KEY (default: $AUDIOHOOK_API_KEY).")
+@click.option("--client-secret", envvar="AUDIOHOOK_CLIENT_SECRET", default=None,
+              help="AudioHook: client secret (base64) to sign the upgrade request (default: "
+              "$AUDIOHOOK_CLIENT_SECRET).")
 @click.option("--speed", type=float, default=1.0, show_default=True, help="1 = real time, 0 = as fast as possible.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds message sizes, drops and reorders.")
 @click.option("--min-bytes", type=click.IntRange(1), default=80, show_default=True, help="Smallest PCM16 message.")
@@ -290,11 +305,15 @@ async def push_calls(url: str, files: list[Audio], calls: int, options: StreamOp
               help="Play each file this many times in a row (longer calls).")
 @click.option("--token", envvar="VOICE_TOKEN", default=None, help="Client mode: bearer token sent in Authorization "
               "(default: $VOICE_TOKEN).")
-def voice(mode, files, codec, speed, seed, min_bytes, max_bytes, drop, reorder, abort_after, host, port, url, calls,
-          stagger, repeat, token) -> None:
-    """Stream audio files as live calls over WebSocket (PCM16 or Twilio Media Streams)."""
+def voice(mode, files, codec, stereo, hold, pause, audiohook_format, api_key, client_secret, speed, seed, min_bytes,
+          max_bytes, drop, reorder, abort_after, host, port, url, calls, stagger, repeat, token) -> None:
+    """Stream audio files as live calls over WebSocket: PCM16, Twilio Media Streams, Genesys
+    AudioHook or CXone Agent Assist, mono or stereo (customer left, agent right)."""
     if min_bytes > max_bytes:
         raise click.BadParameter(f"--min-bytes {min_bytes} exceeds --max-bytes {max_bytes}")
+    if codec in ("audiohook", "cxone") and mode == "server":
+        raise click.BadParameter(f"{codec} platforms connect to voxpipe: use --mode client --url ws://<pipeline>",
+                                 param_hint="--codec")
     try:
         audio = load_files(list(files))
     except (OSError, schedule.WavError) as exc:
@@ -302,13 +321,17 @@ def voice(mode, files, codec, speed, seed, min_bytes, max_bytes, drop, reorder, 
     if not audio:
         raise click.ClickException(f"no WAV files given and none in {EXAMPLES}")
     audio = [Audio(a.pcm * repeat, a.sample_rate, a.name) for a in audio]
-    options = StreamOptions(codec, speed, seed, min_bytes, max_bytes, drop, reorder, abort_after)
+    options = StreamOptions(codec, speed, seed, min_bytes, max_bytes, drop, reorder, abort_after, stereo=stereo,
+                            hold=hold, pause=pause, audiohook_format=audiohook_format, api_key=api_key,
+                            client_secret=client_secret)
     if mode == "client":
         reports = trio.run(partial(push_calls, url, audio, calls, options, token=token, stagger=stagger))
-        failed = [r for r in reports if r.error or r.close_code != 1000]
+        failed = [r for r in reports if r.error or r.close_code != 1000 or (r.outcome or {}).get("disconnect")]
         for r in reports:
+            refused = (r.outcome or {}).get("disconnect")
             click.echo(f"{r.call_id}: {r.messages} messages, {r.bytes} bytes, close {r.close_code}, "
-                       f"max late {r.max_late * 1000:.1f} ms" + (f", error {r.error}" if r.error else ""))
+                       f"max late {r.max_late * 1000:.1f} ms" + (f", error {r.error}" if r.error else "")
+                       + (f", disconnect {refused.get('reason')}: {refused.get('info')}" if refused else ""))
         raise SystemExit(1 if failed else 0)
     server = VoiceEmulatorServer(audio, options, host, port)
 
