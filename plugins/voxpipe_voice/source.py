@@ -52,6 +52,8 @@ from voxpipe.facts import RecordingFacts
 from voxpipe.model import Chunk, Stream, StreamSpec
 from voxpipe.settings import Settings, setting
 from voxpipe.voice.callstate import CallEvent, CallState, CallStateMachine, IllegalTransition
+from voxpipe.voice.degradation import DegradationMonitor
+from voxpipe.voice.metrics import CallMetrics, VoiceMetrics
 
 from . import audiohook
 from .decoder import CallDecoder, CallProtocolError
@@ -168,6 +170,11 @@ class VoiceSourceSettings(Settings):
     chunk_ms: int = setting(100, description="Audio (ms) gathered per chunk handed to the pipeline (whole frames; "
                             "the last chunk of a call may be shorter). Larger chunks cost less per second of audio.",
                             ge=1, le=10_000)
+    degraded_bitrate_bps: float = setting(12_000, description="A call whose payload bitrate stays below this "
+                                          "(bits/s; the seed's 12 kbps) for `degraded_after` seconds is flagged "
+                                          "`degraded` in its quality (and the call-end event).", ge=0)
+    degraded_after: float = setting(10.0, description="Seconds the bitrate must stay below "
+                                    "`degraded_bitrate_bps` before a call is flagged degraded.", ge=0, le=86_400)
     backend: Literal["auto", "native", "python"] = setting("auto", description="DSP backend for reassembly and "
                                                            "μ-law decoding (see docs/native.md).")
 
@@ -298,6 +305,9 @@ class CallSession:
         self.generation = 0  # CXone: connections seen (a rejoin timer checks nobody came back)
         self.last_message = 0.0
         self.started_at = datetime.now(timezone.utc)
+        self.monitor = DegradationMonitor(s.degraded_bitrate_bps, s.degraded_after)
+        self.call_metrics: CallMetrics | None = None
+        self._next_check = 0.0
         self.cancel_scope = trio.CancelScope()
         self.stream: Stream | None = None
         self.close_code: int | None = None
@@ -335,6 +345,10 @@ class CallSession:
         self.stream = stream
         offset = 0
         to_pcm = self.decoder.to_pcm
+        source = self.source
+        self.call_metrics = CallMetrics(source.metrics, source.context.pipeline, self.settings.codec, stream.id,
+                                        timed=self.settings.codec == "twilio")
+        self.call_metrics.started()
         try:
             while (wire := await self.buffer.take()) is not None:
                 data = to_pcm(wire)
@@ -348,10 +362,14 @@ class CallSession:
                 yield Chunk(offset, tail)
         finally:
             stream.metadata.update(self.metadata())
+            self.monitor.update(time.monotonic(), self.decoder.quality.bytes, final=True)
+            degradation = self.monitor.snapshot()
             quality = self.decoder.quality_report()
             quality.update(reconnects=self.machine.reconnects, messages=self.decoder.messages,
-                           close_code=self.close_code, state=self.machine.state.value)
+                           close_code=self.close_code, state=self.machine.state.value,
+                           degraded=degradation.degraded, degradation=degradation.to_dict())
             stream.metadata["quality"] = quality
+            self.call_metrics.ended(degradation.degraded)
             self.buffer.abandon()
             self.cancel_scope.cancel()
             for scope in self._scopes:
@@ -387,7 +405,10 @@ class CallSession:
                         self.last_message = trio.current_time()
                         if machine.state is not CallState.STREAMING:
                             machine.apply(media)  # raises if media is illegal now; STREAMING→STREAMING is a no-op
-                        pcm = feed(message, time.monotonic())
+                        now = time.monotonic()
+                        pcm = feed(message, now)
+                        if now >= self._next_check:
+                            self._check(now)
                         if outbox:
                             await _send_all(ws, outbox)
                         if decoder.error:
@@ -414,6 +435,14 @@ class CallSession:
             log.warning("call %s: no message for %.0f s; connection counts as lost", self.call_id, s.read_timeout)
             self.close_code = None
         return None
+
+    def _check(self, now: float) -> None:
+        """Once a second per call: the degradation monitor and the live metrics."""
+        self._next_check = now + self.monitor.interval
+        q = self.decoder.quality
+        self.monitor.update(now, q.bytes)
+        if self.call_metrics is not None:
+            self.call_metrics.update(q.packets, q.frames_concealed, q.frames_late, q.jitter_ms, self.monitor.bitrate)
 
     async def _watchdog(self, deadline: trio.CancelScope) -> None:
         """Cancel ``deadline`` once no message arrived for ``read_timeout`` s (checked at
@@ -650,6 +679,7 @@ class VoiceSource(Source):
         self._pending_send, self._pending_receive = send, receive
         self._refusing = False
         self._joined: dict[tuple[str, bool], CallSession] = {}  # CXone: (contact id, MIX?) -> call
+        self.metrics = VoiceMetrics.for_registry(context.services.get("metrics_registry"))
         self._ids = itertools.count(1)
         self.server = None
         self.port: int | None = None
