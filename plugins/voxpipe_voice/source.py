@@ -40,13 +40,17 @@ from functools import partial
 from typing import Any, AsyncIterator, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import httpx
 import trio
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
 from trio_websocket import (ConnectionClosed, HandshakeError, WebSocketConnection, WebSocketRequest,
                             open_websocket_url, wrap_server_stream)
 from wsproto.utilities import LocalProtocolError
 
+from voxpipe import __version__
 from voxpipe.components import Source
+from voxpipe.download.oauth import client_credentials_token
+from voxpipe.download.tokens import BearerTokens, Token
 from voxpipe.errors import StreamError
 from voxpipe.facts import RecordingFacts
 from voxpipe.model import Chunk, Stream, StreamSpec
@@ -73,6 +77,8 @@ MAX_BACKOFF = 5.0
 RECEIVE_BUFFER_BYTES = 64 * 1024
 #: Seconds to open a connection (TCP + WebSocket handshake) before it counts as failed.
 CONNECT_TIMEOUT = 10.0
+#: Seconds before expiry at which a cached OAuth token is refreshed (the seed's 30 s).
+TOKEN_REFRESH_MARGIN = 30.0
 #: Seconds to close a connection cleanly before it is dropped.
 DISCONNECT_TIMEOUT = 5.0
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._@+=-]")
@@ -144,6 +150,20 @@ class VoiceSourceSettings(Settings):
     frame_ms: int = setting(20, description="Frame length in ms; chunks hold whole frames.", ge=10, le=100)
     token: SecretStr | None = setting(None, description="Bearer token: sent in `Authorization` (client mode), "
                                       "required of callers (server mode). Use `${VAR}`.", example="${VOICE_TOKEN}")
+    token_url: str | None = setting(None, description="Client mode: OAuth 2.0 token endpoint; the source then "
+                                    "gets its bearer token by the client-credentials grant, caches it, refreshes it "
+                                    "30 s before expiry and renews it on every reconnect.",
+                                    example="https://auth.example.com/oauth/token")
+    client_id: str | None = setting(None, description="Client mode, OAuth: the client id.", example="${VOICE_CLIENT_ID}")
+    client_secret: SecretStr | None = setting(None, description="Client mode, OAuth: the client secret.",
+                                              example="${VOICE_CLIENT_SECRET}")
+    scope: str | None = setting(None, description="Client mode, OAuth: the scope requested, if any.")
+    client_auth: Literal["basic", "form"] = setting("basic", description="Client mode, OAuth: send the client "
+                                                    "credentials as HTTP Basic (`basic`) or in the form (`form`).")
+    headers: dict[str, str] = setting({}, description="Client mode: extra headers sent with each WebSocket "
+                                      "upgrade request (not `Authorization`).", example={"X-Tenant": "acme"})
+    user_agent: str = setting(f"voxpipe/{__version__}", description="Client mode: the User-Agent of upgrade and "
+                              "token requests.")
     token_in_query: bool = setting(False, description="Send the token as `?access_token=` instead, for servers "
                                    "that demand it; URLs are then logged without their query.")
     ping_interval: float = setting(30.0, description="Seconds between WebSocket pings.", gt=0)
@@ -178,7 +198,8 @@ class VoiceSourceSettings(Settings):
     backend: Literal["auto", "native", "python"] = setting("auto", description="DSP backend for reassembly and "
                                                            "μ-law decoding (see docs/native.md).")
 
-    @field_validator("max_calls", "token", "audiohook_api_key", "audiohook_client_secret", mode="before")
+    @field_validator("max_calls", "token", "audiohook_api_key", "audiohook_client_secret", "token_url", "client_id",
+                     "client_secret", "scope", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         # ``${VAR:-}`` in YAML gives "" for an unset variable: treat it as not configured.
@@ -193,6 +214,14 @@ class VoiceSourceSettings(Settings):
         for url in [self.url or "", *self.urls, *(c.url for c in self.calls)]:
             if url and not url.startswith(("ws://", "wss://")):
                 raise ValueError(f"URL {_display(url)} is not ws:// or wss://")
+        if self.token_url is not None:
+            if self.mode != "client" or self.token is not None:
+                raise ValueError("token_url is for client mode, instead of a fixed token")
+            if not self.client_id or self.client_secret is None:
+                raise ValueError("token_url needs client_id and client_secret")
+        if any(k.lower() in ("authorization", "host", "upgrade", "connection") or k.lower().startswith("sec-websocket")
+               for k in self.headers):
+            raise ValueError("headers may not set Authorization, Host or the WebSocket handshake headers")
         if self.codec in ("audiohook", "cxone") and self.mode != "server":
             raise ValueError(f"codec {self.codec} is server mode only: the platform connects to voxpipe")
         if self.audiohook_client_secret is not None:
@@ -571,8 +600,13 @@ class CallSession:
 
     # ----------------------------------------------------------------- client mode
 
-    async def dial(self, url: str, headers: list[tuple[bytes, bytes]], task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Client mode: connect, read, and reconnect after abnormal ends within the window."""
+    async def dial(self, url: str, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Client mode: connect, read, and reconnect after abnormal ends within the window.
+
+        Each attempt asks the source for its headers: with OAuth, a reconnect renews the
+        token the dropped connection used (once for every call that used it), and an
+        upgrade refused with 401 is retried once with a new token.
+        """
         s = self.settings
         shown = _display(url)
         machine = self.machine
@@ -581,11 +615,20 @@ class CallSession:
             machine.apply(CallEvent.DIAL)
             dropped_at: float | None = None
             attempt = 0
+            used: str | None = None
+            retried_401 = False
             while True:
                 code: int | None = None
                 problem = ""
                 try:
-                    async with open_websocket_url(url, extra_headers=headers, message_queue_size=s.message_queue_size,
+                    try:
+                        target, headers, used = await self.source.dial_target(url, renew=used if attempt or
+                                                                              retried_401 else None)
+                    except StreamError as exc:
+                        self._fail(exc)
+                        return
+                    async with open_websocket_url(target, extra_headers=headers,
+                                                  message_queue_size=s.message_queue_size,
                                                   max_message_size=s.max_message_bytes,
                                                   receive_buffer_size=RECEIVE_BUFFER_BYTES,
                                                   connect_timeout=CONNECT_TIMEOUT,
@@ -606,6 +649,9 @@ class CallSession:
                     status = getattr(exc, "status_code", None)
                     if status is not None:
                         problem += f" (HTTP {status})"
+                        if status == 401 and self.source.tokens is not None and not retried_401:
+                            retried_401 = True  # the token may have been revoked: renew it once
+                            continue
                         if status in (401, 403, 404):
                             self._fail(StreamError(f"call {self.call_id}: {shown} refused the connection with HTTP "
                                                    f"{status}", reason=f"http-{status}"))
@@ -680,6 +726,9 @@ class VoiceSource(Source):
         self._refusing = False
         self._joined: dict[tuple[str, bool], CallSession] = {}  # CXone: (contact id, MIX?) -> call
         self.metrics = VoiceMetrics.for_registry(context.services.get("metrics_registry"))
+        self._http: httpx.AsyncClient | None = None
+        self.tokens: BearerTokens | None = None  # client mode with OAuth: the cached token
+        self.token_refreshes = 0
         self._ids = itertools.count(1)
         self.server = None
         self.port: int | None = None
@@ -695,6 +744,9 @@ class VoiceSource(Source):
         self._nursery = nursery
         s = self.settings
         if s.mode != "server":
+            if s.token_url is not None:
+                self._http = httpx.AsyncClient(timeout=httpx.Timeout(CONNECT_TIMEOUT))
+                self.tokens = BearerTokens(self._fetch_token, refresh_margin=TOKEN_REFRESH_MARGIN)
             return
         listeners = await nursery.start(partial(trio.serve_tcp, self._connection, s.port, host=s.host))
         self.server = listeners
@@ -707,6 +759,9 @@ class VoiceSource(Source):
     async def aclose(self) -> None:
         self._refusing = True
         self._pending_send.close()
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.aclose()
 
     # ----------------------------------------------------------------- discovery
 
@@ -763,21 +818,46 @@ class VoiceSource(Source):
             if url is None:
                 raise StreamError(f"call {stream.id}: not in the configured calls", reason="no-call")
             session = CallSession(self, stream.id)
-            dial_url, headers = self._auth(url)
             assert self._nursery is not None, "start() was not called"
-            await self._nursery.start(session.dial, dial_url, headers)
+            await self._nursery.start(session.dial, url)
         async for chunk in session.chunks(stream):
             yield chunk
 
-    def _auth(self, url: str) -> tuple[str, list[tuple[bytes, bytes]]]:
-        token = self.settings.token
+    async def dial_target(self, url: str, renew: str | None = None) -> tuple[str, list[tuple[bytes, bytes]],
+                                                                            str | None]:
+        """Client mode: ``(url, headers, token)`` for one connection attempt: the bearer
+        token (fixed, or from the OAuth cache, renewing ``renew`` first), the configured
+        headers and User-Agent.
+
+        :raises StreamError: reason ``auth-failed`` when the token endpoint refuses.
+        """
+        s = self.settings
+        headers = [(b"user-agent", s.user_agent.encode())]
+        headers += [(k.lower().encode(), v.encode()) for k, v in s.headers.items()]
+        if self.tokens is not None:
+            if renew is not None:
+                self.tokens.invalidate(renew)
+            token: str | None = await self.tokens.get()
+        else:
+            token = s.token.get_secret_value() if s.token is not None else None
         if token is None:
-            return url, []
-        if self.settings.token_in_query:
+            return url, headers, None
+        if s.token_in_query:
             parts = urlsplit(url)
-            query = parse_qsl(parts.query, keep_blank_values=True) + [("access_token", token.get_secret_value())]
-            return urlunsplit(parts._replace(query=urlencode(query))), []
-        return url, [(b"authorization", b"Bearer " + token.get_secret_value().encode())]
+            query = parse_qsl(parts.query, keep_blank_values=True) + [("access_token", token)]
+            return urlunsplit(parts._replace(query=urlencode(query))), headers, token
+        return url, headers + [(b"authorization", b"Bearer " + token.encode())], token
+
+    async def _fetch_token(self) -> Token:
+        s = self.settings
+        assert self._http is not None and s.token_url and s.client_id and s.client_secret is not None
+        token = await client_credentials_token(self._http, s.token_url, s.client_id,
+                                               s.client_secret.get_secret_value(), scope=s.scope,
+                                               client_auth=s.client_auth, headers={"User-Agent": s.user_agent})
+        self.token_refreshes += 1
+        log.info("websocket-voice: new access token for client %s (expires in %.0f s)", s.client_id,
+                 token.expires_in)
+        return token
 
     # ----------------------------------------------------------------- server handler
 
