@@ -11,6 +11,7 @@ import trio
 
 from voxpipe_voice import schedule
 from voxpipe_voice.emulator import CallReport, StreamOptions, load_files, push_calls
+from voxpipe_voice.schedule import Audio
 from voxpipe_voice.platform_clients import push_audiohook_call, push_cxone_call
 from voice_support import RECORDINGS, pipeline_yaml, processed, read_wav, run_with_server, runner_for
 
@@ -105,12 +106,15 @@ def test_audiohook_unauthenticated_open_is_refused(tmp_path):
 
 
 def test_cxone_rx_and_tx_with_a_hold_recorded_as_one_stereo_call(tmp_path):
-    hold = (3.0, 0.6)
+    # Real time (speed 1): the hold's gap is measured on the wall clock, as CXone's holds
+    # are, so the audio must arrive at the pace it is played for positions to match.
+    customer, agent = Audio(CUSTOMER.pcm[:2 * 8000 * 4], 8000), Audio(AGENT.pcm[:2 * 8000 * 4], 8000)
+    hold = (2.0, 0.6)
     source = "mode: server\nport: 0\ncodec: cxone\nmax_calls: 1\nrejoin_window: 1.5"
     report = CallReport("contact-77")
 
     async def client(url):
-        await push_cxone_call(url, CUSTOMER, AGENT, "contact-77", report, speed=0, hold=hold)
+        await push_cxone_call(url, customer, agent, "contact-77", report, speed=1, hold=hold)
 
     summary, _ = trio.run(serve, tmp_path, source, client)
     assert summary.ok, [r.message for r in summary.failed]
@@ -124,7 +128,7 @@ def test_cxone_rx_and_tx_with_a_hold_recorded_as_one_stereo_call(tmp_path):
     assert tx["connections"] == rx["connections"] == 2 and tx["gaps"] == rx["gaps"] == 1
     cut = int(hold[0] * 8000)
     sides = []
-    for audio, side in ((CUSTOMER, tx), (AGENT, rx)):
+    for audio, side in ((customer, tx), (agent, rx)):
         # the gap is the wall time the perspective was away, measured by the receiver
         assert 0.5 * 8000 <= side["gap_samples"] <= 1.5 * 8000, side
         pcm_side = schedule.mulaw_round_trip(audio.pcm)

@@ -180,10 +180,10 @@ def test_cxone_decoder_joins_perspectives_and_records_a_reconnect_gap():
     d = CxoneDecoder(stereo=True)
     d.connect("TX", 0.0)
     d.connect("RX", 0.0)
-    wire = d.feed_from("TX", b"\x01" * 160, 0.02) + d.feed_from("RX", b"\x02" * 160, 0.02)
+    wire = d.feed_from("TX", b"\x01" * 160, 0.1) + d.feed_from("RX", b"\x02" * 160, 0.1)
     assert wire == b"\x01\x02" * 160
-    d.disconnect("TX", 0.1)
-    d.disconnect("RX", 0.1)
+    d.disconnect("TX")  # away from its last message (0.1 s) to the next connection (0.35 s)
+    d.disconnect("RX")
     d.connect("TX", 0.35)
     d.connect("RX", 0.35)
     wire = d.feed_from("TX", b"\x03" * 80, 0.36) + d.feed_from("RX", b"\x04" * 80, 0.36)

@@ -229,8 +229,10 @@ class CxoneDecoder(_Base):
     """One CXone contact: its perspectives' connections joined into one call.
 
     ``connect(perspective, arrival)`` before a connection's audio (returns ``b""``),
-    ``feed_from(perspective, message, arrival)`` per message, ``disconnect(perspective,
-    arrival)`` when its connection ends; ``feed`` is unused (audio is per perspective).
+    ``feed_from(perspective, message, arrival)`` per message, ``disconnect(perspective)``
+    when its connection ends; ``feed`` is unused (audio is per perspective). The gap
+    of a reconnect is the time from the old connection's last message to the new
+    connection's initial message.
 
     :param stereo: ``True`` for an RX/TX call (two channels), ``False`` for MIX (mono).
     :param max_skew_ms: how far one side may run ahead before the other is filled.
@@ -257,6 +259,7 @@ class CxoneDecoder(_Base):
         self._resume_at: dict[str, float | None] = {}
         self._mono_end = 0
         self._gap_samples = 0
+        self._last_arrival: dict[str, float] = {}
         dsp.backend(backend)
         self._setup(1, 2 if stereo else 1)
         self.joiner = ChannelJoiner(1, self.silence, max_skew_ms * self.sample_rate // 1000, backend=backend) \
@@ -274,9 +277,11 @@ class CxoneDecoder(_Base):
         self.perspective_quality.setdefault(perspective, CallQuality(self.sample_rate))
         self._resume_at[perspective] = arrival if perspective in self._left_at else None
 
-    def disconnect(self, perspective: str, arrival: float) -> None:
-        """The connection of ``perspective`` ended (closed, dropped or put on hold)."""
-        self._left_at[perspective] = (arrival, self._end(perspective))
+    def disconnect(self, perspective: str) -> None:
+        """The connection of ``perspective`` ended (closed, dropped or put on hold): its
+        absence is timed from its last message's arrival."""
+        last = self._last_arrival.get(perspective, self._resume_at.get(perspective) or 0.0)
+        self._left_at[perspective] = (last, self._end(perspective))
 
     def feed(self, message: str | bytes, arrival: float | None = None) -> bytes:
         raise CallProtocolError(f"call {self.call_id}: CXone audio must name its perspective")
@@ -289,6 +294,7 @@ class CxoneDecoder(_Base):
                                     "after the initial message (expected binary μ-law)")
         self.quality.record_packet(len(message), None, arrival)
         self.perspective_quality[perspective].record_packet(len(message), None, arrival)
+        self._last_arrival[perspective] = arrival
         position = None
         resume = self._resume_at.get(perspective)
         if resume is not None:

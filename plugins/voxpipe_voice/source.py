@@ -331,6 +331,7 @@ class CallSession:
         self._size_buffer()
         self.active = 0  # CXone: connections feeding this call now
         self._scopes: set[trio.CancelScope] = set()  # CXone: one per connection
+        self._live: dict[str, tuple[trio.CancelScope, trio.Event]] = {}  # CXone: perspective -> its connection
         self.generation = 0  # CXone: connections seen (a rejoin timer checks nobody came back)
         self.last_message = 0.0
         self.started_at = datetime.now(timezone.utc)
@@ -562,15 +563,29 @@ class CallSession:
         or the new connection after a hold) and is then stored."""
         decoder = self.decoder
         assert isinstance(decoder, CxoneDecoder)
-        decoder.connect(perspective, time.monotonic())
+        arrived = time.monotonic()
         self.active += 1
         self.generation += 1
+        previous = self._live.get(perspective)
+        if previous is not None:
+            # CXone reconnected while the old connection of this perspective is still being
+            # read (its last messages queued, or a half-open TCP connection): let it finish
+            # first, so the channel's audio stays in order; a dead one is cut after read_timeout.
+            old_scope, old_done = previous
+            with trio.move_on_after(self.settings.read_timeout):
+                await old_done.wait()
+            old_scope.cancel()
+            await old_done.wait()
+        done = trio.Event()
+        scope = trio.CancelScope()
+        self._live[perspective] = (scope, done)
+        decoder.connect(perspective, arrived)
         if self.machine.state is CallState.CONNECTING:
             self.machine.apply(CallEvent.CONNECTED)
         if self.active > 1 or self.generation > 1:
             self._audit("call-joined", perspective=perspective, connection=decoder.connections[perspective])
         try:
-            with trio.CancelScope() as scope:
+            with scope:
                 self._scopes.add(scope)
                 await self.pump(ws, partial(decoder.feed_from, perspective))
         except CallProtocolError as exc:
@@ -583,7 +598,10 @@ class CallSession:
         finally:
             self._scopes.discard(scope)
             self.active -= 1
-            decoder.disconnect(perspective, time.monotonic())
+            decoder.disconnect(perspective)
+            done.set()
+            if self._live.get(perspective) == (scope, done):
+                del self._live[perspective]
             if self.active == 0 and not self.buffer._closed:
                 nursery = self.source._nursery
                 if nursery is None or self.cancel_scope.cancel_called:
