@@ -48,26 +48,30 @@ class TokenEndpoint:
         await send({"type": "http.response.body", "body": json.dumps(doc).encode()})
 
 
+def run_client_mode(tmp_path, endpoint: TokenEndpoint, server: VoiceEmulatorServer, lines) -> object:
+    """Serve the token endpoint and the emulator, run a client-mode pipeline whose source
+    has ``lines(server_url, token_url)``; returns the run summary."""
+    async def main():
+        async with trio.open_nursery() as nursery:
+            base = await nursery.start(serve_asgi, endpoint)
+            await nursery.start(server.serve)
+            source = "\n".join(["mode: client", "codec: pcm16", *lines(server.url, f"{base}/oauth/token")])
+            summary = await runner_for(pipeline_yaml(source, tmp_path / "out")).run()
+            nursery.cancel_scope.cancel()
+        return summary
+
+    return trio.run(main)
+
+
 def test_oauth_token_cached_renewed_on_reconnect_with_custom_headers(tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     endpoint = TokenEndpoint()
     options = StreamOptions(codec="pcm16", speed=0, seed=2, min_bytes=1, max_bytes=500, abort_after=40)
     server = VoiceEmulatorServer(FILES, options)
-
-    async def main():
-        async with trio.open_nursery() as nursery:
-            base = await nursery.start(serve_asgi, endpoint)
-            await nursery.start(server.serve)
-            source = "\n".join(["mode: client", "codec: pcm16", "urls:",
-                                f"  - {server.url}/calls/100001", f"  - {server.url}/calls/100002",
-                                f"token_url: {base}/oauth/token", "client_id: voice-app",
-                                f"client_secret: {SECRET}", "user_agent: acme-recorder/2.1",
-                                "headers: {X-Tenant: acme}"])
-            summary = await runner_for(pipeline_yaml(source, tmp_path / "out")).run()
-            nursery.cancel_scope.cancel()
-        return summary
-
-    summary = trio.run(main)
+    summary = run_client_mode(tmp_path, endpoint, server, lambda url, token_url: [
+        "urls:", f"  - {url}/calls/100001", f"  - {url}/calls/100002", f"token_url: {token_url}",
+        "client_id: voice-app", f"client_secret: {SECRET}", "user_agent: acme-recorder/2.1",
+        "headers: {X-Tenant: acme}"])
     assert summary.ok, [r.message for r in summary.failed]
     # one token for both calls' first connections; the reconnects renew it once between them
     tokens = [h["authorization"] for _, h in server.requests]
@@ -85,19 +89,9 @@ def test_oauth_token_cached_renewed_on_reconnect_with_custom_headers(tmp_path, c
 def test_refused_client_credentials_fail_the_call_without_the_secret(tmp_path):
     endpoint = TokenEndpoint()
     server = VoiceEmulatorServer(FILES, StreamOptions(codec="pcm16", speed=0))
-
-    async def main():
-        async with trio.open_nursery() as nursery:
-            base = await nursery.start(serve_asgi, endpoint)
-            await nursery.start(server.serve)
-            source = "\n".join(["mode: client", "codec: pcm16", f"url: {server.url}/calls/100001",
-                                f"token_url: {base}/oauth/token", "client_id: voice-app",
-                                "client_secret: wrong-secret"])
-            summary = await runner_for(pipeline_yaml(source, tmp_path / "out")).run()
-            nursery.cancel_scope.cancel()
-        return summary
-
-    summary = trio.run(main)
+    summary = run_client_mode(tmp_path, endpoint, server, lambda url, token_url: [
+        f"url: {url}/calls/100001", f"token_url: {token_url}", "client_id: voice-app",
+        "client_secret: wrong-secret"])
     result = summary.results[0]
     assert not summary.ok and result.reason == "auth-failed" and "voice-app" in result.message
     assert "wrong-secret" not in result.message and not server.requests

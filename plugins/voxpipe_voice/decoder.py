@@ -180,7 +180,6 @@ class CallDecoder:
             self._track_origin[track] = max(0, event.timestamp * self._ulaw_per_ms
                                             - (event.chunk - TWILIO_FIRST_CHUNK) * frame)
         if frames:
-            channel = TWILIO_TRACK_CHANNELS[track]
             self._push_track(track, frames)
             return self.joiner.take()
         return b""

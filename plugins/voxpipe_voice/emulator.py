@@ -33,8 +33,8 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url, wrap_server_stream
 
 from . import schedule
-from .platform_clients import push_audiohook_call, push_cxone_call
-from .source import _is_close_race
+from .platform_clients import pace, push_audiohook_call, push_cxone_call
+from .session import _is_close_race
 from .schedule import Audio, Message
 
 log = logging.getLogger("voxpipe.voice.emulator")
@@ -113,24 +113,7 @@ class CallReport:
 async def _send(ws, messages: list[Message], start: int, options: StreamOptions, report: CallReport,
                 abort_at: int | None = None) -> int:
     """Send ``messages[start:]`` at pace; returns the index reached (``abort_at`` stops early)."""
-    speed = options.speed
-    first_at = messages[start].at if start < len(messages) else 0.0
-    t0 = trio.current_time()
-    for i in range(start, len(messages)):
-        if abort_at is not None and i >= abort_at:
-            return i
-        m = messages[i]
-        if speed > 0:
-            due = t0 + (m.at - first_at) / speed
-            now = trio.current_time()
-            if due > now:
-                await trio.sleep_until(due)
-            else:
-                report.max_late = max(report.max_late, now - due)
-        await ws.send_message(m.data)
-        report.messages += 1
-        report.bytes += len(m.data)
-    return len(messages)
+    return await pace(ws, messages, options.speed, report, start, abort_at)
 
 
 def load_files(paths: list[Path]) -> list[Audio]:

@@ -35,11 +35,17 @@ CLOSE_TIMEOUT = 10.0
 MAX_MESSAGE_BYTES = 64 * 1024
 
 
-async def _pace(ws, messages: list[Message], speed: float, report) -> None:
-    """Send ``messages`` at their times (relative to the first), ``speed`` × real time."""
-    first = messages[0].at if messages else 0.0
+async def pace(ws, messages: list[Message], speed: float, report, start: int = 0,
+               abort_at: int | None = None) -> int:
+    """Send ``messages[start:]`` at their times (relative to the first sent), ``speed`` ×
+    real time (0: at once), counting into ``report``; returns the index reached
+    (``abort_at`` stops early)."""
+    first = messages[start].at if start < len(messages) else 0.0
     t0 = trio.current_time()
-    for m in messages:
+    for i in range(start, len(messages)):
+        if abort_at is not None and i >= abort_at:
+            return i
+        m = messages[i]
         if speed > 0:
             due = t0 + (m.at - first) / speed
             now = trio.current_time()
@@ -50,6 +56,7 @@ async def _pace(ws, messages: list[Message], speed: float, report) -> None:
         await ws.send_message(m.data)
         report.messages += 1
         report.bytes += len(m.data)
+    return len(messages)
 
 
 def audiohook_headers(url: str, *, api_key: str | None, client_secret: str | None, organization_id: str,
@@ -133,7 +140,7 @@ async def push_audiohook_call(url: str, left: Audio, right: Audio | None, call_i
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(read)
-                await _pace(ws, messages, speed, report)
+                await pace(ws, messages, speed, report)
                 with trio.move_on_after(CLOSE_TIMEOUT):
                     await closed.wait()
                 nursery.cancel_scope.cancel()
@@ -166,7 +173,7 @@ async def push_cxone_call(url: str, left: Audio, right: Audio | None, contact_id
                     await trio.sleep(hold[1])
                 async with open_websocket_url(target, extra_headers=headers or [],
                                               max_message_size=MAX_MESSAGE_BYTES) as ws:
-                    await _pace(ws, messages, speed, report)
+                    await pace(ws, messages, speed, report)
                     await ws.aclose(1000, "hold" if i < len(connections) - 1 else "end of contact")
             report.close_code = 1000
         except ConnectionClosed as exc:
