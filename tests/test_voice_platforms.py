@@ -9,6 +9,7 @@ import json
 import pytest
 import trio
 
+from voxpipe import dsp
 from voxpipe_voice import schedule
 from voxpipe_voice.emulator import CallReport, StreamOptions, load_files, push_calls
 from voxpipe_voice.schedule import Audio
@@ -134,3 +135,84 @@ def test_cxone_rx_and_tx_with_a_hold_recorded_as_one_stereo_call(tmp_path):
         pcm_side = schedule.mulaw_round_trip(audio.pcm)
         sides.append(pcm_side[:2 * cut] + bytes(2 * side["gap_samples"]) + pcm_side[2 * cut:])
     assert pcm == processed(schedule.stereo_pcm(*sides), channels=2)
+
+
+async def raw_audiohook(url, steps):
+    """Open an AudioHook session by hand and run ``steps(ws, client)``; returns the server's
+    messages (parsed) in order."""
+    from trio_websocket import open_websocket_url
+
+    from voxpipe_voice import audiohook
+
+    client = audiohook.ClientSession("5f1c2f52-3b4f-4e39-8a0c-55f2f4ad0c11")
+    received = []
+    async with open_websocket_url(url) as ws:
+        await ws.send_message(client.open("org", "conv-raw", {"id": "p"}, [audiohook.Media("PCMU", ("external",))]))
+        received.append(client.received(await ws.get_message()))
+        await steps(ws, client, received)
+        await ws.aclose(1000)
+    return received
+
+
+def test_audiohook_out_of_order_message_is_ignored_and_unknown_one_fails_the_call(tmp_path):
+    frame = b"\x7f" * 160
+
+    async def ignored_then_close(ws, client, received):
+        await ws.send_message(frame)
+        await ws.send_message(client.message("resumed", {"start": "PT0S", "discarded": "PT0S"}))  # not paused
+        await ws.send_message(frame)
+        await ws.send_message(client.message("close", {"reason": "end"}))
+        received.append(client.received(await ws.get_message()))
+
+    async def unknown_type(ws, client, received):
+        await ws.send_message(frame)
+        await ws.send_message(client.message("dance"))
+        received.append(client.received(await ws.get_message()))  # disconnect(error)
+        await ws.send_message(client.message("close", {"reason": "disconnect"}))
+        received.append(client.received(await ws.get_message()))  # closed
+
+    async def client(url):
+        first = await raw_audiohook(f"{url}/ah", ignored_then_close)
+        second = await raw_audiohook(f"{url}/ah", unknown_type)
+        return first, second
+
+    source = "mode: server\nport: 0\ncodec: audiohook\nmax_calls: 2"
+    summary, (first, second) = trio.run(serve, tmp_path, source, client)
+    assert [m["type"] for m in first] == ["opened", "closed"]
+    assert [m["type"] for m in second] == ["opened", "disconnect", "closed"]
+    assert second[1]["parameters"]["reason"] == "error" and "'dance'" in second[1]["parameters"]["info"]
+    ok = [r for r in summary.results if r.ok]
+    failed = [r for r in summary.results if not r.ok]
+    assert len(ok) == 1 and len(failed) == 1 and failed[0].reason == "bad-message"
+    assert "dance" in failed[0].message
+    assert {ok[0].id, failed[0].id} == {"conv-raw", "conv-raw-1"}  # one conversation, two sessions
+    pcm, _ = read_wav(tmp_path / "out" / f"{ok[0].id}.wav")
+    assert pcm == processed(dsp.mulaw_decode(frame * 2))
+    assert ok[0].metadata["quality"]["ignored"] == 1
+    assert len(list((tmp_path / "out").glob("*.wav"))) == 1
+
+
+def test_cxone_bad_initial_message_is_refused_and_mix_is_a_mono_call(tmp_path):
+    from trio_websocket import ConnectionClosed, open_websocket_url
+
+    mix = Audio(CUSTOMER.pcm[:2 * 8000], 8000)
+    codes = []
+
+    async def client(url):
+        async with open_websocket_url(f"{url}/cxone/c-bad") as ws:
+            await ws.send_message(b"\xff" * 160)  # audio before the initial message
+            try:
+                await ws.get_message()
+            except ConnectionClosed as exc:
+                codes.append(exc.reason.code)
+        report = CallReport("c-mix")
+        await push_cxone_call(url, mix, None, "c-mix", report, speed=0)
+        return report
+
+    source = "mode: server\nport: 0\ncodec: cxone\nmax_calls: 1\nrejoin_window: 0.3"
+    summary, report = trio.run(serve, tmp_path, source, client)
+    assert codes == [1008] and report.error is None
+    assert summary.ok and [r.id for r in summary.results] == ["c-mix"]
+    pcm, _ = read_wav(tmp_path / "out" / "c-mix.wav")
+    assert pcm == processed(schedule.mulaw_round_trip(mix.pcm))
+    assert manifest(tmp_path, "c-mix")["perspectives"] == ["MIX"]

@@ -65,6 +65,11 @@ def _call_id_from_path(path: str) -> str:
     return _SAFE_ID.sub("_", segment)[:100]
 
 
+#: Ledger states of a call id that a new call must not reuse: stored, or being stored
+#: (its stream ended but its sinks are still committing).
+_TAKEN_STATES = frozenset({"downloading", "verified", "stored"})
+
+
 async def _refuse_handshake(ws: WebSocketConnection, exc: Exception, platform: str, missing: str,
                             close_reason: str) -> None:
     """A stream whose opening message did not come (``missing``) or did not fit: log why
@@ -85,6 +90,7 @@ class VoiceSource(Source):
         super().__init__(settings, context)
         self._nursery: trio.Nursery | None = None
         self._sessions: dict[str, CallSession] = {}
+        self._in_flight: set[str] = set()  # ids announced and not yet ended (being recorded)
         send, receive = trio.open_memory_channel[CallSession](settings.pending_calls)
         self._pending_send, self._pending_receive = send, receive
         self._refusing = False
@@ -142,6 +148,7 @@ class VoiceSource(Source):
             async for session in self._pending_receive:
                 call_id = session.call_id = session.machine.call_id = self._unique_id(session.call_id)
                 self._sessions[call_id] = session
+                self._in_flight.add(call_id)
                 yield StreamSpec(call_id, session.metadata(), facts=session.recording_facts())
                 count += 1
                 if s.max_calls is not None and count >= s.max_calls:
@@ -157,8 +164,8 @@ class VoiceSource(Source):
         """
         ledger = self.context.services.get("ledger")
         call_id = base
-        while call_id in self._sessions or (ledger is not None and (state := ledger.get(self.type, call_id))
-                                            is not None and state.state == "stored"):
+        while call_id in self._in_flight or (ledger is not None and (state := ledger.get(self.type, call_id))
+                                            is not None and state.state in _TAKEN_STATES):
             call_id = f"{base}-{next(self._ids)}"
         return call_id
 
@@ -184,8 +191,11 @@ class VoiceSource(Source):
             session = CallSession(self, stream.id)
             assert self._nursery is not None, "start() was not called"
             await self._nursery.start(session.dial, url)
-        async for chunk in session.chunks(stream):
-            yield chunk
+        try:
+            async for chunk in session.chunks(stream):
+                yield chunk
+        finally:
+            self._in_flight.discard(stream.id)
 
     async def dial_target(self, url: str, renew: str | None = None) -> tuple[str, list[tuple[bytes, bytes]],
                                                                             str | None]:
