@@ -26,8 +26,10 @@ def processed(pcm: bytes, sample_rate: int = 8000, channels: int = 1) -> bytes:
     return gate.process(dsp.gain(pcm, GAIN_DB))
 
 
-def pipeline_yaml(source: str, out: Path, *, concurrency: int = 4, extra_sinks: str = "") -> str:
-    """A pipeline: ``source`` (YAML block body) → gain → noise-gate → wav sink in ``out``."""
+def pipeline_yaml(source: str, out: Path, *, concurrency: int = 4, extra_sinks: str = "",
+                  backend: str = "auto") -> str:
+    """A pipeline: ``source`` (YAML block body) → gain → noise-gate → wav sink in ``out``
+    (the transforms on DSP ``backend``)."""
     return textwrap.dedent("""
         pipelines:
           voice:
@@ -38,7 +40,9 @@ def pipeline_yaml(source: str, out: Path, *, concurrency: int = 4, extra_sinks: 
             transforms:
               - type: gain
                 db: {gain}
+                backend: {backend}
               - type: noise-gate
+                backend: {backend}
                 threshold_db: {threshold_db}
                 attack_ms: {attack_ms}
                 hold_ms: {hold_ms}
@@ -48,7 +52,7 @@ def pipeline_yaml(source: str, out: Path, *, concurrency: int = 4, extra_sinks: 
                 dir: {out}
         {extra_sinks}
         """).format(concurrency=concurrency, source=textwrap.indent(textwrap.dedent(source).strip(), " " * 6),
-                    gain=GAIN_DB, out=out, extra_sinks=extra_sinks, **GATE)
+                    gain=GAIN_DB, out=out, extra_sinks=extra_sinks, backend=backend, **GATE)
 
 
 def runner_for(text: str, services: dict | None = None, observer: RunObserver | None = None) -> Runner:
