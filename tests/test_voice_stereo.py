@@ -178,6 +178,8 @@ def test_cxone_hello_contact_from_message_or_path():
 
 def test_cxone_decoder_joins_perspectives_and_records_a_reconnect_gap():
     d = CxoneDecoder(stereo=True)
+    assert d.joiner.min_take == 800  # batches of 100 ms in operation; here every message is checked
+    d.joiner.min_take = 0
     d.connect("TX", 0.0)
     d.connect("RX", 0.0)
     wire = d.feed_from("TX", b"\x01" * 160, 0.1) + d.feed_from("RX", b"\x02" * 160, 0.1)

@@ -40,6 +40,8 @@ Codec = Literal["pcm16", "twilio", "audiohook", "cxone"]
 MULAW_SILENCE = 0xFF
 #: Twilio's ``chunk`` counter starts here (twilio.com/docs/voice/media-streams/websocket-messages).
 TWILIO_FIRST_CHUNK = 1
+#: Stereo: audio (ms) both sides must cover before it is interleaved (one call per batch).
+JOIN_BATCH_MS = 100
 #: Twilio stereo: the channel of each track (customer left, agent right).
 TWILIO_TRACK_CHANNELS = {"inbound": LEFT, "outbound": RIGHT}
 
@@ -100,7 +102,7 @@ class CallDecoder:
             self.jitter = None
         if channels == 2:
             self.joiner = ChannelJoiner(1, bytes([MULAW_SILENCE]), self.max_skew_ms * self._ulaw_per_ms,
-                                        backend=self.backend)
+                                        backend=self.backend, min_take=JOIN_BATCH_MS * self._ulaw_per_ms)
             for track in TWILIO_TRACK_CHANNELS:
                 self.track_quality[track] = CallQuality(sample_rate)
                 self._track_jitter[track] = self._jitter_buffer(self.track_quality[track])
@@ -186,7 +188,7 @@ class CallDecoder:
 
     def _push_track(self, track: str, frames: list[bytes]) -> None:
         channel = TWILIO_TRACK_CHANNELS[track]
-        first = self.joiner.counters(channel).samples == 0
+        first = self.joiner.pushed(channel) == 0
         self.joiner.push(channel, b"".join(frames), self._track_origin[track] if first else None)
 
     @property

@@ -32,7 +32,7 @@ from voxpipe.voice.jitter import CallQuality
 from voxpipe.voice.stereo import LEFT, RIGHT, ChannelJoiner
 
 from . import audiohook
-from .decoder import MULAW_SILENCE, CallProtocolError
+from .decoder import JOIN_BATCH_MS, MULAW_SILENCE, CallProtocolError
 
 #: Longest initial CXone JSON message accepted (bytes).
 MAX_CXONE_HELLO_BYTES = 16 * 1024
@@ -262,8 +262,8 @@ class CxoneDecoder(_Base):
         self._last_arrival: dict[str, float] = {}
         dsp.backend(backend)
         self._setup(1, 2 if stereo else 1)
-        self.joiner = ChannelJoiner(1, self.silence, max_skew_ms * self.sample_rate // 1000, backend=backend) \
-            if stereo else None
+        self.joiner = ChannelJoiner(1, self.silence, max_skew_ms * self.sample_rate // 1000, backend=backend,
+                                    min_take=JOIN_BATCH_MS * self.sample_rate // 1000) if stereo else None
 
     def _channel(self, perspective: str) -> int:
         return CXONE_CHANNELS.get(perspective, LEFT)

@@ -63,10 +63,11 @@ class ChannelJoiner:
     :raises ValueError: a partial sample, a negative position, a bad channel or width.
     """
 
-    __slots__ = ("width", "silence", "max_skew", "backend", "emitted", "_pending", "_samples", "_gap", "_fill",
-                 "_overlap")
+    __slots__ = ("width", "silence", "max_skew", "backend", "emitted", "min_take", "_pending", "_samples", "_gap",
+                 "_fill", "_overlap")
 
-    def __init__(self, width: int, silence: bytes, max_skew: int, *, backend: str | ModuleType | None = None):
+    def __init__(self, width: int, silence: bytes, max_skew: int, *, backend: str | ModuleType | None = None,
+                 min_take: int = 0):
         if width not in (1, 2) or len(silence) != width:
             raise ValueError(f"width={width!r} must be 1 or 2 and silence one sample of it")
         if isinstance(max_skew, bool) or not isinstance(max_skew, int) or not 0 <= max_skew <= MAX_SKEW_SAMPLES:
@@ -75,6 +76,9 @@ class ChannelJoiner:
         self.silence = silence
         self.max_skew = max_skew
         self.backend = backend
+        #: ``take`` waits until both sides cover this many samples (one interleave call per
+        #: batch instead of per 20 ms message; :meth:`finish` returns the rest)
+        self.min_take = min_take
         #: samples per channel already returned by take/finish
         self.emitted = 0
         self._pending = (bytearray(), bytearray())
@@ -82,6 +86,10 @@ class ChannelJoiner:
         self._gap = [0, 0]
         self._fill = [0, 0]
         self._overlap = [0, 0]
+
+    def pushed(self, channel: int) -> int:
+        """Samples pushed to ``channel`` so far (without silence the joiner added)."""
+        return self._samples[channel]
 
     def end(self, channel: int) -> int:
         """Position (samples) just after the last sample pushed to ``channel``."""
@@ -119,6 +127,9 @@ class ChannelJoiner:
     def take(self) -> bytes:
         left, right = self._pending
         n_l, n_r = len(left) // self.width, len(right) // self.width
+        if n_l < self.min_take or n_r < self.min_take:
+            if abs(n_l - n_r) <= self.max_skew:
+                return b""
         if n_l - n_r > self.max_skew:
             self._fill_to(RIGHT, n_l - self.max_skew)
         elif n_r - n_l > self.max_skew:
