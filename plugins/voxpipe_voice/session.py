@@ -155,7 +155,8 @@ class CallSession:
         self._size_buffer()
         self.active = 0  # CXone: connections feeding this call now
         self._scopes: set[trio.CancelScope] = set()  # CXone: one per connection
-        self._live: dict[str, tuple[trio.CancelScope, trio.Event]] = {}  # CXone: perspective -> its connection
+        self._live: dict[str, tuple[trio.CancelScope, trio.Event]] = {}
+        self.joined_key: tuple[str, bool] | None = None  # CXone: this call's key in the source's joined calls  # CXone: perspective -> its connection
         self.generation = 0  # CXone: connections seen (a rejoin timer checks nobody came back)
         self.last_message = 0.0
         self.started_at = datetime.now(timezone.utc)
@@ -225,6 +226,7 @@ class CallSession:
             stream.metadata["quality"] = quality
             self.call_metrics.ended(degradation.degraded)
             self.buffer.abandon()
+            self.source._forget_joined(self)  # CXone: a later connection of this contact starts a new call
             self.cancel_scope.cancel()
             for scope in self._scopes:
                 scope.cancel()

@@ -430,6 +430,7 @@ class VoiceSource(Source):
                 await ws.aclose(TRY_AGAIN_LATER, "try again later")
                 return
             self._joined[key] = call
+            call.joined_key = key
         try:
             await call.serve_perspective(ws, perspective)
         finally:
@@ -438,6 +439,6 @@ class VoiceSource(Source):
                     await ws.aclose(1001, "going away")
 
     def _forget_joined(self, call: CallSession) -> None:
-        for key, value in list(self._joined.items()):
-            if value is call:
-                del self._joined[key]
+        key = call.joined_key
+        if key is not None and self._joined.get(key) is call:
+            del self._joined[key]
