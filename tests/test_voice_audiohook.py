@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from voxpipe_voice import audiohook, httpsig
 from voxpipe_voice.audiohook import (ClientSession, Closing, Ignored, Media, Opened, Paused, Resumed, Send, ServerSession,
@@ -208,3 +209,49 @@ def test_bad_signatures_are_named(headers, kwargs, fragment):
     with pytest.raises(httpsig.SignatureError) as info:
         httpsig.verify(headers, **args)
     assert fragment in str(info.value) and "c2VjcmV0" not in str(info.value)
+
+
+# ---- any order of client messages -----------------------------------------------------------------
+
+STEPS = st.lists(st.sampled_from(["open", "ping", "paused", "resumed", "update", "discarded", "error", "close",
+                                  "audio", "audio-odd", "bogus", "bad-seq", "not-json"]), max_size=25)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=STEPS, authorized=st.booleans())
+def test_any_message_order_is_answered_by_the_table(steps, authorized):
+    """Whatever a client sends, in whatever order: no exception, every reply is a well-formed
+    server message with increasing seq, a disconnect is sent at most once, audio is only
+    accepted while active, and after close nothing but nothing happens."""
+    server = ServerSession(authorized=None if authorized else "no key")
+    client = ClientSession("s-1")
+    seq = 0
+    disconnects = 0
+    for step in steps:
+        state_before = server.state
+        if step == "audio" or step == "audio-odd":
+            events = server.receive_audio(160 if step == "audio" else 161)
+            if step == "audio" and state_before is State.ACTIVE:
+                assert events == []
+        elif step == "open":
+            events = server.receive_text(client.open("o", "c", {}, [MONO_PCMU]))
+        elif step == "not-json":
+            events = server.receive_text("{")
+        elif step == "bad-seq":
+            client.seq += 5
+            events = server.receive_text(client.message("ping"))
+        else:
+            params = {"start": "PT0S", "discarded": "PT1S"} if step in ("resumed", "discarded") else {}
+            events = server.receive_text(client.message(step, params))
+        for reply in sent(events):
+            seq += 1
+            assert reply["seq"] == seq and reply["version"] == "2"
+            assert reply["type"] in ("opened", "pong", "closed", "disconnect")
+            disconnects += reply["type"] == "disconnect"
+            if reply["type"] == "opened":
+                assert authorized and state_before is State.AWAIT_OPEN
+        if state_before is State.CLOSED:
+            assert not sent(events)
+        if not authorized:
+            assert server.state is not State.ACTIVE
+    assert disconnects <= 1
