@@ -186,9 +186,11 @@ del S
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """A server message to send (JSON text)."""
+    """A server message to send: its JSON ``text``, its ``type`` and ``parameters``."""
 
     text: str
+    type: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +291,7 @@ class ServerSession:
         return Send(json.dumps({"version": VERSION, "type": kind, "seq": self.seq,
                                 "clientseq": self.clientseq if clientseq is None else clientseq,
                                 "id": self.session_id or "00000000-0000-0000-0000-000000000000",
-                                "parameters": dict(parameters)}, separators=(",", ":")))
+                                "parameters": dict(parameters)}, separators=(",", ":")), kind, dict(parameters))
 
     def disconnect(self, reason: str, info: str) -> list[Event]:
         """Queue a ``disconnect`` (reason ``error`` or ``unauthorized``) and wait for close."""

@@ -129,10 +129,10 @@ class AudioHookDecoder(_Base):
         c = self.counters
         if isinstance(event, audiohook.Send):
             self.outbox.append(event.text)
-            if '"type":"pong"' in event.text:
+            if event.type == "pong":
                 c["pings"] += 1
-            elif '"type":"disconnect"' in event.text and self.opened is None and self.error is None:
-                self.refused = json.loads(event.text)["parameters"].get("info") or "refused"
+            elif event.type == "disconnect" and self.opened is None and self.error is None:
+                self.refused = event.parameters.get("info") or "refused"
         elif isinstance(event, audiohook.Opened):
             self.opened = event
             self._setup(event.media.sample_width, len(event.media.channels))
