@@ -44,7 +44,8 @@ from .components import Component, PipelineContext, Sink, SinkWriter, Source, Tr
 from .config import ComponentConfig, PipelineConfig
 from .errors import RunError, StreamError, VerificationError
 from .facts import PhoneNumberPolicy
-from .ledger import AsyncLedger, Claim, Finish, LeaseLost, LedgerBackend, RecordingState, RunHandle, open_ledger
+from .ledger import (AsyncLedger, Claim, Finish, LeaseLost, LedgerBackend, LedgerError, RecordingState, RunHandle,
+                     open_ledger)
 from .ledger.leases import Resume, resume_plan
 from .ledger.worker import Held, LeaseKeeper, drain, host_of, worker_id
 from .model import Chunk, Stream, StreamResult, StreamSpec, Verdict
@@ -387,7 +388,10 @@ class Runner:
                 error = self._discovery_failed(exc)
         if scope.cancelled_caught:
             return  # stopped: another worker takes discovery over once this one's heartbeat ends
-        await self.ledger.end_discovery(self.run, error=error)
+        try:
+            await self.ledger.end_discovery(self.run, error=error)
+        except LedgerError as exc:  # still "running" under this worker: the claim loop runs it again
+            log.warning("could not record the end of discovery (%s); it will be repeated", exc)
 
     async def _skip(self, spec: StreamSpec) -> bool:
         """Settle streams the ledger says need no attempt: stored already, or out of attempts."""
@@ -514,6 +518,8 @@ class Runner:
             result.attempts = begun if begun is not None else await ledger.begin_attempt(lease)
         except LeaseLost as exc:
             return self._lost(stream, result, exc), False
+        except LedgerError as exc:
+            return self._unrecorded(stream, result, exc), False
         self.observer.stream_started(stream)
         verifier_runs: list[_TrackedRun] = []
         try:
@@ -592,6 +598,8 @@ class Runner:
                         outcome=(result.status, result.to_dict()) if final else None), run_id=self.run_id)
                 except LeaseLost as lost:
                     return self._lost(stream, result, lost), False
+                except LedgerError as exc:  # the database is away: the next run settles the recording
+                    return self._unrecorded(stream, result, exc), False
                 if final:
                     self._finished(stream, result)
             if cancelled:
@@ -608,6 +616,18 @@ class Runner:
                           f"than lease_seconds={self.settings.lease_seconds:g}); it is archived there")
         result.finished_at = time.time()
         log.warning("%s (%s)", result.message, error)
+        self._finished(stream, result)
+        return result
+
+    def _unrecorded(self, stream: Stream, result: StreamResult, error: LedgerError) -> StreamResult:
+        """The ledger could not record the stream's end (database unreachable): reported here;
+        the row keeps its last recorded state, so a later run (or the holder of a takeover)
+        settles the recording; files a sink already committed are found identical then."""
+        result.ok = False
+        result.reason = "ledger-unavailable"
+        result.message = f"recording {stream.id}: the ledger could not record it: {error}"
+        result.finished_at = time.time()
+        log.error("%s", result.message)
         self._finished(stream, result)
         return result
 

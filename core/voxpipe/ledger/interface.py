@@ -280,9 +280,10 @@ class LedgerBackend(Protocol):
 
     # ------------------------------------------------------------------ the queue
     def begin_discovery(self, run: RunHandle) -> bool:
-        """Whether this worker should run discovery for the run: it has not started, or
-        the worker that started it died (heartbeat older than the lease). Discovery is
-        idempotent (:meth:`enqueue` ignores ids already queued), so a takeover is safe."""
+        """Whether this worker should run discovery for the run: it has not started, the
+        worker that started it died (heartbeat older than the lease), or it is this
+        worker's own unfinished one (its end could not be recorded). Discovery is
+        idempotent (:meth:`enqueue` ignores ids already queued), so a repeat is safe."""
 
     def end_discovery(self, run: RunHandle, *, error: str | None = None) -> None:
         """Discovery of the run is complete (``error``: it stopped early, with why)."""

@@ -300,7 +300,8 @@ class PostgresLedger:
         # connection): the row's state is the lock, and a dead discoverer's is taken over
         row = self._one(
             "UPDATE voxpipe.runs r SET discovery = 'running', discoverer = %(worker)s WHERE run_id = %(run)s AND "
-            "(discovery = 'pending' OR (discovery = 'running' AND NOT EXISTS (SELECT 1 FROM voxpipe.workers w "
+            "(discovery = 'pending' OR (discovery = 'running' AND r.discoverer = %(worker)s) "
+            "OR (discovery = 'running' AND NOT EXISTS (SELECT 1 FROM voxpipe.workers w "
             "WHERE w.run_id = r.run_id AND w.worker = r.discoverer AND w.finished_at IS NULL "
             f"AND w.heartbeat_at >= {_NOW} - r.lease_seconds))) RETURNING 1",
             {"run": run.run_id, "worker": run.worker})
