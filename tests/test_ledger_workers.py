@@ -221,3 +221,7 @@ def test_three_workers_one_killed_store_every_recording_once(tmp_path, pg_url):
     report = json.loads((state / "reports" / f"run-{run['run_id']}.json").read_text())
     assert report["totals"]["stored"] == RECORDINGS and report["totals"]["processed"] == RECORDINGS
     assert report["run"]["workers"] == WORKERS
+    again = subprocess.run([sys.executable, "-m", "voxpipe", "report", str(config), "--format", "json"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["totals"] == report["totals"]  # voxpipe report reads the shared ledger
