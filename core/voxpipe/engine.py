@@ -35,7 +35,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import trio
 
@@ -321,20 +321,31 @@ class Runner:
         admit = trio.Semaphore(self.settings.concurrency)
         async with trio.open_nursery() as nursery:
             self._streams_scope = nursery.cancel_scope
-            with trio.CancelScope() as discover_scope:
-                self._discover_scope = discover_scope
-                if self._stopping:
-                    discover_scope.cancel()
-                discovered = self.source.discover()
-                try:
-                    async with contextlib.aclosing(discovered):
-                        async for spec in discovered:
-                            if await self._skip(spec):
-                                continue
-                            await admit.acquire()
-                            nursery.start_soon(self._stream_task, spec, admit)
-                except Exception as exc:  # streams already started go on; the run reports the failure
-                    self._discovery_failed(exc)
+
+            async def admit_one(spec: StreamSpec) -> None:
+                if not await self._skip(spec):
+                    await admit.acquire()
+                    nursery.start_soon(self._stream_task, spec, admit)
+
+            # streams already started go on after a discovery failure; the run reports it
+            await self._each_discovered(admit_one)
+
+    async def _each_discovered(self, handle: Callable[[StreamSpec], Awaitable[None]]) -> tuple[bool, str | None]:
+        """Run the source's discovery, ``await handle(spec)`` for each spec, under a cancel
+        scope that :meth:`request_stop` cancels. Returns ``(stopped, error)``: whether the
+        stop request ended it, and why it failed (also recorded in the summary and audit log)."""
+        with trio.CancelScope() as scope:
+            self._discover_scope = scope
+            if self._stopping:
+                scope.cancel()
+            discovered = self.source.discover()
+            try:
+                async with contextlib.aclosing(discovered):
+                    async for spec in discovered:
+                        await handle(spec)
+            except Exception as exc:
+                return False, self._discovery_failed(exc)
+        return scope.cancelled_caught, None
 
     def _discovery_failed(self, exc: BaseException) -> str:
         error = _primary_error(exc)
@@ -361,7 +372,6 @@ class Runner:
         source = self.config.source.type
         batch: list[tuple[str, dict[str, Any]]] = []
         flushed = time.monotonic()
-        error: str | None = None
 
         async def flush() -> None:
             settled = await self.ledger.enqueue(self.run, source, batch,
@@ -370,24 +380,21 @@ class Runner:
             for state in settled:
                 await self._settle(state.id, state)
 
-        with trio.CancelScope() as scope:
-            self._discover_scope = scope
-            if self._stopping:
-                scope.cancel()
-            discovered = self.source.discover()
+        async def queue(spec: StreamSpec) -> None:
+            nonlocal flushed
+            batch.append((spec.id, _queue_metadata(spec)))
+            if len(batch) >= ENQUEUE_BATCH or time.monotonic() - flushed >= ENQUEUE_FLUSH_SECONDS:
+                await flush()
+                flushed = time.monotonic()
+
+        stopped, error = await self._each_discovered(queue)
+        if stopped:
+            return  # another worker takes discovery over once this one's heartbeat ends
+        if batch and error is None:
             try:
-                async with contextlib.aclosing(discovered):
-                    async for spec in discovered:
-                        batch.append((spec.id, _queue_metadata(spec)))
-                        if len(batch) >= ENQUEUE_BATCH or time.monotonic() - flushed >= ENQUEUE_FLUSH_SECONDS:
-                            await flush()
-                            flushed = time.monotonic()
-                    if batch:
-                        await flush()
+                await flush()
             except Exception as exc:
                 error = self._discovery_failed(exc)
-        if scope.cancelled_caught:
-            return  # stopped: another worker takes discovery over once this one's heartbeat ends
         try:
             await self.ledger.end_discovery(self.run, error=error)
         except LedgerError as exc:  # still "running" under this worker: the claim loop runs it again
