@@ -44,8 +44,8 @@ from .components import Component, PipelineContext, Sink, SinkWriter, Source, Tr
 from .config import ComponentConfig, PipelineConfig
 from .errors import RunError, StreamError, VerificationError
 from .facts import PhoneNumberPolicy
-from .ledger import (AsyncLedger, Claim, Finish, LeaseLost, LedgerBackend, LedgerError, RecordingState, RunHandle,
-                     open_ledger)
+from .ledger import (AsyncLedger, Claim, Finish, LeaseBusy, LeaseLost, LedgerBackend, LedgerError, RecordingState,
+                     RunHandle, open_ledger)
 from .ledger.leases import Resume, resume_plan
 from .ledger.worker import Held, LeaseKeeper, drain, host_of, worker_id
 from .model import Chunk, Stream, StreamResult, StreamSpec, Verdict
@@ -434,8 +434,12 @@ class Runner:
         held: Held | None = None
         try:
             if claim is None:
-                lease = await self.ledger.acquire(self.config.source.type, spec.id, run=self.run,
-                                                  lease_seconds=self.settings.lease_seconds)
+                try:
+                    lease = await self.ledger.acquire(self.config.source.type, spec.id, run=self.run,
+                                                      lease_seconds=self.settings.lease_seconds)
+                except LeaseBusy as exc:  # another worker of a shared ledger has it in flight
+                    self._elsewhere(spec, exc)
+                    return
                 takeover = False
             else:
                 lease, takeover = claim.lease, claim.takeover and self.ledger.shared
@@ -625,6 +629,18 @@ class Runner:
         log.warning("%s (%s)", result.message, error)
         self._finished(stream, result)
         return result
+
+    def _elsewhere(self, spec: StreamSpec, error: LeaseBusy) -> None:
+        """A stream this worker discovered is held by another worker's live lease: skipped here."""
+        now = time.time()
+        result = StreamResult(id=spec.id, source=self.config.source.type, pipeline=self.config.name,
+                              started_at=now, finished_at=now, ok=True, skipped=True, reason="leased-elsewhere",
+                              message=f"recording {spec.id}: another worker is archiving it ({error})")
+        log.info("%s", result.message)
+        self.summary.results.append(result)
+        self.context.audit.write("stream", pipeline=self.config.name, source=result.source, stream=spec.id,
+                                 status=result.status, reason=result.reason, message=result.message)
+        self.observer.stream_finished(result)
 
     def _unrecorded(self, stream: Stream, result: StreamResult, error: LedgerError) -> StreamResult:
         """The ledger could not record the stream's end (database unreachable): reported here;

@@ -32,6 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
+from ..errors import VoxpipeError
+
 #: Legal state changes; anything else is a bug and raises :class:`LedgerError`.
 TRANSITIONS: dict[str | None, frozenset[str]] = {
     None: frozenset({"queued", "downloading", "failed"}),
@@ -47,10 +49,11 @@ STATES = ("queued", "downloading", "verified", "stored", "failed")
 OPEN_STATES = frozenset({"queued", "downloading", "verified"})
 
 
-class LedgerError(RuntimeError):
+class LedgerError(VoxpipeError, RuntimeError):
     """An illegal state change, an unreadable ledger or an unreachable database.
 
-    Messages name the ledger by :attr:`LedgerBackend.location` (never a password)."""
+    Messages name the ledger by :attr:`LedgerBackend.location` (never a password); the
+    CLI prints them as ``error: ...`` without a traceback."""
 
 
 class LeaseLost(LedgerError):
