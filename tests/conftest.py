@@ -5,8 +5,15 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from voxpipe.plugins import get_plugin_manager, get_registry
+
+
+# Property tests check correctness, not speed: a per-example deadline only measures how
+# loaded the machine is (CI shares its cores), so it is off for every test.
+settings.register_profile("voxpipe", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("voxpipe")
 
 
 @contextlib.contextmanager
