@@ -17,7 +17,14 @@ def test_regions_give_api_and_login_hosts():
     assert region_host("https://api.mypurecloud.de/") == "mypurecloud.de"
     assert endpoints(None, api_base="http://127.0.0.1:9/", login_base="http://127.0.0.1:9").token_url == \
         "http://127.0.0.1:9/oauth/token"
-    assert len(set(REGION_HOSTS.values())) == len(REGION_HOSTS) == 15
+    assert len(set(REGION_HOSTS.values())) == len(REGION_HOSTS) == 18
+    # the three regions added to the official SDK's PureCloudRegionHosts most recently
+    assert endpoints("mx-central-1").api_base == "https://api.mxc1.pure.cloud"
+    assert endpoints("apse1.pure.cloud") == endpoints("ap_southeast_1")
+    sovereign = endpoints("eusc-de-east-1")  # EU Sovereign Cloud: a different domain suffix
+    assert (sovereign.api_base, sovereign.token_url) == ("https://api.edee1.eusc-pure.cloud",
+                                                         "https://login.edee1.eusc-pure.cloud/oauth/token")
+    assert region_host("https://login.edee1.eusc-pure.cloud") == "edee1.eusc-pure.cloud"
     with pytest.raises(ValueError, match="unknown Genesys Cloud region 'mypurecloud.xx'.*mypurecloud.ie"):
         region_host("mypurecloud.xx")
     with pytest.raises(ValueError, match="give `region`"):

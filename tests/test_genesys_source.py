@@ -165,7 +165,8 @@ def test_unknown_conversation_and_bad_credentials(tmp_path):
         text = pipeline_yaml(url, tmp_path / "b", source=f"interval: {ALL}").replace("emulator-secret", "wrong-secret")
         summary, _ = run_yaml(text)  # no token: discovery itself fails; the run reports it
         assert not summary.ok and summary.results == []
-        assert re.search(r"genesys discovery failed: .*token request failed .*HTTP 401.*invalid_client",
+        assert re.search(r"genesys discovery failed: .*token request failed .*HTTP 401.*: client authentication failed "
+                         r"\(code invalid_client\)",
                          summary.discovery_error)
         assert "wrong-secret" not in summary.discovery_error
 

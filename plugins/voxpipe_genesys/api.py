@@ -26,6 +26,8 @@ from typing import Any, Iterable, Sequence
 
 from voxpipe.errors import StreamError
 
+from .intervals import parse_ms
+
 #: Most items in one batch download request (BatchDownloadJobSubmission: "up to 100").
 MAX_BATCH_SIZE = 100
 #: Largest analytics details query page (PagingSpec; the API refuses larger pages).
@@ -123,6 +125,11 @@ class Conversation:
     conversation_id: str
     conversation_start: str | None = None  # ISO-8601, as the API sent it
 
+    @property
+    def start_ms(self) -> int | None:
+        """``conversationStart`` in milliseconds since the epoch (``None`` when unknown)."""
+        return parse_ms(self.conversation_start) if self.conversation_start else None
+
 
 def conversation_query(interval: str, page_number: int, page_size: int, *, voice_only: bool = True) -> dict[str, Any]:
     """The body of ``POST /api/v2/analytics/conversations/details/query`` for one page (1-based)."""
@@ -152,7 +159,14 @@ def parse_conversation_page(payload: Any, where: str) -> tuple[list[Conversation
     out = []
     for i, item in enumerate(items):
         here = f"{where}: conversations[{i}]"
-        out.append(Conversation(_id(item, "conversationId", here), _optional_str(item, "conversationStart")))
+        start = _optional_str(item, "conversationStart")
+        if start is not None:
+            try:
+                parse_ms(start)
+            except ValueError:
+                raise BadResponse(f"{here}: field 'conversationStart' is not an ISO-8601 date-time: "
+                                  f"{start[:40]!r}") from None
+        out.append(Conversation(_id(item, "conversationId", here), start))
     return out, total
 
 

@@ -56,7 +56,7 @@ from voxpipe.errors import StreamError, StreamRejected
 from voxpipe.model import Chunk, Stream, StreamSpec
 from voxpipe.settings import Settings, setting
 
-from . import api
+from . import api, intervals
 from .auth import fetch_token
 from .regions import endpoints, region_host
 
@@ -241,21 +241,52 @@ class GenesysSource(Source):
             yield api.Conversation(cid, starts.get(cid))
         if self.settings.interval is None:
             return
-        page, fetched = 1, 0
-        while True:
-            body = self.call("POST", "/api/v2/analytics/conversations/details/query",
-                             json=api.conversation_query(self.settings.interval, page, self.settings.page_size),
-                             what=f"conversations of {self.settings.interval}, page {page}")
-            found, total = api.parse_conversation_page(await body, f"analytics query page {page}")
-            for conv in found:
-                if conv.conversation_id not in seen and len(seen) < MAX_CONVERSATIONS:
-                    seen.add(conv.conversation_id)
-                    yield conv
-            fetched += len(found)
-            if not found or fetched >= total or len(seen) >= MAX_CONVERSATIONS:
-                self._audit("conversations-found", interval=self.settings.interval, total_hits=total, pages=page)
-                return
-            page += 1
+        async for conv in self._interval_conversations(self.settings.interval, seen):
+            yield conv
+
+    async def _interval_conversations(self, interval: str, seen: set[str]) -> AsyncIterator[api.Conversation]:
+        """Every conversation that started in ``interval``, once, splitting the interval
+        (:mod:`.intervals`) wherever it holds more than the query can page through."""
+        size = self.settings.page_size
+        plan = intervals.IntervalPlan.of(interval)
+        pages = outside = 0
+        while (part := plan.next()) is not None:
+            page = 1
+            while True:
+                pages += 1
+                body = await self.call("POST", "/api/v2/analytics/conversations/details/query",
+                                       json=api.conversation_query(part.interval, page, size),
+                                       what=f"conversations of {part.interval}, page {page}")
+                found, total = api.parse_conversation_page(body, f"analytics query {part.interval} page {page}")
+                step = intervals.after_page(page, size, len(found), total)
+                if step is intervals.Step.SPLIT:
+                    try:
+                        plan.split(part)
+                    except intervals.TooDense as exc:
+                        raise StreamError(f"{exc}: it holds {total} conversations, more than the analytics query "
+                                          f"pages through ({intervals.MAX_QUERY_RESULTS})",
+                                          reason="interval-too-dense") from None
+                    self._audit("interval-split", interval=part.interval, total_hits=total)
+                    log.info("interval %s holds %d conversations; splitting it in two", part.interval, total)
+                    break
+                for conv in found:
+                    # the API also returns conversations that began earlier (on a day the part
+                    # touches) and are still active: each belongs to the part it started in
+                    if conv.start_ms is not None and not part.holds(conv.start_ms):
+                        outside += 1
+                        continue
+                    if conv.conversation_id not in seen and len(seen) < MAX_CONVERSATIONS:
+                        seen.add(conv.conversation_id)
+                        yield conv
+                if step is intervals.Step.DONE or len(seen) >= MAX_CONVERSATIONS:
+                    break
+                page += 1
+            if len(seen) >= MAX_CONVERSATIONS:
+                log.warning("%s: stopped at %d conversations (MAX_CONVERSATIONS); split the interval over several "
+                            "runs", interval, MAX_CONVERSATIONS)
+                break
+        self._audit("conversations-found", interval=interval, conversations=len(seen), pages=pages,
+                    splits=plan.splits, outside_part=outside)
 
     # ---------------------------------------------------------------- discovery
 

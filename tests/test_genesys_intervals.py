@@ -1,0 +1,139 @@
+"""Splitting analytics query intervals past the 100,000-result paging limit: the pure
+planner, the emulator's query semantics, and discovery of more than 100,000
+conversations in one interval against the emulator over HTTP."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+import trio
+
+from voxpipe.components import PipelineContext
+from voxpipe_genesys import intervals
+from voxpipe_genesys.emulator import EmulatorConfig, GenesysEmulator
+from voxpipe_genesys.emulator.catalogue import SyntheticCatalogue, matches
+from voxpipe_genesys.intervals import IntervalPlan, Part, Step, after_page, fits
+from voxpipe_genesys.source import GenesysSettings, GenesysSource
+from voxpipe.serving import serve_in_thread
+
+DAY = datetime(2026, 11, 3, tzinfo=timezone.utc)
+
+
+def test_fits_follows_page_size_times_page_number():
+    assert fits(100_000, 100) and not fits(100_001, 100)
+    assert fits(99_990, 30) and not fits(99_991, 30)  # the last page would be 3334 × 30 = 100,020
+    assert fits(0, 100)
+
+
+def test_after_page_decides_next_page_split_or_done():
+    assert after_page(1, 100, 100, 250) is Step.NEXT_PAGE
+    assert after_page(3, 100, 50, 250) is Step.DONE
+    assert after_page(1, 100, 0, 0) is Step.DONE
+    assert after_page(1, 100, 100, 100_001) is Step.SPLIT
+    assert after_page(7, 100, 100, 120_000) is Step.SPLIT  # the part grew past the limit while read
+    assert after_page(2, 100, 0, 500) is Step.DONE  # an empty page ends the part whatever totalHits says
+
+
+def test_parts_tile_the_interval_on_whole_milliseconds():
+    plan = IntervalPlan.of("2026-11-03T00:00:00Z/2026-11-03T00:00:00.999Z")
+    part = plan.next()
+    assert part == Part(intervals.parse_ms("2026-11-03T00:00:00Z"), intervals.parse_ms("2026-11-03T00:00:00.999Z"))
+    plan.split(part)
+    first, second = plan.next(), plan.next()
+    assert first.end_ms == second.start_ms == part.start_ms + 499 and plan.next() is None
+    assert first.interval == "2026-11-03T00:00:00.000Z/2026-11-03T00:00:00.499Z"
+    assert first.holds(first.start_ms) and not first.holds(first.end_ms) and second.holds(second.start_ms)
+    with pytest.raises(intervals.TooDense, match="cannot be split further"):
+        Part(5, 6).bisect()
+    # a non-UTC offset is the same instant
+    assert intervals.parse_ms("2026-11-03T01:00:00+01:00") == intervals.parse_ms("2026-11-03T00:00:00Z")
+
+
+def test_bisecting_keeps_parts_in_time_order_and_every_instant_in_exactly_one_part():
+    rng = random.Random(5)
+    plan = IntervalPlan(Part(0, 10_000))
+    done: list[Part] = []
+    while (part := plan.next()) is not None:
+        if part.end_ms - part.start_ms > 300 and rng.random() < 0.7:
+            plan.split(part)
+        else:
+            done.append(part)
+    assert done[0].start_ms == 0 and done[-1].end_ms == 10_000 and plan.splits == len(done) - 1
+    assert all(a.end_ms == b.start_ms for a, b in zip(done, done[1:]))
+    for instant in rng.sample(range(10_000), 200):
+        assert sum(p.holds(instant) for p in done) == 1
+
+
+def test_synthetic_catalogue_answers_like_the_analytics_query():
+    cat = SyntheticCatalogue(1000, start=DAY, span=timedelta(hours=10))  # one every 36 s, 30..230 s long
+    ms = intervals.to_ms
+    start, end = ms(DAY + timedelta(hours=2)), ms(DAY + timedelta(hours=3))
+    answer = cat.query(start, end)
+    brute = [c for c in map(cat.conversation_at, range(1000)) if matches(c, start, end)]
+    assert [c.conversation_id for c in answer] == [c.conversation_id for c in brute]
+    early = [c for c in answer if c.start_ms < start]
+    assert early and all(c.end_ms > start for c in early)  # still active when the interval begins
+    assert len(answer) == len(early) + 100
+    # nothing from before the interval's first day, even if still active
+    midnight = ms(DAY + timedelta(days=1))
+    assert all(c.start_ms >= midnight for c in SyntheticCatalogue(
+        1000, start=DAY + timedelta(hours=23), span=timedelta(hours=2)).query(midnight, midnight + 60_000))
+    conv = cat.conversation_at(7)
+    assert cat.conversation(conv.conversation_id) == conv and cat.recording(conv.recordings[0].recording_id)
+    assert cat.conversation("5ca1ab1e-0000-4000-8000-0000000003e8") is None  # index 1000: out of range
+    assert cat.find("synthetic-7") == conv.recordings[0]
+
+
+def _token(url: str) -> dict[str, str]:
+    answer = httpx.post(url + "/oauth/token", auth=("voxpipe-emulator", "emulator-secret"),
+                        data={"grant_type": "client_credentials"})
+    return {"Authorization": "Bearer " + answer.json()["access_token"]}
+
+
+def test_emulator_refuses_pagination_past_100000_results():
+    cat = SyntheticCatalogue(120_000, start=DAY)
+    with serve_in_thread(GenesysEmulator(cat, EmulatorConfig(rate_limit=100_000))) as url:
+        q, auth = url + "/api/v2/analytics/conversations/details/query", _token(url)
+        interval = "2026-11-03T00:00:00Z/2026-11-04T00:00:00Z"
+        last = httpx.post(q, headers=auth, json={"interval": interval, "paging": {"pageSize": 100, "pageNumber": 1000}})
+        assert last.status_code == 200 and last.json()["totalHits"] == 120_000
+        assert len(last.json()["conversations"]) == 100
+        refused = httpx.post(q, headers=auth, json={"interval": interval,
+                                                    "paging": {"pageSize": 100, "pageNumber": 1001}})
+        assert refused.status_code == 400
+        body = refused.json()
+        assert body["message"] == "Pagination may not exceed 100000 results" and body["status"] == 400
+        assert body["contextId"] and body["code"]
+
+
+def test_discovery_lists_every_conversation_of_an_interval_over_100000_exactly_once(tmp_path):
+    # 150,000 conversations in one day, generated on demand by the emulator (nothing stored);
+    # each lasts up to 230 s, so every split boundary has conversations straddling it
+    count = 150_000
+    cat = SyntheticCatalogue(count, start=DAY)
+    app = GenesysEmulator(cat, EmulatorConfig(rate_limit=1_000_000))
+    settings = GenesysSettings(api_base="http://x", login_base="http://x", client_id="voxpipe-emulator",
+                               client_secret="emulator-secret", max_requests_per_minute=100_000,
+                               interval="2026-11-03T00:00:00Z/2026-11-04T00:00:00Z")
+    found: list[str] = []
+
+    async def discover(url: str) -> GenesysSource:
+        source = GenesysSource(settings.model_copy(update={"api_base": url, "login_base": url}),
+                               PipelineContext("p", tmp_path))
+        try:
+            async for conv in source.conversations():
+                found.append(conv.conversation_id)
+        finally:
+            await source.aclose()
+        return source
+
+    with serve_in_thread(app) as url:
+        trio.run(discover, url)
+    assert len(found) == count and len(set(found)) == count  # nothing lost, nothing twice
+    assert found == list(cat.ids())  # and in start order
+    queries = app.stats.requests["analytics-query"]
+    # one refused-size first page of the whole day, then 2 × 750 pages of 100
+    assert 1 + 2 * 750 <= queries <= 1 + 2 * 753, queries  # a page more where early conversations add up
