@@ -11,7 +11,7 @@ field):
 - ``RecordingMetadata{id, conversationId, media, fileState, ...}`` (a JSON list);
 - ``BatchDownloadJobSubmission{batchDownloadRequestList[BatchDownloadRequest{conversationId,
   recordingId}]}`` (at most 100 items) → ``BatchDownloadJobSubmissionResult{id, selfUri}``;
-- ``BatchDownloadJobStatusResult{id, jobId, expectedResultCount, resultCount, errorCount,
+- ``BatchDownloadJobStatusResult{id, jobId, expectedResultCount, resultCount, errorCount, status,
   results[BatchDownloadJobResult{conversationId, recordingId, resultUrl, contentType,
   errorMsg}]}``.
 
@@ -247,18 +247,15 @@ class BatchResult:
 
 @dataclass(frozen=True, slots=True)
 class BatchStatus:
-    """A ``BatchDownloadJobStatusResult``."""
+    """A ``BatchDownloadJobStatusResult``; ``status`` is ``InProgress``/``Completed`` or ``None``
+    when the answer has none (whether it is finished: :func:`.batch.job_finished`)."""
 
     job_id: str
     expected_result_count: int | None
     result_count: int
     error_count: int
     results: tuple[BatchResult, ...] = ()
-
-    @property
-    def complete(self) -> bool:
-        """Every expected result is in (success or error)."""
-        return self.expected_result_count is not None and self.result_count >= self.expected_result_count
+    status: str | None = None
 
 
 def parse_batch_status(payload: Any, job_id: str, *, checksum_field: str | None = None) -> BatchStatus:
@@ -286,7 +283,10 @@ def parse_batch_status(payload: Any, job_id: str, *, checksum_field: str | None 
                                    _optional_str(item, "contentType"), error,
                                    _optional_str(item, checksum_field) if checksum_field else None))
     result_count = counts[1] if counts[1] is not None else len(results)
-    return BatchStatus(job_id, counts[0], result_count, counts[2] or 0, tuple(results))
+    state = payload.get("status")
+    if state is not None and not isinstance(state, str):
+        raise BadResponse(f"{where}: field 'status' is not a string: {state!r}")
+    return BatchStatus(job_id, counts[0], result_count, counts[2] or 0, tuple(results), state or None)
 
 
 def parse_recording_media(payload: Any, recording_id: str, format_id: str) -> BatchResult:

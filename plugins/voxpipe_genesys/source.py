@@ -56,7 +56,7 @@ from voxpipe.errors import StreamError, StreamRejected
 from voxpipe.model import Chunk, Stream, StreamSpec
 from voxpipe.settings import Settings, setting
 
-from . import api, intervals
+from . import api, batch, intervals
 from .auth import fetch_token
 from .regions import endpoints, region_host
 
@@ -365,9 +365,12 @@ class GenesysSource(Source):
         return meta
 
     async def run_batch(self, pairs: list[tuple[str, str]]) -> dict[str, api.BatchResult]:
-        """Submit one batch download job and poll it until every result is in.
+        """Submit one batch download job and poll it until it is finished (:mod:`.batch`:
+        ``status`` when sent, else the counts).
 
-        :returns: results by recording id (a job that timed out returns those it has).
+        :returns: one result per recording (:func:`.batch.settle`: a URL beats an error,
+            the last URL listed beats earlier ones); a job that timed out returns those
+            it has plus an error result for each missing recording.
         :raises StreamError: the submission was refused (reason ``http-…``) or the job
             produced nothing within ``max_batch_wait`` seconds (``batch-timeout``).
         """
@@ -378,7 +381,7 @@ class GenesysSource(Source):
         self.stats["batches"] += 1
         self._audit("batch-submitted", job=job_id, recordings=len(pairs))
         started = trio.current_time()
-        wait, polls = s.poll_interval, 0
+        wait, polls, expected = s.poll_interval, 0, None
         status: api.BatchStatus | None = None
         while True:
             await trio.sleep(min(wait, max(0.0, started + s.max_batch_wait - trio.current_time())))
@@ -387,22 +390,31 @@ class GenesysSource(Source):
             payload = await self.call("GET", f"/api/v2/recording/batchrequests/{quote(job_id, safe='')}",
                                       what=f"batch job {job_id} status")
             status = api.parse_batch_status(payload, job_id, checksum_field=s.checksum_field)
-            if status.complete or trio.current_time() - started >= s.max_batch_wait:
+            grown = status.expected_result_count
+            if expected is not None and grown is not None and grown > expected:
+                self._audit("batch-expected-grew", job=job_id, before=expected, after=grown, poll=polls)
+            expected = grown if grown is not None else expected
+            finished = batch.job_finished(status)
+            if finished or trio.current_time() - started >= s.max_batch_wait:
                 break
             wait = min(wait * 2, s.max_poll_interval)
-        results = {r.recording_id: r for r in status.results}
-        self._audit("batch-complete" if status.complete else "batch-timeout", job=job_id, polls=polls,
+        settled = batch.settle(pairs, status.results)
+        results = settled.results
+        if settled.duplicates or settled.unrequested:
+            log.info("batch job %s: %d recordings with several results, %d results not asked for", job_id,
+                     len(settled.duplicates), len(settled.unrequested))
+        self._audit("batch-complete" if finished else "batch-timeout", job=job_id, polls=polls, status=status.status,
                     results=status.result_count, expected=status.expected_result_count, errors=status.error_count,
+                    duplicates=list(settled.duplicates), unrequested=len(settled.unrequested),
                     seconds=round(trio.current_time() - started, 3))
-        if not status.complete:
-            missing = [rid for _, rid in pairs if rid not in results]
+        if not finished:
+            missing = [(cid, rid) for cid, rid in pairs if rid not in results]
             log.warning("batch job %s: %d of %d results after %.0f s; giving up on the others", job_id,
                         len(results), len(pairs), s.max_batch_wait)
             if not results:
                 raise StreamError(f"batch job {job_id}: no result within {s.max_batch_wait:g} s "
                                   f"({len(missing)} recordings)", reason="batch-timeout")
-            for rid in missing:
-                cid = next(c for c, r in pairs if r == rid)
+            for cid, rid in missing:
                 results[rid] = api.BatchResult(cid, rid, error_msg=f"no result within {s.max_batch_wait:g} s "
                                                f"(batch job {job_id})")
         return results
