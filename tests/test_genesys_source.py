@@ -91,7 +91,8 @@ def test_failed_batch_result_fails_only_that_recording(tmp_path):
     assert not failed.ok and failed.reason == "batch-result-error"
     assert "Failed to transcode recording" in failed.message and rid("call-c.wav") in failed.message
     archived = by_id[rid("call-d.wav")]
-    assert archived.reason == "not-available" and "ARCHIVED" in archived.message
+    assert archived.reason == "archived" and "fileState ARCHIVED" in archived.message
+    assert "restore it in Genesys Cloud" in archived.message
     assert not list(archive.glob(f"{rid('call-c.wav')}*")) and not list(archive.glob(f"{rid('call-d.wav')}*"))
     for name in ("call-a.wav", "call-b.wav", "call-e__agent.wav", "call-e__customer.wav"):
         assert by_id[rid(name)].ok

@@ -4,15 +4,16 @@ Contract (Genesys Cloud Platform API; ``docs/genesys.md``, ``/work/shared/refere
 
 - token: client-credentials grant at ``{login_base}/oauth/token`` (:mod:`.auth`), cached
   and refreshed 30 s before expiry by one task for all streams, and once after a 401;
-- conversations: explicit ids, and/or every conversation of ``interval`` from
-  ``POST /api/v2/analytics/conversations/details/query`` page by page (``totalHits``);
-- recordings: ``GET /api/v2/conversations/{id}/recordingmetadata`` per conversation; only
-  ``media`` in ``media`` (audio by default); a ``fileState`` other than AVAILABLE/RESTORED
-  fails that recording (``not-available``) instead of dropping it silently;
+- discovery (:mod:`.discovery`): conversations by id and/or every conversation that
+  started in ``interval`` (analytics details query, split past its 100,000-result paging
+  limit by :mod:`.intervals`); recordings from ``recordingmetadata``, only ``media`` in
+  ``media``; UPLOADING/RESTORING recordings waited for, then deferred to the next run
+  (:mod:`.filestates`); other states that cannot be downloaded fail with their own reason
+  (``archived``, ``deleted``, ``recording-error``, ``not-available``);
 - media: ``POST /api/v2/recording/batchrequests`` for up to ``batch_size`` recordings at
   a time, then ``GET /api/v2/recording/batchrequests/{jobId}`` every ``poll_interval``
-  (doubling up to ``max_poll_interval``) until ``resultCount`` reaches
-  ``expectedResultCount`` or ``max_batch_wait`` passes; each result's pre-signed
+  (doubling up to ``max_poll_interval``) until the job is finished (:mod:`.batch`:
+  ``status`` Completed, or the counts without it) or ``max_batch_wait`` passes; each result's pre-signed
   ``resultUrl`` is downloaded by ``Range`` segments (:class:`RangedDownload`); a result
   with ``errorMsg`` fails that recording only (``batch-result-error``). An expired URL
   (403) is renewed by a one-recording batch job and the download resumes where it was;
@@ -34,6 +35,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Literal
@@ -51,25 +53,19 @@ from voxpipe.download.ranges import ContentRangeError, parse_content_range
 from voxpipe.download.ratelimit import RateLimiter
 from voxpipe.download.retry import RetryPolicy, parse_retry_after
 from voxpipe.download.tokens import BearerTokens
-from voxpipe.idlists import read_ids
-from voxpipe.errors import StreamError, StreamRejected
+from voxpipe.errors import StreamError
 from voxpipe.model import Chunk, Stream, StreamSpec
 from voxpipe.settings import Settings, setting
 
-from . import api, batch, intervals
+from . import api, batch
 from .auth import fetch_token
+from .discovery import Discovery
 from .regions import endpoints, region_host
 
 log = logging.getLogger("voxpipe.genesys")
 
-#: ``fileState`` values whose media can be fetched now.
-DOWNLOADABLE_STATES = frozenset({"AVAILABLE", "RESTORED"})
-#: Most conversations one run discovers (a larger backlog is several runs or intervals).
-MAX_CONVERSATIONS = 1_000_000
 #: Most times one recording's result URL is renewed (expired pre-signed URL).
 MAX_URL_RENEWALS = 2
-#: Most ids per ``GET /api/v2/analytics/conversations/details?id=`` request.
-MAX_IDS_PER_LOOKUP = 100
 
 
 def _blank_to_none(value: Any) -> Any:
@@ -102,6 +98,11 @@ class GenesysSettings(Settings):
                                    "poll up to `max_poll_interval`.", gt=0, le=300)
     max_poll_interval: float = setting(15.0, description="Longest wait between two status polls (seconds).",
                                        gt=0, le=600)
+    transient_wait: float = setting(600.0, description="Seconds discovery waits for a recording whose `fileState` is "
+                                    "UPLOADING or RESTORING (re-reading its metadata every `poll_interval`, doubling "
+                                    "to `max_poll_interval`) before leaving it for the next run, which looks it up "
+                                    "again (`genesys-deferred.json` in the state directory) without counting a "
+                                    "failed attempt.", ge=0, le=86400)
     max_batch_wait: float = setting(900.0, description="Seconds a batch job may take before its unfinished "
                                     "recordings fail (`batch-timeout`).", gt=0, le=86400)
     max_requests_per_minute: int = setting(300, description="API requests per minute with one token (Genesys: 300 "
@@ -211,151 +212,32 @@ class GenesysSource(Source):
         if self.context.audit is not None:
             self.context.audit.write(event, pipeline=self.context.pipeline, source=self.type, **fields)
 
-    # ---------------------------------------------------------------- conversations
-
-    def _explicit_ids(self) -> list[str]:
-        return read_ids(self.settings.conversations, self.settings.conversations_file, "conversation id",
-                        max_ids=MAX_CONVERSATIONS, forbidden="/\\")
-
-    async def _lookup_starts(self, ids: list[str]) -> dict[str, str]:
-        """Conversation start times of explicit ids (best effort: the date is metadata, not data)."""
-        starts: dict[str, str] = {}
-        for group in api.chunked(ids, MAX_IDS_PER_LOOKUP):
-            try:
-                body = await self.call("GET", "/api/v2/analytics/conversations/details", params=[("id", i) for i in group],
-                                       what=f"details of {len(group)} conversations")
-                found, _ = api.parse_conversation_page(body, "conversation details")
-            except StreamError as exc:
-                log.warning("conversation start times unavailable: %s", exc)
-                return starts
-            starts.update({c.conversation_id: c.conversation_start for c in found if c.conversation_start})
-        return starts
-
-    async def conversations(self) -> AsyncIterator[api.Conversation]:
-        """Explicit conversations first, then the interval's, each once."""
-        seen: set[str] = set()
-        explicit = self._explicit_ids()
-        starts = await self._lookup_starts(explicit) if explicit else {}
-        for cid in explicit:
-            seen.add(cid)
-            yield api.Conversation(cid, starts.get(cid))
-        if self.settings.interval is None:
-            return
-        async for conv in self._interval_conversations(self.settings.interval, seen):
-            yield conv
-
-    async def _interval_conversations(self, interval: str, seen: set[str]) -> AsyncIterator[api.Conversation]:
-        """Every conversation that started in ``interval``, once, splitting the interval
-        (:mod:`.intervals`) wherever it holds more than the query can page through."""
-        size = self.settings.page_size
-        plan = intervals.IntervalPlan.of(interval)
-        pages = outside = 0
-        while (part := plan.next()) is not None:
-            page = 1
-            while True:
-                pages += 1
-                body = await self.call("POST", "/api/v2/analytics/conversations/details/query",
-                                       json=api.conversation_query(part.interval, page, size),
-                                       what=f"conversations of {part.interval}, page {page}")
-                found, total = api.parse_conversation_page(body, f"analytics query {part.interval} page {page}")
-                step = intervals.after_page(page, size, len(found), total)
-                if step is intervals.Step.SPLIT:
-                    try:
-                        plan.split(part)
-                    except intervals.TooDense as exc:
-                        raise StreamError(f"{exc}: it holds {total} conversations, more than the analytics query "
-                                          f"pages through ({intervals.MAX_QUERY_RESULTS})",
-                                          reason="interval-too-dense") from None
-                    self._audit("interval-split", interval=part.interval, total_hits=total)
-                    log.info("interval %s holds %d conversations; splitting it in two", part.interval, total)
-                    break
-                for conv in found:
-                    # the API also returns conversations that began earlier (on a day the part
-                    # touches) and are still active: each belongs to the part it started in
-                    if conv.start_ms is not None and not part.holds(conv.start_ms):
-                        outside += 1
-                        continue
-                    if conv.conversation_id not in seen and len(seen) < MAX_CONVERSATIONS:
-                        seen.add(conv.conversation_id)
-                        yield conv
-                if step is intervals.Step.DONE or len(seen) >= MAX_CONVERSATIONS:
-                    break
-                page += 1
-            if len(seen) >= MAX_CONVERSATIONS:
-                log.warning("%s: stopped at %d conversations (MAX_CONVERSATIONS); split the interval over several "
-                            "runs", interval, MAX_CONVERSATIONS)
-                break
-        self._audit("conversations-found", interval=interval, conversations=len(seen), pages=pages,
-                    splits=plan.splits, outside_part=outside)
-
-    # ---------------------------------------------------------------- discovery
+    # ---------------------------------------------------------------- discovery (:mod:`.discovery`)
 
     async def discover(self) -> AsyncIterator[StreamSpec]:
-        wanted = {m.lower() for m in self.settings.media}
-        batch: list[tuple[api.RecordingInfo, dict[str, Any]]] = []
-        seen: set[str] = set()
-        async for conv in self.conversations():
-            cid = conv.conversation_id
-            try:
-                payload = await self.call("GET", f"/api/v2/conversations/{quote(cid, safe='')}/recordingmetadata",
-                                          what=f"conversation {cid} recording metadata")
-                infos = api.parse_recording_metadata(payload, cid, checksum_field=self.settings.checksum_field)
-            except StreamError as exc:
-                # the conversation's recordings are unknown: report it as a failed stream, not silence
-                self._pending[cid] = _Pending(cid, error=StreamError(f"conversation {cid}: {exc}", reason=exc.reason))
-                yield StreamSpec(cid, {"conversationId": cid, "date": conv.conversation_start})
-                continue
-            if not infos:
-                self._audit("no-recordings", conversation=cid)
-            for info in infos:
-                if (info.media or "audio").lower() not in wanted or info.recording_id in seen:
-                    continue
-                seen.add(info.recording_id)
-                meta = {"conversationId": cid, "recordingId": info.recording_id, "date": conv.conversation_start,
-                        "media": info.media, "fileState": info.file_state}
-                if info.checksum:
-                    meta["sha256"] = info.checksum
-                state = (info.file_state or "AVAILABLE").upper()
-                if state not in DOWNLOADABLE_STATES:
-                    self._pending[info.recording_id] = _Pending(cid, error=StreamRejected(
-                        f"recording {info.recording_id} (conversation {cid}): fileState {info.file_state!r} is not "
-                        f"downloadable (needs {' or '.join(sorted(DOWNLOADABLE_STATES))})", reason="not-available"))
-                    yield StreamSpec(info.recording_id, meta)
-                    continue
-                if self.settings.format_id is not None:  # fetched one by one in read()
-                    self._pending[info.recording_id] = _Pending(cid)
-                    yield StreamSpec(info.recording_id, meta)
-                    continue
-                batch.append((info, meta))
-                if len(batch) >= self.settings.batch_size:
-                    async for spec in self._batch_specs(batch):
-                        yield spec
-                    batch = []
-        if batch:
-            async for spec in self._batch_specs(batch):
+        async with aclosing(Discovery(self).specs()) as specs:
+            async for spec in specs:
                 yield spec
 
-    async def _batch_specs(self, batch: list[tuple[api.RecordingInfo, dict[str, Any]]]) -> AsyncIterator[StreamSpec]:
-        pairs = [(info.conversation_id, info.recording_id) for info, _ in batch]
-        try:
-            results = await self.run_batch(pairs)
-            failure = None
-        except StreamError as exc:
-            results, failure = {}, exc
-        for info, meta in batch:
-            rid, cid = info.recording_id, info.conversation_id
-            result = results.get(rid)
-            if result is None:
-                error = failure or StreamError(f"recording {rid} (conversation {cid}): the batch job returned no "
-                                               "result for it", reason="batch-no-result")
-                self._pending[rid] = _Pending(cid, error=error)
-            else:
-                self._pending[rid] = _Pending(cid, result=result)
-                meta = {**meta, **self._result_metadata(result)}
-            yield StreamSpec(rid, meta)
+    def conversations(self) -> AsyncIterator[api.Conversation]:
+        """The conversations discovery works through (explicit, deferred, the interval's), each once."""
+        return Discovery(self).conversations()
+
+    def audit(self, event: str, **fields: Any) -> None:
+        """An audit line of this source (never a URL or secret)."""
+        self._audit(event, **fields)
+
+    def fail(self, stream_id: str, conversation_id: str, error: StreamError) -> None:
+        """Discovery found the stream cannot be read: ``read`` raises ``error``."""
+        self._pending[stream_id] = _Pending(conversation_id, error=error)
+
+    def expect(self, recording_id: str, conversation_id: str, result: api.BatchResult | None = None) -> None:
+        """A recording ``read`` will fetch: by its batch ``result``, or (``None``) by ``format_id``."""
+        self._pending[recording_id] = _Pending(conversation_id, result=result)
 
     @staticmethod
-    def _result_metadata(result: api.BatchResult) -> dict[str, Any]:
+    def result_metadata(result: api.BatchResult) -> dict[str, Any]:
+        """Stream metadata from a batch result: ``contentType``, ``format``, ``sha256``."""
         meta: dict[str, Any] = {}
         if result.content_type:
             meta["contentType"] = result.content_type
@@ -478,7 +360,7 @@ class GenesysSource(Source):
             if result.error_msg is not None or result.result_url is None:
                 raise StreamError(f"recording {stream.id} (conversation {pending.conversation_id}): batch download "
                                   f"failed: {result.error_msg}", reason="batch-result-error")
-            stream.metadata.update(self._result_metadata(result))
+            stream.metadata.update(self.result_metadata(result))
             try:
                 if size is None:
                     size, etag = await self._probe(result.result_url, stream.id)
