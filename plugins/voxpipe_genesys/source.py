@@ -35,10 +35,10 @@ from __future__ import annotations
 import logging
 import random
 import time
-from contextlib import aclosing
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Literal
+from typing import Any, AsyncIterator, Iterator, Literal
 from urllib.parse import quote
 
 import httpx
@@ -46,7 +46,7 @@ import trio
 from pydantic import SecretStr, field_validator, model_validator
 
 from voxpipe.components import Source
-from voxpipe.download.api import request_json
+from voxpipe.download.api import APIError, request_json
 from voxpipe.download.downloader import HTTPStatusError, RangedDownload, read_size_for
 from voxpipe.download.responses import ResponseLog
 from voxpipe.download.ranges import ContentRangeError, parse_content_range
@@ -196,17 +196,32 @@ class GenesysSource(Source):
 
     async def _fetch_token(self):
         s = self.settings
-        token = await fetch_token(self.client, self.endpoints.token_url, s.client_id,
-                                  s.client_secret.get_secret_value(), policy=self.policy)
+        with self._api_errors_audited("token request"):
+            token = await fetch_token(self.client, self.endpoints.token_url, s.client_id,
+                                      s.client_secret.get_secret_value(), policy=self.policy)
         self._audit("token-refresh", expires_in=token.expires_in)
         return token
 
     async def call(self, method: str, path: str, *, what: str, ok: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
         """One API request under the token's rate budget; returns the decoded JSON answer."""
-        _, body = await request_json(self.client, method, self.endpoints.api_base + path, auth=self.auth_headers,
-                                     on_401=self.on_401, policy=self.policy, rng=self.rng, what=what, ok=ok,
-                                     limiter=self.limiter, headers={"Accept": "application/json"}, **kwargs)
+        with self._api_errors_audited(what):
+            _, body = await request_json(self.client, method, self.endpoints.api_base + path, auth=self.auth_headers,
+                                         on_401=self.on_401, policy=self.policy, rng=self.rng, what=what, ok=ok,
+                                         limiter=self.limiter, headers={"Accept": "application/json"}, **kwargs)
         return body
+
+    @contextmanager
+    def _api_errors_audited(self, what: str) -> Iterator[None]:
+        """Audit a refused API request with the platform's error ``code`` and ``contextId``
+        (what Genesys support asks for), then let the error go on."""
+        try:
+            yield
+        except APIError as exc:
+            if not getattr(exc, "audited", False):  # a token failure surfaces through the call that needed it
+                exc.audited = True
+                self._audit("api-error", request=what, status=exc.status, reason=exc.reason, code=exc.code,
+                            context_id=exc.context_id)
+            raise
 
     def _audit(self, event: str, **fields: Any) -> None:
         if self.context.audit is not None:
@@ -316,11 +331,12 @@ class GenesysSource(Source):
         started = trio.current_time()
         wait = s.poll_interval
         while True:
-            status, body = await request_json(
-                self.client, "GET", self.endpoints.api_base + path, auth=self.auth_headers, on_401=self.on_401,
-                policy=self.policy, rng=self.rng, limiter=self.limiter, ok=(200, 202),
-                params={"formatId": s.format_id, "download": "false"}, headers={"Accept": "application/json"},
-                what=f"recording {recording_id} as {s.format_id}")
+            with self._api_errors_audited(f"recording {recording_id} as {s.format_id}"):
+                status, body = await request_json(
+                    self.client, "GET", self.endpoints.api_base + path, auth=self.auth_headers, on_401=self.on_401,
+                    policy=self.policy, rng=self.rng, limiter=self.limiter, ok=(200, 202),
+                    params={"formatId": s.format_id, "download": "false"}, headers={"Accept": "application/json"},
+                    what=f"recording {recording_id} as {s.format_id}")
             if status == 200:
                 return api.parse_recording_media(body, recording_id, s.format_id)
             if trio.current_time() - started + wait > s.max_batch_wait:
