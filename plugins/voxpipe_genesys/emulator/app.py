@@ -1,31 +1,44 @@
-"""An ASGI emulator of the Genesys Cloud Platform API endpoints the ``genesys`` source uses.
+"""An ASGI emulator of the Genesys Cloud Platform API endpoints the ``genesys`` source uses,
+and the read endpoints users' own scripts call alongside it.
 
 Endpoints, field names and status codes follow the published API (the official SDK's
-models; ``docs/genesys.md``):
+models; ``docs/genesys.md``; JSON bodies in :mod:`.bodies`):
 
 - ``POST /oauth/token`` — client-credentials grant, client authenticated by HTTP Basic
-  (RFC 6749 §2.3.1); ``{"access_token", "token_type": "bearer", "expires_in"}``;
-- ``POST /api/v2/analytics/conversations/details/query`` — ``interval`` filter, ``paging``
-  (``pageSize`` ≤ 100, ``pageNumber`` from 1), ``{"conversations": [...], "totalHits"}``;
+  (RFC 6749 §2.3.1); ``{"access_token", "token_type": "bearer", "expires_in"}``; errors
+  as RFC 6749 §5.2 ``{"error", "error_description"}``;
+- ``POST /api/v2/analytics/conversations/details/query`` — conversations overlapping the
+  ``interval`` that started on a day it touches, ``paging`` (``pageSize`` ≤ 100,
+  ``pageNumber`` from 1, ``pageSize × pageNumber`` ≤ 100,000, else 400 "Pagination may
+  not exceed 100000 results"), ``{"conversations": [...], "totalHits"}`` with participants;
 - ``GET /api/v2/analytics/conversations/details?id=…`` — conversations by id;
-- ``GET /api/v2/conversations/{id}/recordingmetadata`` — a list of ``RecordingMetadata``;
+- ``GET /api/v2/analytics/conversations/{id}/details`` — one conversation;
+- ``GET /api/v2/conversations/{id}/recordingmetadata[/{recordingId}]`` — ``RecordingMetadata``
+  (a list, or one);
+- ``GET /api/v2/conversations/{id}/recordings`` — every ``Recording`` of a conversation
+  with ``mediaUris``; 202 until all are prepared; ``formatId=NONE``: metadata only;
 - ``GET /api/v2/conversations/{id}/recordings/{recordingId}?formatId=…`` — a ``Recording``
   whose ``mediaUris`` hold a pre-signed URL; ``202`` (still being prepared) for the first
   ``not_ready_polls`` requests of each recording and format. The emulator does not
-  transcode: it offers the file's own format only (400 for others);
+  transcode: it offers the file's own format only (400 for others; the file's own when
+  ``formatId`` is absent);
 - ``POST /api/v2/recording/batchrequests`` (≤ 100 items) → ``{"id", "selfUri"}``;
-- ``GET /api/v2/recording/batchrequests/{jobId}`` — ``BatchDownloadJobStatusResult``; the
-  job fills in over successive polls (``not_ready_polls`` polls with results missing);
-  only the submitting client may read it (else 404);
+- ``GET /api/v2/recording/batchrequests/{jobId}`` — ``BatchDownloadJobStatusResult`` with
+  ``status`` ``InProgress`` then ``Completed``; the job fills in over successive polls
+  (``not_ready_polls`` polls with results missing); only the submitting client may read
+  it (else 404);
 - ``GET /media/{recordingId}?expires=…&signature=…`` — the result URLs: pre-signed,
   expiring (403 ``AccessDenied`` afterwards, as S3), with ``Range``/``206``/``416``,
   ``ETag`` and ``If-Range`` (RFC 9110 §14).
 
-Every ``/api/v2`` call needs ``Authorization: Bearer``; each token has a sliding-window
-budget (``rate_limit`` requests per minute, 429 with ``Retry-After`` beyond it). Fault
-switches (:class:`EmulatorConfig`): random 429s, recordings whose batch result carries
-``errorMsg``, recordings that are archived, result URLs issued already expired, and a
-non-standard ``checksum`` field (SHA-256 hex) in the recording metadata, right or wrong.
+Anything else answers 404 in the API's error schema ``{message, code, status, contextId,
+details, errors}``. Every ``/api/v2`` call needs ``Authorization: Bearer``; each token has a
+sliding-window budget (``rate_limit`` requests per minute, 429 with ``Retry-After`` beyond
+it). Fault switches (:class:`EmulatorConfig`): random 429s, recordings whose batch result
+carries ``errorMsg``, every ``fileState`` (UPLOADING and RESTORING for a number of
+metadata reads, ARCHIVED, DELETED, ERROR), duplicate results counted late, answers
+without ``status``, result URLs issued already expired, and a non-standard ``checksum``
+field (SHA-256 hex) in the recording metadata, right or wrong.
 """
 
 from __future__ import annotations
@@ -46,6 +59,7 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl, quote
 
 from . import bodies
+from .http import Send, error_answer, json_answer, s3_error, serve_bytes
 from .catalogue import CatalogueLike, Conversation, Recording
 
 #: Largest request body accepted (bytes).
@@ -54,8 +68,6 @@ MAX_BODY = 1 << 20
 MAX_JOBS = 10_000
 #: Most tokens kept.
 MAX_TOKENS = 10_000
-#: Bytes per ASGI body message when serving media.
-SEND_SIZE = 1 << 20
 #: Largest page of the analytics query, as the real API.
 MAX_PAGE_SIZE = 100
 #: Most items of one batch request, as the real API.
@@ -71,7 +83,6 @@ FORMAT_IDS_ALL = ("WAV", "WEBM", "WAV_ULAW", "OGG_VORBIS", "OGG_OPUS", "MP3", "N
 FORMAT_IDS_BY_TYPE = {"audio/wav": "WAV", "audio/mpeg": "MP3", "audio/ogg": "OGG_VORBIS",
                       "audio/ogg; codecs=opus": "OGG_OPUS", "audio/webm": "WEBM"}
 
-Send = Callable[[dict], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -198,7 +209,7 @@ class GenesysEmulator:
             message = await receive()
             body += message.get("body", b"")
             if len(body) > MAX_BODY:
-                return await _error(send, 413, "Request body too large", "request.too.large")
+                return await error_answer(send, 413, "Request body too large", "request.too.large")
             if not message.get("more_body"):
                 break
         try:
@@ -208,9 +219,9 @@ class GenesysEmulator:
                 return await self._media(send, method, path[len("/media/"):], dict(query), headers)
             if path.startswith("/api/v2/"):
                 return await self._api(send, method, path, query, headers, body)
-            return await _error(send, 404, f"No resource at {path}", "not.found")
+            return await error_answer(send, 404, f"No resource at {path}", "not.found")
         except _Answer as answer:
-            return await _error(send, answer.status, answer.message, answer.code, answer.headers)
+            return await error_answer(send, answer.status, answer.message, answer.code, answer.headers)
 
     # ------------------------------------------------------------------ OAuth
 
@@ -218,12 +229,12 @@ class GenesysEmulator:
         self.stats.count("token")
         form = dict(parse_qsl(body.decode("utf-8", "replace")))
         if form.get("grant_type") != "client_credentials":
-            return await _json(send, 400, {"error": "unsupported_grant_type",
+            return await json_answer(send, 400, {"error": "unsupported_grant_type",
                                            "error_description": "grant_type must be client_credentials"})
         client = _basic_client(headers.get("authorization", ""))
         if client is None or not (hmac.compare_digest(client[0], self.config.client_id)
                                   and hmac.compare_digest(client[1], self.config.client_secret)):
-            return await _json(send, 401, {"error": "invalid_client",
+            return await json_answer(send, 401, {"error": "invalid_client",
                                            "error_description": "client authentication failed"},
                                [("www-authenticate", 'Basic realm="genesys-emulator"')])
         token = secrets.token_urlsafe(32)
@@ -231,7 +242,7 @@ class GenesysEmulator:
             if len(self._tokens) >= MAX_TOKENS:
                 self._tokens.pop(next(iter(self._tokens)))
             self._tokens[token] = (client[0], time.monotonic() + self.config.token_ttl)
-        await _json(send, 200, {"access_token": token, "token_type": "bearer", "expires_in": self.config.token_ttl})
+        await json_answer(send, 200, {"access_token": token, "token_type": "bearer", "expires_in": self.config.token_ttl})
 
     def _authorise(self, headers: dict[str, str]) -> tuple[str, str]:
         value = headers.get("authorization", "")
@@ -277,23 +288,23 @@ class GenesysEmulator:
         params = dict(query)
         if parts == ["analytics", "conversations", "details", "query"] and method == "POST":
             self._admit(token, "analytics-query")
-            return await _json(send, 200, self._query(_json_body(body)))
+            return await json_answer(send, 200, self._query(_json_body(body)))
         if parts == ["analytics", "conversations", "details"] and method == "GET":
             self._admit(token, "analytics-get")
             ids = [i for k, v in query if k == "id" for i in v.split(",") if i]
             found = [bodies.conversation_details(c) for c in map(self.catalogue.conversation, ids) if c is not None]
-            return await _json(send, 200, {"conversations": found} if found else {})
+            return await json_answer(send, 200, {"conversations": found} if found else {})
         if len(parts) == 4 and parts[:2] == ["analytics", "conversations"] and parts[3] == "details" \
                 and method == "GET":
             self._admit(token, "analytics-conversation")
-            return await _json(send, 200, bodies.conversation_details(self._conversation(parts[2])))
+            return await json_answer(send, 200, bodies.conversation_details(self._conversation(parts[2])))
         if len(parts) in (3, 4) and parts[0] == "conversations" and parts[2] == "recordingmetadata" and method == "GET":
             self._admit(token, "recordingmetadata")
             conv = self._conversation(parts[1])
             if len(parts) == 4:
                 rec = self._recording_of(conv, parts[3])
-                return await _json(send, 200, bodies.recording_metadata(rec, conv, self.file_state(rec)))
-            return await _json(send, 200, [self._metadata_json(r, conv) for r in conv.recordings])
+                return await json_answer(send, 200, bodies.recording_metadata(rec, conv, self.file_state(rec)))
+            return await json_answer(send, 200, [self._metadata_json(r, conv) for r in conv.recordings])
         if len(parts) == 3 and parts[0] == "conversations" and parts[2] == "recordings" and method == "GET":
             self._admit(token, "recordings")
             return await self._recordings(send, self._conversation(parts[1]), params, base)
@@ -303,14 +314,14 @@ class GenesysEmulator:
         if parts == ["recording", "batchrequests"] and method == "POST":
             self._admit(token, "batch-submit")
             job = self._submit(_json_body(body), client_id)
-            return await _json(send, 202, {"id": job.job_id, "selfUri": f"/api/v2/recording/batchrequests/{job.job_id}"})
+            return await json_answer(send, 202, {"id": job.job_id, "selfUri": f"/api/v2/recording/batchrequests/{job.job_id}"})
         if len(parts) == 3 and parts[:2] == ["recording", "batchrequests"] and method == "GET":
             self._admit(token, "batch-status")
             with self._lock:
                 job = self._jobs.get(parts[2])
             if job is None or job.client_id != client_id:  # only the submitting client sees its jobs
                 raise _Answer(404, f"Batch request {parts[2]} not found", "not.found")
-            return await _json(send, 200, self._status(job, base))
+            return await json_answer(send, 200, self._status(job, base))
         raise _Answer(404, f"No resource at {method} {path}", "not.found")
 
     def _conversation(self, cid: str) -> Conversation:
@@ -371,7 +382,7 @@ class GenesysEmulator:
             out.append(bodies.recording(rec, conv, state, uri))
         if not ready:
             out = [{k: v for k, v in item.items() if k != "mediaUris"} for item in out]
-        await _json(send, 200 if ready else 202, out)
+        await json_answer(send, 200 if ready else 202, out)
 
     async def _recording(self, send: Send, cid: str, rid: str, query: dict[str, str], base: str) -> None:
         rec = self.catalogue.recording(rid)
@@ -385,10 +396,10 @@ class GenesysEmulator:
         asked = self._format_for(rec, query)
         conv = self.catalogue.conversation(cid)
         if asked == "NONE":
-            return await _json(send, 200, bodies.recording(rec, conv, state, None))
+            return await json_answer(send, 200, bodies.recording(rec, conv, state, None))
         if not self._prepare(rec, asked):
-            return await _json(send, 202, bodies.recording(rec, conv, state, None))
-        await _json(send, 200, bodies.recording(rec, conv, state, self.sign_url(base, rid)))
+            return await json_answer(send, 202, bodies.recording(rec, conv, state, None))
+        await json_answer(send, 200, bodies.recording(rec, conv, state, self.sign_url(base, rid)))
 
     def _metadata_json(self, rec: Recording, conv: Conversation | None = None) -> dict[str, Any]:
         out = bodies.recording_metadata(rec, conv, self.file_state(rec))
@@ -509,33 +520,11 @@ class GenesysEmulator:
             expires = -1
         good = hmac.new(self._key, f"{rid}\n{expires}".encode(), hashlib.sha256).hexdigest()
         if rec is None or not hmac.compare_digest(good, query.get("signature", "")):
-            return await _s3_error(send, "SignatureDoesNotMatch", "The request signature we calculated does not match")
+            return await s3_error(send, "SignatureDoesNotMatch", "The request signature we calculated does not match")
         if expires < time.time():
-            return await _s3_error(send, "AccessDenied", "Request has expired")
+            return await s3_error(send, "AccessDenied", "Request has expired")
         self._admit(None, "media")
-        data, size = rec.data, len(rec.data)
-        base = [("content-type", rec.content_type.split(";")[0]), ("etag", rec.etag), ("accept-ranges", "bytes")]
-        first, last = 0, size - 1
-        status = 200
-        spec = headers.get("range")
-        if spec is not None and (headers.get("if-range") in (None, rec.etag)):
-            parsed = _parse_range(spec, size)
-            if parsed == "unsatisfiable":
-                return await _raw(send, 416, b"", base + [("content-range", f"bytes */{size}")])
-            if parsed is not None:
-                first, last = parsed
-                status = 206
-                base.append(("content-range", f"bytes {first}-{last}/{size}"))
-        length = last - first + 1
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(k.encode(), v.encode()) for k, v in base + [("content-length", str(length))]]})
-        if method == "HEAD":
-            return await send({"type": "http.response.body", "body": b""})
-        for offset in range(first, last + 1, SEND_SIZE):
-            end = min(offset + SEND_SIZE, last + 1)
-            await send({"type": "http.response.body", "body": data[offset:end], "more_body": end <= last})
-        if length == 0:
-            await send({"type": "http.response.body", "body": b""})
+        await serve_bytes(send, method, rec.data, rec.content_type.split(";")[0], rec.etag, headers)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -580,50 +569,3 @@ def _basic_client(value: str) -> tuple[str, str] | None:
         return None
     client, sep, secret = decoded.partition(":")
     return (client, secret) if sep else None
-
-
-def _parse_range(spec: str, size: int) -> tuple[int, int] | str | None:
-    """One ``bytes=`` range (RFC 9110 §14.1.2) → (first, last); None to ignore the header."""
-    unit, _, ranges = spec.partition("=")
-    if unit.strip().lower() != "bytes" or "," in ranges:
-        return None  # other units and multiple ranges: answer 200 with the whole body (allowed by RFC 9110)
-    first_s, dash, last_s = ranges.strip().partition("-")
-    if not dash:
-        return None
-    try:
-        if first_s == "":
-            n = int(last_s)
-            if n == 0:
-                return "unsatisfiable"
-            return max(0, size - n), size - 1
-        first = int(first_s)
-        last = int(last_s) if last_s else size - 1
-    except ValueError:
-        return None
-    if first >= size:
-        return "unsatisfiable"
-    if first > last:
-        return None
-    return first, min(last, size - 1)
-
-
-async def _raw(send: Send, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
-    headers = headers + [("content-length", str(len(body)))]
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(k.encode(), v.encode()) for k, v in headers]})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _json(send: Send, status: int, payload: Any, headers: list[tuple[str, str]] | None = None) -> None:
-    await _raw(send, status, json.dumps(payload).encode(), [("content-type", "application/json")] + (headers or []))
-
-
-async def _error(send: Send, status: int, message: str, code: str, headers: list[tuple[str, str]] | None = None) -> None:
-    """The API's error body: ``{message, code, status, contextId, details, errors}``."""
-    await _json(send, status, {"message": message, "code": code, "status": status, "contextId": str(uuid.uuid4()),
-                               "details": [], "errors": []}, headers)
-
-
-async def _s3_error(send: Send, code: str, message: str) -> None:
-    body = f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>'
-    await _raw(send, 403, body.encode(), [("content-type", "application/xml")])
