@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
 from voxpipe.errors import StreamError
+from voxpipe.facts import EMPTY as EMPTY_FACTS, RecordingFacts
 
 from .intervals import parse_ms
 
@@ -120,10 +121,12 @@ def iso(moment: datetime) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Conversation:
-    """A conversation found by the analytics query (or named explicitly)."""
+    """A conversation found by the analytics query (or named explicitly), with the facts
+    its analytics details give (:func:`conversation_facts`)."""
 
     conversation_id: str
     conversation_start: str | None = None  # ISO-8601, as the API sent it
+    facts: RecordingFacts = field(default=EMPTY_FACTS, compare=False)
 
     @property
     def start_ms(self) -> int | None:
@@ -166,8 +169,64 @@ def parse_conversation_page(payload: Any, where: str) -> tuple[list[Conversation
             except ValueError:
                 raise BadResponse(f"{here}: field 'conversationStart' is not an ISO-8601 date-time: "
                                   f"{start[:40]!r}") from None
-        out.append(Conversation(_id(item, "conversationId", here), start))
+        cid = _id(item, "conversationId", here)
+        out.append(Conversation(cid, start, conversation_facts(item)))
     return out, total
+
+
+def _number(value: Any) -> str | None:
+    """``tel:+15551234567`` → ``+15551234567`` (the analytics API's addresses are URIs)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    return text[4:] if text.lower().startswith("tel:") else text
+
+
+def _voice_sessions(participant: dict) -> list[dict]:
+    sessions = participant.get("sessions")
+    return [x for x in sessions if isinstance(x, dict) and x.get("mediaType", "voice") == "voice"] \
+        if isinstance(sessions, list) else []
+
+
+def conversation_facts(item: Any) -> RecordingFacts:
+    """:class:`~voxpipe.facts.RecordingFacts` from an ``AnalyticsConversationWithoutAttributes``.
+
+    - ``conversation_id``, ``started_at``/``ended_at`` (``conversationStart``/``End``),
+      ``direction`` (``originatingDirection``), ``participants`` (their ``participantId``);
+    - ``ani``/``dnis``: the customer's (purpose ``customer`` or ``external``) voice session,
+      else the first voice session that has them, ``tel:`` removed;
+    - ``queue``: the ``acd`` participant's name (Genesys names it after the queue), else the
+      first segment's ``queueId``;
+    - ``agent_id``/``agent_name``: the first ``agent`` participant's ``userId`` and name.
+
+    Lenient: a field of the wrong shape is left out (facts describe, they never fail a recording).
+    """
+    if not isinstance(item, dict):
+        return EMPTY_FACTS
+    participants = [p for p in item.get("participants") or [] if isinstance(p, dict)]
+    doc: dict[str, Any] = {"platform": "genesys", "conversation_id": item.get("conversationId"),
+                           "started_at": item.get("conversationStart"), "ended_at": item.get("conversationEnd"),
+                           "direction": item.get("originatingDirection"),
+                           "participants": [p["participantId"] for p in participants
+                                            if isinstance(p.get("participantId"), str)][:50]}
+    purpose = {}
+    for p in participants:
+        purpose.setdefault(str(p.get("purpose", "")).lower(), p)
+    customer = purpose.get("customer") or purpose.get("external")
+    candidates = _voice_sessions(customer) if customer else []
+    candidates += [x for p in participants for x in _voice_sessions(p)]
+    for session in candidates:
+        if _number(session.get("ani")) or _number(session.get("dnis")):
+            doc["ani"], doc["dnis"] = _number(session.get("ani")), _number(session.get("dnis"))
+            break
+    queue_ids = [seg.get("queueId") for p in participants for x in _voice_sessions(p)
+                 for seg in (x.get("segments") or []) if isinstance(seg, dict) and isinstance(seg.get("queueId"), str)]
+    acd = purpose.get("acd")
+    doc["queue"] = (acd.get("participantName") if acd else None) or (queue_ids[0] if queue_ids else None)
+    agent = purpose.get("agent")
+    if agent:
+        doc["agent_id"], doc["agent_name"] = agent.get("userId"), agent.get("participantName")
+    return RecordingFacts.from_json({k: v for k, v in doc.items() if v not in (None, "", [])})
 
 
 # --------------------------------------------------------------------------- recordings

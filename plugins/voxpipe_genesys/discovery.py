@@ -24,6 +24,7 @@ from urllib.parse import quote
 import trio
 
 from voxpipe.errors import StreamError, StreamRejected
+from voxpipe.facts import RecordingFacts
 from voxpipe.idlists import read_ids
 from voxpipe.model import StreamSpec
 
@@ -70,7 +71,7 @@ class Discovery:
             raise StreamError(f"deferred recordings: {exc}", reason="bad-state-file") from None
         self.seen: set[str] = set()
         self.waiting: dict[str, _Waiting] = {}
-        self.batch: list[tuple[api.RecordingInfo, dict[str, Any]]] = []
+        self.batch: list[tuple[api.RecordingInfo, dict[str, Any], RecordingFacts]] = []
         self.deferred = 0
 
     # ---------------------------------------------------------------- conversations
@@ -79,9 +80,10 @@ class Discovery:
         return read_ids(self.settings.conversations, self.settings.conversations_file, "conversation id",
                         max_ids=MAX_CONVERSATIONS, forbidden="/\\")
 
-    async def _lookup_starts(self, ids: list[str]) -> dict[str, str]:
-        """Conversation start times of explicit ids (best effort: the date is metadata, not data)."""
-        starts: dict[str, str] = {}
+    async def _lookup(self, ids: list[str]) -> dict[str, api.Conversation]:
+        """Analytics details (start time, participants) of conversations named by id, best
+        effort: they are facts about the recordings, not the recordings themselves."""
+        details: dict[str, api.Conversation] = {}
         for group in api.chunked(ids, MAX_IDS_PER_LOOKUP):
             try:
                 body = await self.source.call("GET", "/api/v2/analytics/conversations/details",
@@ -89,19 +91,19 @@ class Discovery:
                                               what=f"details of {len(group)} conversations")
                 found, _ = api.parse_conversation_page(body, "conversation details")
             except StreamError as exc:
-                log.warning("conversation start times unavailable: %s", exc)
-                return starts
-            starts.update({c.conversation_id: c.conversation_start for c in found if c.conversation_start})
-        return starts
+                log.warning("conversation details (start times, participants) unavailable: %s", exc)
+                return details
+            details.update({c.conversation_id: c for c in found})
+        return details
 
     async def conversations(self) -> AsyncIterator[api.Conversation]:
         """Explicit conversations, then those with deferred recordings, then the interval's, each once."""
         seen: set[str] = set()
         explicit = list(dict.fromkeys(self._explicit_ids() + self.store.conversation_ids()))
-        starts = await self._lookup_starts(explicit) if explicit else {}
+        details = await self._lookup(explicit) if explicit else {}
         for cid in explicit:
             seen.add(cid)
-            yield api.Conversation(cid, starts.get(cid))
+            yield details.get(cid) or api.Conversation(cid)
         if self.settings.interval is None:
             return
         async for conv in self._interval_conversations(self.settings.interval, seen):
@@ -195,7 +197,7 @@ class Discovery:
         except StreamError as exc:
             # the conversation's recordings are unknown: report it as a failed stream, not silence
             self.source.fail(cid, cid, StreamError(f"conversation {cid}: {exc}", reason=exc.reason))
-            yield StreamSpec(cid, {"conversationId": cid, "date": conv.conversation_start})
+            yield StreamSpec(cid, {"conversationId": cid, "date": conv.conversation_start}, self._facts(conv))
             return
         if not infos:
             self.source.audit("no-recordings", conversation=cid)
@@ -265,6 +267,12 @@ class Discovery:
         self.source.audit("recording-deferred", recording=rid, conversation=cid, file_state=info.file_state,
                           waited=self.settings.transient_wait, runs=entry.runs)
 
+    @staticmethod
+    def _facts(conv: api.Conversation) -> RecordingFacts:
+        """What the analytics API says about the conversation; at least its id."""
+        return conv.facts if conv.facts.conversation_id else conv.facts.merged(
+            {"platform": "genesys", "conversation_id": conv.conversation_id})
+
     def _meta(self, conv: api.Conversation, info: api.RecordingInfo) -> dict[str, Any]:
         meta = {"conversationId": conv.conversation_id, "recordingId": info.recording_id,
                 "date": conv.conversation_start, "media": info.media, "fileState": info.file_state}
@@ -282,13 +290,13 @@ class Discovery:
         if verdict.action == "fail":
             self.source.fail(rid, cid, StreamRejected(f"recording {rid} (conversation {cid}): fileState "
                                                       f"{info.file_state}: {verdict.advice}", reason=verdict.reason))
-            yield StreamSpec(rid, meta)
+            yield StreamSpec(rid, meta, self._facts(conv))
             return
         if self.settings.format_id is not None:  # fetched one by one in read()
             self.source.expect(rid, cid)
-            yield StreamSpec(rid, meta)
+            yield StreamSpec(rid, meta, self._facts(conv))
             return
-        self.batch.append((info, meta))
+        self.batch.append((info, meta, self._facts(conv)))
         if len(self.batch) >= self.settings.batch_size:
             async for spec in self._flush():
                 yield spec
@@ -298,13 +306,13 @@ class Discovery:
         batch, self.batch = self.batch, []
         if not batch:
             return
-        pairs = [(info.conversation_id, info.recording_id) for info, _ in batch]
+        pairs = [(info.conversation_id, info.recording_id) for info, _, _ in batch]
         try:
             results = await self.source.run_batch(pairs)
             failure = None
         except StreamError as exc:
             results, failure = {}, exc
-        for info, meta in batch:
+        for info, meta, facts in batch:
             rid, cid = info.recording_id, info.conversation_id
             result = results.get(rid)
             if result is None:
@@ -314,4 +322,4 @@ class Discovery:
             else:
                 self.source.expect(rid, cid, result)
                 meta = {**meta, **self.source.result_metadata(result)}
-            yield StreamSpec(rid, meta)
+            yield StreamSpec(rid, meta, facts)
