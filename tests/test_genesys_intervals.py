@@ -4,6 +4,8 @@ conversations in one interval against the emulator over HTTP."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import random
 from datetime import datetime, timedelta, timezone
 
@@ -14,10 +16,12 @@ import trio
 from voxpipe.components import PipelineContext
 from voxpipe_genesys import intervals
 from voxpipe_genesys.emulator import EmulatorConfig, GenesysEmulator
-from voxpipe_genesys.emulator.catalogue import SyntheticCatalogue, matches
+from voxpipe_genesys.emulator.catalogue import SyntheticCatalogue, matches, synthetic_audio
 from voxpipe_genesys.intervals import IntervalPlan, Part, Step, after_page, fits
 from voxpipe_genesys.source import GenesysSettings, GenesysSource
 from voxpipe.serving import serve_in_thread
+
+from genesys_helpers import pipeline_yaml, run_yaml
 
 DAY = datetime(2026, 11, 3, tzinfo=timezone.utc)
 
@@ -109,32 +113,71 @@ def test_emulator_refuses_pagination_past_100000_results():
         assert body["contextId"] and body["code"]
 
 
-def test_discovery_lists_every_conversation_of_an_interval_over_100000_exactly_once(tmp_path):
-    # 120,000 conversations in one day, generated on demand by the emulator (nothing stored);
-    # each lasts up to 230 s, so every split boundary has conversations straddling it
-    count = 120_000
-    cat = SyntheticCatalogue(count, start=DAY)
-    app = GenesysEmulator(cat, EmulatorConfig(rate_limit=1_000_000))
-    settings = GenesysSettings(api_base="http://x", login_base="http://x", client_id="voxpipe-emulator",
-                               client_secret="emulator-secret", max_requests_per_minute=100_000,
-                               interval="2026-11-03T00:00:00Z/2026-11-04T00:00:00Z")
+COUNT = 120_000
+
+
+@pytest.fixture(scope="module")
+def big_day():
+    """An emulator serving 120,000 conversations in one day, generated on demand (nothing
+    stored); each lasts up to 230 s, so every split boundary has conversations straddling it."""
+    cat = SyntheticCatalogue(COUNT, start=DAY)
+    app = GenesysEmulator(cat, EmulatorConfig(rate_limit=1_000_000, not_ready_polls=0))
+    with serve_in_thread(app) as url:
+        yield cat, app, url
+
+
+def discover_all(url: str, tmp_path, interval: str) -> list[str]:
+    settings = GenesysSettings(api_base=url, login_base=url, client_id="voxpipe-emulator",
+                               client_secret="emulator-secret", max_requests_per_minute=100_000, interval=interval)
     found: list[str] = []
 
-    async def discover(url: str) -> GenesysSource:
-        source = GenesysSource(settings.model_copy(update={"api_base": url, "login_base": url}),
-                               PipelineContext("p", tmp_path))
+    async def discover() -> None:
+        source = GenesysSource(settings, PipelineContext("p", tmp_path))
         try:
             async for conv in source.conversations():
                 found.append(conv.conversation_id)
         finally:
             await source.aclose()
-        return source
 
-    with serve_in_thread(app) as url:
-        trio.run(discover, url)
-    assert len(found) == count and len(set(found)) == count  # nothing lost, nothing twice
+    trio.run(discover)
+    return found
+
+
+def test_discovery_lists_every_conversation_of_an_interval_over_100000_exactly_once(big_day, tmp_path):
+    cat, app, url = big_day
+    before = app.stats.requests.get("analytics-query", 0)
+    found = discover_all(url, tmp_path, "2026-11-03T00:00:00Z/2026-11-04T00:00:00Z")
+    assert len(found) == COUNT and len(set(found)) == COUNT  # nothing lost, nothing twice
     assert found == list(cat.ids())  # and in start order
-    queries = app.stats.requests["analytics-query"]
+    queries = app.stats.requests["analytics-query"] - before
     # one first page of the whole day (too many to page through), then 2 × 600 pages of 100
     # (one or two more where conversations that began before a half and still go on add up)
     assert 1 + 2 * 600 <= queries <= 1 + 2 * 602, queries
+
+
+def test_a_sample_of_the_big_day_is_archived_with_its_facts(big_day, tmp_path):
+    cat, _, url = big_day
+    sample = sorted(random.Random(3).sample(range(COUNT), 12))
+    ids = [cat.conversation_at(i).conversation_id for i in sample]
+    archive = tmp_path / "archive"
+    summary, _ = run_yaml(pipeline_yaml(url, archive, source=f"conversations: [{', '.join(ids)}]"))
+    assert summary.ok and len(summary.results) == len(sample), [(r.id, r.message) for r in summary.failed]
+    for i in sample:
+        conv = cat.conversation_at(i)
+        rid = conv.recordings[0].recording_id
+        [path] = list(archive.glob(f"{rid}.*.gz"))
+        assert gzip.decompress(path.read_bytes()) == synthetic_audio(i)
+        facts = json.loads(path.with_name(path.name + ".json").read_text())["facts"]
+        assert facts["conversation_id"] == conv.conversation_id and facts["agent_name"] == conv.agent_name
+
+
+def test_an_interval_too_dense_to_split_fails_discovery_clearly(tmp_path):
+    # 100,001 conversations starting within the same millisecond cannot be paged through
+    cat = SyntheticCatalogue(100_001, start=DAY, span=timedelta(milliseconds=1))
+    with serve_in_thread(GenesysEmulator(cat, EmulatorConfig(rate_limit=1_000_000))) as url:
+        with pytest.raises(Exception) as caught:
+            discover_all(url, tmp_path, "2026-11-03T00:00:00Z/2026-11-03T00:00:01Z")
+    error = caught.value
+    assert getattr(error, "reason", None) == "interval-too-dense", error
+    assert "2026-11-03T00:00:00.000Z/2026-11-03T00:00:00.001Z cannot be split further" in str(error)
+    assert "holds 100001 conversations" in str(error)
