@@ -54,13 +54,13 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl, quote
 
 from . import bodies
 from .http import Send, error_answer, json_answer, s3_error, serve_bytes
-from .catalogue import CatalogueLike, Conversation, Recording
+from .catalogue import CatalogueLike, Conversation, Recording, to_ms
 
 #: Largest request body accepted (bytes).
 MAX_BODY = 1 << 20
@@ -414,7 +414,7 @@ class GenesysEmulator:
         if not isinstance(body, dict) or not isinstance(body.get("interval"), str):
             raise _Answer(400, "interval is required (ISO-8601 start/end)", "bad.request")
         try:
-            start, end = (_ms(_parse_time(p)) for p in body["interval"].split("/"))
+            start, end = (to_ms(_parse_time(p)) for p in body["interval"].split("/"))
         except ValueError:
             raise _Answer(400, f"interval {body['interval']!r} is not an ISO-8601 interval", "bad.request") from None
         paging = body.get("paging") or {}
@@ -539,10 +539,6 @@ class _Answer(Exception):
 def scope_scheme(headers: dict[str, str]) -> str:
     """``http`` (the emulator serves plain HTTP on loopback; a TLS proxy sets X-Forwarded-Proto)."""
     return headers.get("x-forwarded-proto", "http")
-
-
-def _ms(moment: datetime) -> int:
-    return (moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
 
 
 def _parse_time(text: str) -> datetime:

@@ -89,17 +89,17 @@ class Conversation:
 
     @property
     def start_ms(self) -> int:
-        return _ms(self.start)
+        return to_ms(self.start)
 
     @property
     def end_ms(self) -> int:
-        return _ms(self.end)
+        return to_ms(self.end)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def _ms(moment: datetime) -> int:
+def to_ms(moment: datetime) -> int:
     """Whole milliseconds since the epoch (rounded down)."""
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 
@@ -195,7 +195,7 @@ class SyntheticCatalogue:
         if not 1 <= count <= MAX_SYNTHETIC:
             raise ValueError(f"a synthetic catalogue holds 1..{MAX_SYNTHETIC} conversations, got {count}")
         self.n = count
-        self.start_ms = _ms(start)
+        self.start_ms = to_ms(start)
         self.span_ms = max(1, int(span.total_seconds() * 1000))
 
     def _start_of(self, i: int) -> int:
