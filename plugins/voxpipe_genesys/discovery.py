@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator
 from urllib.parse import quote
 
@@ -51,11 +51,10 @@ class _Waiting:
     """A conversation with recordings in a transient state, and when to look again."""
 
     conversation: api.Conversation
-    states: dict[str, str]  # recording id → fileState last seen
+    infos: dict[str, api.RecordingInfo]  # recordings still transient, as last read
     first_seen: float  # trio clock
     next_at: float
     delay: float
-    infos: dict[str, api.RecordingInfo] = field(default_factory=dict)
 
 
 class Discovery:
@@ -163,13 +162,13 @@ class Discovery:
                 async for conv in conversations:
                     async for spec in self._conversation(conv):
                         yield spec
-                    async for spec in self._recheck(due_only=True):
+                    async for spec in self._recheck():
                         yield spec
             while self.waiting:
                 async for spec in self._flush():  # the pipeline works while discovery waits
                     yield spec
                 await trio.sleep_until(min(w.next_at for w in self.waiting.values()))
-                async for spec in self._recheck(due_only=True):
+                async for spec in self._recheck():
                     yield spec
             async for spec in self._flush():
                 yield spec
@@ -216,18 +215,18 @@ class Discovery:
                 for info in waiting.values():
                     self._defer(conv, info)
                 return
-            self.waiting[cid] = _Waiting(conv, {r: i.file_state or "" for r, i in waiting.items()}, now,
-                                         now + self.settings.poll_interval, self.settings.poll_interval, waiting)
+            self.waiting[cid] = _Waiting(conv, waiting, now, now + self.settings.poll_interval,
+                                         self.settings.poll_interval)
             for info in waiting.values():
                 self.source.audit("recording-waiting", recording=info.recording_id, conversation=cid,
                                   file_state=info.file_state)
 
-    async def _recheck(self, *, due_only: bool) -> AsyncIterator[StreamSpec]:
+    async def _recheck(self) -> AsyncIterator[StreamSpec]:
         """Re-read the metadata of waiting conversations that are due."""
         s = self.settings
         now = trio.current_time()
         for cid, entry in list(self.waiting.items()):
-            if due_only and entry.next_at > now:
+            if entry.next_at > now:
                 continue
             try:
                 infos = {i.recording_id: i for i in await self._metadata(entry.conversation)}
