@@ -158,6 +158,8 @@ class GenesysSource(HTTPSource):
     type = "genesys"
     Settings = GenesysSettings
     max_refreshes = MAX_URL_RENEWALS
+    # result URLs are pre-signed storage URLs, outside the Platform API's 300/min per token
+    media_uses_api_budget = False
 
     def __init__(self, settings: GenesysSettings, context):
         super().__init__(settings, context)
