@@ -12,11 +12,14 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 import trio
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from voxpipe.components import PipelineContext
 from voxpipe_genesys import intervals
 from voxpipe_genesys.emulator import EmulatorConfig, GenesysEmulator
-from voxpipe_genesys.emulator.catalogue import SyntheticCatalogue, matches, synthetic_audio
+from voxpipe_genesys.emulator import app as emulator_app
+from voxpipe_genesys.emulator.catalogue import Catalogue, Conversation, SyntheticCatalogue, matches, synthetic_audio
 from voxpipe_genesys.intervals import IntervalPlan, Part, Step, after_page, fits
 from voxpipe_genesys.source import GenesysSettings, GenesysSource
 from voxpipe.serving import serve_in_thread
@@ -181,3 +184,50 @@ def test_an_interval_too_dense_to_split_fails_discovery_clearly(tmp_path):
     assert getattr(error, "reason", None) == "interval-too-dense", error
     assert "2026-11-03T00:00:00.000Z/2026-11-03T00:00:00.001Z cannot be split further" in str(error)
     assert "holds 100001 conversations" in str(error)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_splitting_against_bursty_catalogues_keeps_every_conversation_exactly_once(tmp_path, data):
+    # the paging limit scaled down to 12 on both sides, conversations in bursts (many in the
+    # same second), lasting up to an hour so that they straddle split boundaries and days
+    limit = 12
+    page_size = data.draw(st.integers(1, 12), label="page_size")
+    base = intervals.to_ms(DAY)
+    bursts = data.draw(st.lists(st.tuples(st.integers(-3_600_000, 90_000_000), st.integers(1, 11)),
+                                min_size=1, max_size=12), label="bursts")
+    convs = []
+    for b, (at, n) in enumerate(bursts):
+        for k in range(n):
+            start = base + at + k * data.draw(st.sampled_from([0, 1, 1000]), label="step")
+            length = data.draw(st.integers(1_000, 3_600_000), label="length")
+            begin = datetime.fromtimestamp(start / 1000, timezone.utc)
+            convs.append(Conversation(f"c{b:02d}{k:02d}-0000-4000-8000-000000000000", f"b{b}k{k}", begin,
+                                      begin + timedelta(milliseconds=length), ()))
+    convs.sort(key=lambda c: c.start_ms)
+    start_ms, end_ms = base, base + 86_400_000
+    # bisecting ends once a part's answer can be paged through, which needs fewer conversations
+    # active at any one instant than the limit (for the real API: fewer than 100,000 calls at once)
+    pageable = limit // page_size * page_size
+    assume(max(sum(1 for c in convs if c.start_ms <= t < c.end_ms) for t in {c.start_ms for c in convs}) <= pageable)
+    expected = [c.conversation_id for c in convs if start_ms <= c.start_ms < end_ms]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(intervals, "MAX_QUERY_RESULTS", limit)
+        mp.setattr(emulator_app, "MAX_QUERY_RESULTS", limit)
+        with serve_in_thread(GenesysEmulator(Catalogue(convs), EmulatorConfig(rate_limit=1_000_000))) as url:
+            settings_ = GenesysSettings(api_base=url, login_base=url, client_id="voxpipe-emulator",
+                                        client_secret="emulator-secret", max_requests_per_minute=100_000,
+                                        page_size=page_size, interval=f"{intervals.iso_ms(start_ms)}/"
+                                                                       f"{intervals.iso_ms(end_ms)}")
+            found: list[str] = []
+
+            async def discover() -> None:
+                source = GenesysSource(settings_, PipelineContext("p", tmp_path))
+                try:
+                    async for conv in source.conversations():
+                        found.append(conv.conversation_id)
+                finally:
+                    await source.aclose()
+
+            trio.run(discover)
+    assert sorted(found) == sorted(expected) and len(found) == len(set(found))

@@ -13,6 +13,11 @@ half-open ``[start, end)`` holds its ``conversationStart`` (:meth:`Part.holds`);
 tile the interval, so every conversation that started in it is kept exactly once, and
 the caller's set of ids seen removes any repeat caused by pages shifting while it reads.
 
+Termination: ``totalHits`` of a part counts the conversations *active* in it, so halving
+ends once fewer conversations are active at once than the query pages through (for the
+real API: fewer than 100,000 concurrent conversations, far beyond any contact center);
+otherwise :class:`TooDense` after about 40 halvings of a day, never an endless split.
+
 Times are whole milliseconds since the epoch (the API's precision), so the text sent as
 ``interval`` and the boundary used for filtering are the same instant.
 """
