@@ -111,11 +111,6 @@ def parse_interval(text: str) -> tuple[datetime, datetime]:
     return out[0], out[1]
 
 
-def iso(moment: datetime) -> str:
-    """``2026-11-01T08:00:00.000Z``, the API's date-time form."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
 # --------------------------------------------------------------------------- conversations
 
 
