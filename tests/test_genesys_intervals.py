@@ -129,9 +129,11 @@ def big_day():
         yield cat, app, url
 
 
-def discover_all(url: str, tmp_path, interval: str) -> list[str]:
+def discover_all(url: str, tmp_path, interval: str, page_size: int = 100) -> list[str]:
+    """The conversation ids the genesys source's discovery lists for ``interval``, in order."""
     settings = GenesysSettings(api_base=url, login_base=url, client_id="voxpipe-emulator",
-                               client_secret="emulator-secret", max_requests_per_minute=100_000, interval=interval)
+                               client_secret="emulator-secret", max_requests_per_minute=100_000, interval=interval,
+                               page_size=page_size)
     found: list[str] = []
 
     async def discover() -> None:
@@ -215,19 +217,5 @@ def test_splitting_against_bursty_catalogues_keeps_every_conversation_exactly_on
         mp.setattr(intervals, "MAX_QUERY_RESULTS", limit)
         mp.setattr(emulator_app, "MAX_QUERY_RESULTS", limit)
         with serve_in_thread(GenesysEmulator(Catalogue(convs), EmulatorConfig(rate_limit=1_000_000))) as url:
-            settings_ = GenesysSettings(api_base=url, login_base=url, client_id="voxpipe-emulator",
-                                        client_secret="emulator-secret", max_requests_per_minute=100_000,
-                                        page_size=page_size, interval=f"{intervals.iso_ms(start_ms)}/"
-                                                                       f"{intervals.iso_ms(end_ms)}")
-            found: list[str] = []
-
-            async def discover() -> None:
-                source = GenesysSource(settings_, PipelineContext("p", tmp_path))
-                try:
-                    async for conv in source.conversations():
-                        found.append(conv.conversation_id)
-                finally:
-                    await source.aclose()
-
-            trio.run(discover)
+            found = discover_all(url, tmp_path, f"{intervals.iso_ms(start_ms)}/{intervals.iso_ms(end_ms)}", page_size)
     assert sorted(found) == sorted(expected) and len(found) == len(set(found))
