@@ -148,6 +148,9 @@ class Verifier(Component):
     """Judges the bytes as received from the source."""
 
     kind = "verifier"
+    #: Digests of the whole stream as received that every passing verdict reports in its
+    #: ``details`` (e.g. ``{"sha256"}``): the engine lets sinks reuse them (hash once).
+    digests: ClassVar[frozenset[str]] = frozenset()
 
     def begin(self, stream: Stream) -> VerifierRun:
         """A fresh per-stream worker; ``stream.metadata`` may still grow while it runs

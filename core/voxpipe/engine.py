@@ -396,6 +396,9 @@ class Runner:
         stream = Stream(spec, source=self.config.source.type, pipeline=self.config.name,
                         audit=self.context.audit, attempt=attempt, on_event=self.observer.stream_event,
                         phone_policy=self._phone_policy)
+        # Hash once: sinks see the received bytes unchanged and a verifier's verdict (which
+        # must pass before any commit) carries their SHA-256.
+        stream.shared_sha256 = not self.transforms and any("sha256" in v.digests for v in self.verifiers)
         result = StreamResult(id=stream.id, source=stream.source, pipeline=stream.pipeline,
                               attempts=attempt, started_at=stream.started_at)
         writers: list[tuple[Sink, SinkWriter]] = []
