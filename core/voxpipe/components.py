@@ -172,6 +172,12 @@ class SinkWriter:
         """Store the next chunk (offsets are contiguous; ``chunk.data`` is immutable bytes)."""
         raise NotImplementedError
 
+    #: Optional: a synchronous ``threaded_write(data: bytes) -> None`` doing what :meth:`write`
+    #: does, safe to call from a worker thread (never concurrently with this writer's other
+    #: methods). When a writer has one, the engine calls it instead of :meth:`write`, in the
+    #: same worker-thread hop as the verifiers' updates of the chunk (one hop per chunk).
+    threaded_write: Any = None
+
     async def checkpoint(self) -> dict[str, Any] | None:
         """Make everything written so far durable and return what :meth:`Sink.resume` needs
         to continue from here (JSON-serialisable), or ``None`` if this writer cannot resume."""

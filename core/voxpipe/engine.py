@@ -10,7 +10,11 @@ Per pipeline run (see ``docs/architecture.md``):
   stream is bounded by ``STREAM_CHANNEL_CHUNKS`` chunks per consumer, whatever the
   recording's size;
 - verifier updates of large chunks run in worker threads (hashlib and zlib release the
-  GIL), so hashing and compression use both cores while the event loop downloads;
+  GIL), so hashing and compression use both cores while the event loop downloads. The
+  verifiers and every sink writer that can write from a worker thread
+  (:attr:`voxpipe.components.SinkWriter.threaded_write`, e.g. the file and gzip sinks) share
+  one consumer: each chunk is hashed by the verifiers and compressed, hashed and written by
+  those sinks in one worker-thread hop, not one hop per consumer;
 - commit protocol: when the source is exhausted, every verifier gives its verdict; only
   if all pass are the sinks prepared (fsync) and committed (rename), storing sinks first,
   announcing sinks (webhooks) last. Otherwise, or on any error, every sink aborts;
@@ -537,19 +541,23 @@ class Runner:
                     writers: list[tuple[Sink, SinkWriter]], result: StreamResult) -> None:
         checkpoints = _Checkpoints(self, stream, [w for s, w in writers if not s.announces]) \
             if self._can_resume else None
+        # One consumer for the verifiers and the writers that can write from a worker
+        # thread: one hop per chunk for all of them (see the module docstring).
+        fused = [(s, w) for s, w in writers if getattr(w, "threaded_write", None) is not None]
+        separate = [(s, w) for s, w in writers if (s, w) not in fused]
         async with trio.open_nursery() as nursery:
-            verifier_channels = []
-            for run in verifier_runs:
-                send, receive = trio.open_memory_channel[Chunk](STREAM_CHANNEL_CHUNKS)
-                nursery.start_soon(_feed_verifier, run, receive)
-                verifier_channels.append(send)
+            fused_channel = None
+            if verifier_runs or fused:
+                fused_channel, receive = trio.open_memory_channel[Any](STREAM_CHANNEL_CHUNKS)
+                nursery.start_soon(_feed_fused, verifier_runs, [w for _, w in fused], receive,
+                                   checkpoints if any(not s.announces for s, _ in fused) else None)
             sink_channels = []
-            for sink, writer in writers:
+            for sink, writer in separate:
                 send, receive = trio.open_memory_channel[Any](STREAM_CHANNEL_CHUNKS)
                 nursery.start_soon(_feed_sink, writer, receive, None if sink.announces else checkpoints)
                 sink_channels.append((sink, send))
             with contextlib.ExitStack() as closing:
-                for channel in verifier_channels + [c for _, c in sink_channels]:
+                for channel in [c for c in [fused_channel] if c is not None] + [c for _, c in sink_channels]:
                     closing.enter_context(channel)
                 expected = out_offset = result.bytes = stream.resume_offset
                 next_checkpoint = expected + self.settings.checkpoint_bytes
@@ -562,19 +570,23 @@ class Runner:
                         expected = chunk.end
                         result.bytes = expected
                         self.observer.stream_bytes(stream, len(chunk.data))
-                        for channel in verifier_channels:
-                            await channel.send(chunk)
                         data = chunk.data
                         for run in transform_runs:
                             data = run.process(data)
+                        out = None
                         if data:
-                            out = Chunk(out_offset, bytes(data))
+                            out = chunk if data is chunk.data else Chunk(out_offset, bytes(data))
                             out_offset = out.end
+                        if fused_channel is not None:
+                            await fused_channel.send((chunk, out))
+                        if out is not None:
                             for _, channel in sink_channels:
                                 await channel.send(out)
                         if checkpoints is not None and expected >= next_checkpoint:
                             next_checkpoint = expected + self.settings.checkpoint_bytes
                             marker = checkpoints.marker(expected)
+                            if fused_channel is not None and any(not s.announces for s, _ in fused):
+                                await fused_channel.send(marker)
                             for sink, channel in sink_channels:
                                 if not sink.announces:
                                     await channel.send(marker)
@@ -585,6 +597,8 @@ class Runner:
                     if data:
                         out = Chunk(out_offset, bytes(data))
                         out_offset = out.end
+                        if fused and fused_channel is not None:
+                            await fused_channel.send((None, out))
                         for _, channel in sink_channels:
                             await channel.send(out)
 
@@ -655,20 +669,40 @@ class _TrackedRun(VerifierRun):
                        "before it ended")
 
 
-async def _feed_verifier(run: VerifierRun, receive: trio.MemoryReceiveChannel[Chunk]) -> None:
-    # ``with``, not ``async with``: aclose() checkpoints, and a cancellation arriving there
-    # would replace the verifier's own error (the reason the stream failed) with Cancelled.
-    with receive:
-        async for chunk in receive:
-            if len(chunk.data) >= THREAD_OFFLOAD_MIN_BYTES:
-                await trio.to_thread.run_sync(run.update, chunk)
-            else:
+async def _feed_fused(verifier_runs: list[VerifierRun], writers: list[SinkWriter],
+                      receive: trio.MemoryReceiveChannel[Any], checkpoints: _Checkpoints | None) -> None:
+    """Feed each ``(received chunk, sink chunk)`` to every verifier and every threaded writer,
+    in one worker-thread hop (inline for small chunks no writer takes); checkpoint markers
+    go to the writers, in order with their data."""
+
+    def work(chunk: Chunk | None, out: Chunk | None) -> None:
+        if chunk is not None:
+            for run in verifier_runs:
                 run.update(chunk)
+        if out is not None:
+            for writer in writers:
+                writer.threaded_write(out.data)
+
+    # ``with``, not ``async with``: aclose() checkpoints, and a cancellation arriving there
+    # would replace a verifier's own error (the reason the stream failed) with Cancelled.
+    with receive:
+        async for item in receive:
+            if isinstance(item, _Marker):
+                if checkpoints is not None:
+                    for writer in writers:
+                        if writer in checkpoints.writers:  # storing writers only
+                            await checkpoints.reached(item, writer)
+                continue
+            chunk, out = item
+            if (out is not None and writers) or (chunk is not None and len(chunk.data) >= THREAD_OFFLOAD_MIN_BYTES):
+                await trio.to_thread.run_sync(work, chunk, out)
+            else:
+                work(chunk, None)
 
 
 async def _feed_sink(writer: SinkWriter, receive: trio.MemoryReceiveChannel[Any],
                      checkpoints: _Checkpoints | None) -> None:
-    with receive:  # see _feed_verifier
+    with receive:  # see _feed_fused
         async for item in receive:
             if isinstance(item, _Marker):
                 if checkpoints is not None:
