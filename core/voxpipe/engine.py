@@ -42,6 +42,7 @@ from .audit import AuditLog
 from .components import Component, PipelineContext, Sink, SinkWriter, Source, TransformRun, VerifierRun
 from .config import ComponentConfig, PipelineConfig
 from .errors import RunError, StreamError, VerificationError
+from .groupcommit import GroupCommit
 from .ledger import Ledger
 from .facts import PhoneNumberPolicy
 from .model import Chunk, Stream, StreamResult, StreamSpec, Verdict
@@ -202,6 +203,9 @@ class Runner:
             summary.ledger_path = self.ledger.path
             context.services.setdefault("ledger", self.ledger)
             run_id = self.run_id = self.ledger.start_run(self.config.name)
+            # Every per-stream ledger write goes through one group commit: streams finishing
+            # together share a transaction (one fsync) instead of queueing for one each.
+            self.ledger_writes = GroupCommit(self.ledger.run_batch)
             self.source: Source = self._make(self.config.source, context, components)
             self.transforms = [self._make(c, context, components) for c in self.config.transforms]
             self.verifiers = [self._make(c, context, components) for c in self.config.verifiers]
@@ -409,7 +413,8 @@ class Runner:
         t0 = time.perf_counter()
         retry = False
         ledger = self.ledger
-        result.attempts = await trio.to_thread.run_sync(ledger.begin_attempt, stream.source, stream.id)
+        result.attempts = await self.ledger_writes.call(functools.partial(ledger.begin_attempt, stream.source,
+                                                                          stream.id))
         self.observer.stream_started(stream)
         verifier_runs: list[_TrackedRun] = []
         try:
@@ -431,7 +436,7 @@ class Runner:
                                         reason=first.reason or f"{first.verifier}-failed")
             for _, writer in writers:
                 await writer.prepare()
-            await trio.to_thread.run_sync(functools.partial(
+            await self.ledger_writes.call(functools.partial(
                 ledger.transition, stream.source, stream.id, "verified", sha256=result.digests.get("sha256"),
                 verdicts=[v.to_dict() for v in result.verdicts]))
             result.ok = True
@@ -446,9 +451,10 @@ class Runner:
             # is its durable enqueue): a crash before this point re-runs the stream, whose
             # storing sinks find their identical files and whose announcement is then made,
             # so no announcement is lost (at-least-once)
-            await trio.to_thread.run_sync(functools.partial(
-                ledger.transition, stream.source, stream.id, "stored", stored=result.stored,
-                resume_offset=0, checkpoint=None, reason=None, message=None))
+            # ... and the run's outcome row in the same transaction: a recording's finish is one change.
+            result.finished_at = time.time()
+            await self.ledger_writes.call(functools.partial(self._finish_sync, stream, result, dict(
+                state="stored", stored=result.stored, resume_offset=0, checkpoint=None, reason=None, message=None)))
         except BaseException as exc:  # noqa: B036 - classified below; cancellation is re-raised
             error = _primary_error(exc)
             cancelled = isinstance(error, (trio.Cancelled, KeyboardInterrupt))
@@ -475,17 +481,27 @@ class Runner:
                 else:
                     await self._abort_all(writers, result)
                 final = not result.retrying
-                await trio.to_thread.run_sync(functools.partial(
-                    ledger.transition, stream.source, stream.id, "failed", reason=result.reason,
-                    message=result.message, verdicts=[v.to_dict() for v in result.verdicts] or None,
-                    **({} if keep_checkpoint else {"resume_offset": 0, "checkpoint": None})))
+                result.finished_at = time.time()
+                await self.ledger_writes.call(functools.partial(self._finish_sync, stream, result, dict(
+                    state="failed", reason=result.reason, message=result.message,
+                    verdicts=[v.to_dict() for v in result.verdicts] or None,
+                    **({} if keep_checkpoint else {"resume_offset": 0, "checkpoint": None})), outcome=final))
                 if final:
-                    await self._finish(stream, result)
+                    self._finished(stream, result)
             if cancelled:
                 raise
             return result, retry
-        await self._finish(stream, result)
+        self._finished(stream, result)
         return result, False
+
+    def _finish_sync(self, stream: Stream, result: StreamResult, change: dict[str, Any], *,
+                     outcome: bool = True) -> None:
+        """A recording's final ledger change and (``outcome``) the run's outcome row: one
+        call, so one savepoint of one group-commit transaction (runs in its worker thread)."""
+        change = dict(change)
+        self.ledger.transition(stream.source, stream.id, change.pop("state"), **change)
+        if outcome:
+            self.ledger.record_outcome(self.run_id, stream.source, stream.id, result.status, result.to_dict())
 
     async def _replay(self, stream: Stream, entries: list[dict[str, Any]], verifier_runs: list[VerifierRun]) -> None:
         """Feed the bytes a checkpoint holds to the verifiers, so their digests cover the whole stream."""
@@ -508,14 +524,9 @@ class Runner:
 
         await trio.to_thread.run_sync(feed)
 
-    async def _finish(self, stream: Stream, result: StreamResult) -> None:
-        result.finished_at = time.time()
+    def _finished(self, stream: Stream, result: StreamResult) -> None:
+        """A stream ended for good and the ledger holds its outcome: summary, audit, observer."""
         self.summary.results.append(result)
-        # In a worker thread: the ledger commits with fsync and serialises writers on a lock,
-        # so with hundreds of streams in flight (live calls) a synchronous call here would
-        # stall the event loop, and with it every other stream, for tens of milliseconds.
-        await trio.to_thread.run_sync(functools.partial(
-            self.ledger.record_outcome, self.run_id, stream.source, stream.id, result.status, result.to_dict()))
         stream.audit("stream", status=result.status, reason=result.reason, message=result.message,
                      bytes=result.bytes, seconds=round(result.seconds, 6), attempts=result.attempts,
                      resumed_from=result.resumed_from, digests=result.digests, stored=result.stored,
@@ -634,7 +645,7 @@ class _Checkpoints:
         if marker.pending == 0 and not self.disabled:
             stream = self.stream
             size = stream.metadata.get("size")
-            await trio.to_thread.run_sync(functools.partial(
+            await self.runner.ledger_writes.call(functools.partial(
                 self.runner.ledger.checkpoint, stream.source, stream.id, resume_offset=marker.offset,
                 checkpoint={"sinks": marker.entries}, etag=stream.metadata.get("etag"),
                 size=size if isinstance(size, int) else None))

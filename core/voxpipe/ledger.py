@@ -17,7 +17,10 @@ States (a transition table, :data:`TRANSITIONS`)::
   temporary file, with the ``etag`` they came from) is resumed from that offset.
 
 Durability: WAL journal, ``synchronous=FULL``; every state change is its own transaction,
-so after ``kill -9`` the database holds the last state each recording reached.
+or, through :meth:`Ledger.run_batch` (the engine's group commit,
+:mod:`voxpipe.groupcommit`), its own savepoint in a transaction shared with other
+streams' changes, committed before any of their callers goes on; so after ``kill -9`` the
+database holds the last state each recording was told is durable.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
+
+import outcome
 
 #: Legal state changes; anything else is a bug and raises :class:`LedgerError`.
 TRANSITIONS: dict[str | None, frozenset[str]] = {
@@ -112,7 +117,7 @@ class Ledger:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by calls run inside run_batch
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -178,6 +183,33 @@ class Ledger:
                 sets = ", ".join(f"{k}=?" for k in ["state", "updated_at", *values])
                 self._db.execute(f"UPDATE recordings SET {sets} WHERE source=? AND id=?",
                                  (state, now, *values.values(), source, recording_id))
+
+    def run_batch(self, calls: Sequence[Callable[[], Any]]) -> list[outcome.Outcome]:
+        """Run write calls (this ledger's own methods, bound) in one transaction, each in a
+        savepoint: one that raises is rolled back alone and its exception returned as its
+        outcome. One commit (one WAL fsync) for the whole batch.
+
+        :returns: one :class:`outcome.Outcome` per call, in order.
+        :raises sqlite3.Error: the transaction itself could not begin or commit (nothing applied).
+        """
+        results: list[outcome.Outcome] = []
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for call in calls:
+                    self._db.execute("SAVEPOINT call")
+                    try:
+                        results.append(outcome.Value(call()))
+                    except Exception as exc:
+                        self._db.execute("ROLLBACK TO call")
+                        results.append(outcome.Error(exc))
+                    self._db.execute("RELEASE call")
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        return results
 
     def begin_attempt(self, source: str, recording_id: str) -> int:
         """Mark a recording ``downloading`` and count the attempt; returns the attempt number."""
