@@ -557,6 +557,8 @@ class Runner:
         fused = [(s, w) for s, w in writers if getattr(w, "threaded_write", None) is not None]
         separate = [(s, w) for s, w in writers if (s, w) not in fused]
         async with trio.open_nursery() as nursery:
+            if checkpoints is not None:
+                checkpoints.nursery = nursery
             fused_channel = None
             if verifier_runs or fused:
                 fused_channel, receive = trio.open_memory_channel[Any](STREAM_CHANNEL_CHUNKS)
@@ -624,11 +626,21 @@ class _Marker:
 
 
 class _Checkpoints:
-    """Collects every storing sink's checkpoint for one offset, then records it in the ledger."""
+    """Collects every storing sink's checkpoint for one offset, then records it in the ledger.
+
+    The ledger write runs beside the data path (in the stream's pump nursery, which waits
+    for it before the stream ends), so the sinks do not stall on the ledger's commit: the
+    checkpoint's bytes are already durable, and until the write commits the ledger simply
+    holds the previous checkpoint, which a resume truncates back to. At most one write per
+    stream is pending: the next checkpoint waits for the previous one, so they stay in order.
+    """
 
     def __init__(self, runner: Runner, stream: Stream, writers: list[SinkWriter]):
         self.runner, self.stream, self.writers = runner, stream, writers
         self.disabled = False
+        #: Where the ledger writes run (the pump's nursery); ``None``: inline.
+        self.nursery: trio.Nursery | None = None
+        self._pending: trio.Event | None = None
 
     def marker(self, offset: int) -> _Marker:
         return _Marker(offset, [None] * len(self.writers), len(self.writers))
@@ -643,12 +655,24 @@ class _Checkpoints:
         marker.entries[self.writers.index(writer)] = entry
         marker.pending -= 1
         if marker.pending == 0 and not self.disabled:
-            stream = self.stream
-            size = stream.metadata.get("size")
+            if self._pending is not None:
+                await self._pending.wait()
+            if self.nursery is None:
+                await self._record(marker, trio.Event())
+            else:
+                self._pending = trio.Event()
+                self.nursery.start_soon(self._record, marker, self._pending)
+
+    async def _record(self, marker: _Marker, done: trio.Event) -> None:
+        stream = self.stream
+        size = stream.metadata.get("size")
+        try:
             await self.runner.ledger_writes.call(functools.partial(
                 self.runner.ledger.checkpoint, stream.source, stream.id, resume_offset=marker.offset,
                 checkpoint={"sinks": marker.entries}, etag=stream.metadata.get("etag"),
                 size=size if isinstance(size, int) else None))
+        finally:
+            done.set()
 
 
 class _TrackedRun(VerifierRun):
