@@ -241,11 +241,8 @@ class FileWriter(SinkWriter):
         metadata = self.stream.metadata
         if self.stored_format is not None:
             metadata = {**metadata, "format": self.stored_format}
-        final = naming.expand(settings.name, directory=self.directory, recording_id=self.stream.id,
-                              metadata=metadata, source=self.stream.source, pipeline=self.stream.pipeline,
-                              started_at=self.stream.started_at, suffix=self.compressor.suffix,
-                              facts=self.stream.facts)
-        stored_sha = await trio.to_thread.run_sync(self._publish_sync, final, result, metadata.get("format"))
+        # Naming resolves paths (filesystem calls): in the worker thread with the renames.
+        final, stored_sha = await trio.to_thread.run_sync(self._publish_sync, metadata, result)
         self.done = True
         out = {"path": str(final), "sha256": stored_sha, "bytes": self.stored_bytes}
         if settings.manifest:
@@ -262,8 +259,14 @@ class FileWriter(SinkWriter):
             return shared
         return file_sha256(self.temp)
 
-    def _publish_sync(self, final: Path, result: StreamResult, fmt: str | None) -> str:
-        """Rename the file and its manifest into place, one directory fsync for both; returns the SHA-256."""
+    def _publish_sync(self, metadata: Mapping[str, Any], result: StreamResult) -> tuple[Path, str]:
+        """Name the file, rename it and its manifest into place with one directory fsync for
+        both; returns the final path and the stored SHA-256."""
+        final = naming.expand(self.sink.settings.name, directory=self.directory, recording_id=self.stream.id,
+                              metadata=metadata, source=self.stream.source, pipeline=self.stream.pipeline,
+                              started_at=self.stream.started_at, suffix=self.compressor.suffix,
+                              facts=self.stream.facts)
+        fmt = metadata.get("format")
         stored_sha = self._stored_sha256(result)
         extra = {"compression_note": self.compressor.note} if self.compressor.note else None
         manifest = build_manifest(stream=self.stream, result=result, stored_name=final.name,
@@ -291,7 +294,7 @@ class FileWriter(SinkWriter):
         finally:
             if manifest_temp is not None:
                 manifest_temp.unlink(missing_ok=True)
-        return stored_sha
+        return final, stored_sha
 
     async def abort(self, result: StreamResult) -> None:
         if self.done:
