@@ -70,7 +70,7 @@ import urllib.request
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import trio
@@ -139,27 +139,34 @@ def speech_like(seconds: float, seed: int) -> np.ndarray:
     return np.clip(samples, -32768, 32767).astype("<i2")
 
 
-def make_recordings(directory: Path, files: int, file_mb: int) -> dict[str, str]:
-    """Create (or reuse) the WAVs; returns {recording id: SHA-256 hex of the file}."""
-    marker = directory / f"recordings-v{DATA_VERSION}-{files}x{file_mb}.json"
+def cached_wavs(directory: Path, marker_name: str, ids: list[str],
+                samples: Callable[[int], np.ndarray]) -> dict[str, str]:
+    """Create (or reuse, when ``marker_name`` exists) one 8 kHz mono WAV per id, the i-th
+    holding ``samples(i)``; returns {recording id: SHA-256 hex of the file}."""
+    marker = directory / marker_name
     if marker.exists():
         return json.loads(marker.read_text())
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
-    seconds = file_mb * 1_000_000 / 2 / RATE
     digests = {}
-    for i in range(files):
-        rid = f"rec-{i:04d}"
+    for i, rid in enumerate(ids):
         path = directory / f"{rid}.wav"
         with wave.open(str(path), "wb") as w:
             w.setnchannels(1)
             w.setsampwidth(2)
             w.setframerate(RATE)
-            w.writeframes(speech_like(seconds, seed=i).tobytes())
+            w.writeframes(samples(i).tobytes())
         digests[rid] = hashlib.sha256(path.read_bytes()).hexdigest()
     marker.write_text(json.dumps(digests))
     return digests
+
+
+def make_recordings(directory: Path, files: int, file_mb: int) -> dict[str, str]:
+    """Create (or reuse) the WAVs; returns {recording id: SHA-256 hex of the file}."""
+    seconds = file_mb * 1_000_000 / 2 / RATE
+    return cached_wavs(directory, f"recordings-v{DATA_VERSION}-{files}x{file_mb}.json",
+                       [f"rec-{i:04d}" for i in range(files)], lambda i: speech_like(seconds, seed=i))
 
 
 # ---------------------------------------------------------------------------- emulator

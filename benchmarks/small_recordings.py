@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import resource
 import shutil
@@ -39,22 +38,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
-import wave
 from pathlib import Path
 
-import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from archive_throughput import RATE, EmulatorProcess, check_archive, speech_like  # noqa: E402
+from archive_throughput import RATE, EmulatorProcess, cached_wavs, run_voxpipe, speech_like  # noqa: E402
 
 from voxpipe.compression import isal_zlib_module  # noqa: E402
-from voxpipe.config import parse_config  # noqa: E402
-from voxpipe.engine import Runner  # noqa: E402
 from voxpipe.ledger import Ledger  # noqa: E402
-from voxpipe.plugins import get_registry  # noqa: E402
-from voxpipe_cxone.emulator.settings import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET  # noqa: E402
 
 #: Bump when the generator changes, so a stale cache is not reused.
 DATA_VERSION = 1
@@ -62,80 +54,34 @@ DATA_VERSION = 1
 GOAL_CPU_MS = 2.0
 GOAL_RATE = 400.0
 
-PIPELINE = """
-pipelines:
-  small:
-    concurrency: {concurrency}
-    state_dir: {state}
-    source:
-      type: cxone
-      api_base: {base}
-      token_url: {base}/oauth/token
-      client_id: {client_id}
-      client_secret: ${{CXONE_SECRET}}
-      recordings_file: {ids}
-      max_connections: {concurrency}
-    verifiers:
-      - type: sha256
-    sinks:
-      - type: {sink}
-        dir: {out}
-"""
-
-
 def make_small(directory: Path, files: int, kb: int) -> dict[str, str]:
     """Create (or reuse) ``files`` WAVs of about ``kb`` KB; returns {recording id: SHA-256 hex}."""
-    marker = directory / f"small-v{DATA_VERSION}-{files}x{kb}.json"
-    if marker.exists():
-        return json.loads(marker.read_text())
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
     seconds = kb * 1000 / 2 / RATE
     long = speech_like(seconds * 50, seed=1)  # one long signal, cut into different recordings
     per = int(seconds * RATE)
-    digests = {}
-    for i in range(files):
-        rid = f"small-{i:05d}"
+
+    def cut(i: int):
         start = (i * 7919 * 31) % (len(long) - per)
-        path = directory / f"{rid}.wav"
-        with wave.open(str(path), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(RATE)
-            w.writeframes(long[start:start + per].tobytes())
-        digests[rid] = hashlib.sha256(path.read_bytes()).hexdigest()
-    marker.write_text(json.dumps(digests))
-    return digests
+        return long[start:start + per]
+
+    return cached_wavs(directory, f"small-v{DATA_VERSION}-{files}x{kb}.json",
+                       [f"small-{i:05d}" for i in range(files)], cut)
 
 
-def run_voxpipe(emu: EmulatorProcess, work: Path, digests: dict[str, str], *, sink: str,
-                concurrency: int) -> tuple[float, float]:
-    """One run into a fresh directory; returns (wall seconds, CPU seconds), checked."""
-    out, state = work / "out", work / "state"
-    shutil.rmtree(out, ignore_errors=True)
-    shutil.rmtree(state, ignore_errors=True)
-    ids = work / "ids.txt"
-    ids.write_text("\n".join(digests) + "\n")
-    text = PIPELINE.format(concurrency=concurrency, state=state, base=emu.base, client_id=DEMO_CLIENT_ID, ids=ids,
-                           sink=sink, out=out)
-    cfg = parse_config(textwrap.dedent(text), get_registry(), environ={**os.environ, "CXONE_SECRET": DEMO_CLIENT_SECRET})
-    runner = Runner(cfg.pipeline(None))
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    summary = trio.run(runner.run)
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    if not summary.ok or len(summary.results) != len(digests):
-        raise SystemExit(f"voxpipe run failed: {[(r.id, r.message) for r in summary.failed][:5]}")
-    check_archive(out, digests, ".wav.gz" if sink == "gzip" else ".wav")
-    ledger = Ledger(state / "ledger.sqlite3")
+def run_small(emu: EmulatorProcess, work: Path, digests: dict[str, str], *, sink: str,
+              concurrency: int) -> tuple[float, float]:
+    """One run with the sink's defaults (checked by :func:`archive_throughput.run_voxpipe`),
+    then the ledger must say ``stored`` for every recording; returns (wall s, CPU s)."""
+    timing = run_voxpipe(emu, work, digests, sink=sink, options={}, concurrency=concurrency, chunk=None,
+                         checkpoint=None)
+    ledger = Ledger(work / "state" / "ledger.sqlite3")
     try:
         states = ledger.counts()
     finally:
         ledger.close()
     if states != {"stored": len(digests)}:
         raise SystemExit(f"ledger states after the run: {states}")
-    shutil.rmtree(out)
-    return seconds, cpu
+    return timing.seconds, timing.cpu
 
 
 def curl_cpu(emu: EmulatorProcess, digests: dict[str, str], work: Path) -> tuple[float, float]:
@@ -215,7 +161,7 @@ def main() -> None:
             work = Path(tmp)
             for round_ in range(opts.repeat):
                 for key in wanted:
-                    seconds, cpu = run_voxpipe(emu, work, digests, sink=rows[key][1], concurrency=opts.concurrency)
+                    seconds, cpu = run_small(emu, work, digests, sink=rows[key][1], concurrency=opts.concurrency)
                     runs[key].append((seconds, cpu))
                     print(f"  round {round_ + 1}: {rows[key][0]:<40} {n / seconds:7.0f} recordings/s "
                           f"{cpu / n * 1e3:6.2f} CPU ms each", flush=True)
