@@ -707,8 +707,8 @@ class _TrackedRun(VerifierRun):
 async def _feed_fused(verifier_runs: list[VerifierRun], writers: list[SinkWriter],
                       receive: trio.MemoryReceiveChannel[Any], checkpoints: _Checkpoints | None) -> None:
     """Feed each ``(received chunk, sink chunk)`` to every verifier and every threaded writer,
-    in one worker-thread hop (inline for small chunks no writer takes); checkpoint markers
-    go to the writers, in order with their data."""
+    in one worker-thread hop (verifiers update small chunks inline, at once); checkpoint
+    markers go to the writers, in order with their data."""
 
     def work(chunk: Chunk | None, out: Chunk | None) -> None:
         if chunk is not None:
@@ -729,10 +729,14 @@ async def _feed_fused(verifier_runs: list[VerifierRun], writers: list[SinkWriter
                             await checkpoints.reached(item, writer)
                 continue
             chunk, out = item
-            if (out is not None and writers) or (chunk is not None and len(chunk.data) >= THREAD_OFFLOAD_MIN_BYTES):
-                await trio.to_thread.run_sync(work, chunk, out)
-            else:
+            if chunk is not None and len(chunk.data) < THREAD_OFFLOAD_MIN_BYTES:
+                # Small chunks: verifiers update at once, on the event loop, as they did with a
+                # task of their own; a verifier reading per-response headers (hmac segment
+                # mode) then never lags a whole response behind the download.
                 work(chunk, None)
+                chunk = None
+            if chunk is not None or (out is not None and writers):
+                await trio.to_thread.run_sync(work, chunk, out if writers else None)
 
 
 async def _feed_sink(writer: SinkWriter, receive: trio.MemoryReceiveChannel[Any],
