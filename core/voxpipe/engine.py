@@ -13,11 +13,15 @@ Per pipeline run (see ``docs/architecture.md``):
   GIL), so hashing and compression use both cores while the event loop downloads. The
   verifiers and every sink writer that can write from a worker thread
   (:attr:`voxpipe.components.SinkWriter.threaded_write`, e.g. the file and gzip sinks) share
-  one consumer: each chunk is hashed by the verifiers and compressed, hashed and written by
-  those sinks in one worker-thread hop, not one hop per consumer;
+  one consumer: each large chunk is hashed by the verifiers and compressed, hashed and
+  written by those sinks in one worker-thread hop, not one hop per consumer;
 - commit protocol: when the source is exhausted, every verifier gives its verdict; only
   if all pass are the sinks prepared (fsync) and committed (rename), storing sinks first,
   announcing sinks (webhooks) last. Otherwise, or on any error, every sink aborts;
+- every ledger call runs in a worker thread (:class:`voxpipe.ledger.AsyncLedger`); each
+  stream holds a lease on its recording, renewed by a heartbeat, and every state change is
+  fenced by it. With a shared ledger (PostgreSQL) and a shareable source, one worker
+  discovers into the ledger's queue and every worker claims from it (``docs/scaling.md``);
 - a stream's failure never stops the others; a retryable failure (the server's content
   changed mid-download) restarts that stream from byte 0 up to ``max_stream_attempts``;
 - :meth:`Runner.request_stop` (SIGINT/SIGTERM) stops admitting streams and gives those
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import os
 import time
@@ -42,9 +47,10 @@ from .audit import AuditLog
 from .components import Component, PipelineContext, Sink, SinkWriter, Source, TransformRun, VerifierRun
 from .config import ComponentConfig, PipelineConfig
 from .errors import RunError, StreamError, VerificationError
-from .groupcommit import GroupCommit
-from .ledger import Ledger
 from .facts import PhoneNumberPolicy
+from .ledger import AsyncLedger, Claim, Finish, LeaseLost, LedgerBackend, RecordingState, RunHandle, open_ledger
+from .ledger.leases import Resume, resume_plan
+from .ledger.worker import Held, LeaseKeeper, drain, host_of, worker_id
 from .model import Chunk, Stream, StreamResult, StreamSpec, Verdict
 from .report import write_run_report
 
@@ -118,6 +124,8 @@ class RunSummary:
     interrupted: bool = False
     state_dir: Path | None = None
     ledger_path: Path | None = None
+    #: Where the ledger lives (a path, or a URL without password).
+    ledger_location: str | None = None
     #: Why the source could not list (all of) its streams, e.g. its credentials were refused.
     discovery_error: str | None = None
     #: The compliance report written at the end of the run (JSON, CSV), if any.
@@ -138,6 +146,18 @@ class RunSummary:
     @property
     def bytes(self) -> int:
         return sum(r.bytes for r in self.results)
+
+
+def state_dir_for(config: PipelineConfig, sinks: list[Sink]) -> Path:
+    """The pipeline's state directory (created): ``state_dir``, else ``.voxpipe/<pipeline>``
+    inside the first sink's archive directory, else under the working directory."""
+    if config.settings.state_dir is not None:
+        path = Path(config.settings.state_dir)
+    else:
+        base = next((d for s in sinks if (d := s.archive_dir()) is not None), None)
+        path = (Path(base) / ".voxpipe" / config.name) if base is not None else Path(".voxpipe") / config.name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 class Runner:
@@ -161,6 +181,9 @@ class Runner:
         self._phone_policy = PhoneNumberPolicy(
             self.settings.phone_numbers,
             self.settings.phone_number_key.get_secret_value() if self.settings.phone_number_key else None)
+        self.worker = worker_id()
+        self.ledger: AsyncLedger | None = None
+        self.keeper: LeaseKeeper | None = None
 
     # ------------------------------------------------------------------ control
 
@@ -192,27 +215,34 @@ class Runner:
                                                  services=self.services)
         components: list[Component] = []
         audit: AuditLog | None = None
-        self.ledger: Ledger | None = None
-        run_id = None
+        run: RunHandle | None = None
         try:
             self.sinks = [self._make(c, context, components) for c in self.config.sinks]
-            context.state_dir = self._state_dir()
+            context.state_dir = state_dir_for(self.config, self.sinks)
             summary.state_dir = context.state_dir
             audit = context.audit = AuditLog(self.settings.audit_log or context.state_dir / "audit.jsonl")
-            self.ledger = Ledger(self.settings.ledger or context.state_dir / "ledger.sqlite3")
-            summary.ledger_path = self.ledger.path
-            context.services.setdefault("ledger", self.ledger)
-            run_id = self.run_id = self.ledger.start_run(self.config.name)
-            # Every per-stream ledger write goes through one group commit: streams finishing
-            # together share a transaction (one fsync) instead of queueing for one each.
-            self.ledger_writes = GroupCommit(self.ledger.run_batch)
             self.source: Source = self._make(self.config.source, context, components)
+            backend: LedgerBackend = await trio.to_thread.run_sync(functools.partial(
+                open_ledger, self.settings.ledger, state_dir=context.state_dir, pipeline=self.config.name,
+                identity=self.source.identity()))
+            self.ledger = AsyncLedger(backend)
+            summary.ledger_location = backend.location
+            summary.ledger_path = getattr(backend, "path", None)
+            context.services.setdefault("ledger", self.ledger)
+            run = self.run = await self.ledger.start_run(self.config.name, worker=self.worker,
+                                                          lease_seconds=self.settings.lease_seconds)
+            run_id = self.run_id = run.run_id
+            self.keeper = LeaseKeeper(self.ledger, run, lease_seconds=self.settings.lease_seconds,
+                                      heartbeat_seconds=self.settings.heartbeat_seconds)
             self.transforms = [self._make(c, context, components) for c in self.config.transforms]
             self.verifiers = [self._make(c, context, components) for c in self.config.verifiers]
-            audit.write("run-start", pipeline=self.config.name, pid=os.getpid(), run_id=run_id)
-            await self._cleanup_orphans()
+            audit.write("run-start", pipeline=self.config.name, pid=os.getpid(), run_id=run_id, worker=self.worker,
+                        joined=run.joined)
+            if not run.joined:  # a joining worker's peers have temporaries in flight
+                await self._cleanup_orphans()
             self.observer.run_started(self.config)
             async with trio.open_nursery() as services:
+                await services.start(self.keeper.run_forever)
                 try:
                     for component in components:
                         try:
@@ -232,17 +262,22 @@ class Runner:
                             failed=len(summary.failed), bytes=summary.bytes, interrupted=summary.interrupted)
                 audit.close()
             if self.ledger is not None:
-                if run_id is not None:
-                    self.ledger.finish_run(run_id, interrupted=summary.interrupted)
-                    self._write_report(run_id, context.state_dir)
-                self.ledger.close()
+                with trio.CancelScope(shield=True):
+                    if run is not None:
+                        try:
+                            await self.ledger.finish_run(run, interrupted=summary.interrupted)
+                        except Exception:
+                            log.exception("could not record the end of run %s in %s", run.run_id,
+                                          self.ledger.location)
+                        await trio.to_thread.run_sync(self._write_report, run.run_id, context.state_dir)
+                    await self.ledger.close()
         self.observer.run_finished(summary)
         return summary
 
     def _write_report(self, run_id: int, state_dir: Path) -> None:
         """The run's compliance report (``voxpipe.report``); a failure is logged, never fatal."""
         try:
-            paths = write_run_report(self.ledger, run_id, state_dir)
+            paths = write_run_report(self.ledger.backend, run_id, state_dir)
         except Exception:
             log.exception("could not write the compliance report of run %s", run_id)
         else:
@@ -264,21 +299,12 @@ class Runner:
         components.append(component)
         return component
 
-    def _state_dir(self) -> Path:
-        if self.settings.state_dir is not None:
-            path = Path(self.settings.state_dir)
-        else:
-            base = next((d for s in self.sinks if (d := s.archive_dir()) is not None), None)
-            path = (Path(base) / ".voxpipe" / self.config.name) if base is not None else Path(".voxpipe") / self.config.name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
     async def _cleanup_orphans(self) -> None:
         """Delete temporary files left by a crash, except those a resumable checkpoint holds."""
         storing = [s for s in self.sinks if not s.announces]
         keep: list[list[dict[str, Any]]] = [[] for _ in storing]
-        for state in await trio.to_thread.run_sync(self.ledger.all):
-            entries = state.checkpoint.get("sinks", []) if state.checkpoint and state.state != "stored" else []
+        for checkpoint in await self.ledger.held_checkpoints():
+            entries = checkpoint.get("sinks", [])
             if len(entries) == len(storing):  # one opaque resume state per storing sink, in order
                 for held, entry in zip(keep, entries):
                     held.append(entry)
@@ -292,6 +318,9 @@ class Runner:
         return self.source.resumable and not self.transforms
 
     async def _run_streams(self) -> None:
+        if self.ledger.shared and self.source.shareable:
+            await self._run_shared()
+            return
         admit = trio.Semaphore(self.settings.concurrency)
         async with trio.open_nursery() as nursery:
             self._streams_scope = nursery.cancel_scope
@@ -303,24 +332,77 @@ class Runner:
                 try:
                     async with contextlib.aclosing(discovered):
                         async for spec in discovered:
-                            if self._skip(spec):
+                            if await self._skip(spec):
                                 continue
                             await admit.acquire()
                             nursery.start_soon(self._stream_task, spec, admit)
                 except Exception as exc:  # streams already started go on; the run reports the failure
-                    error = _primary_error(exc)
-                    if not isinstance(error, StreamError):
-                        log.error("%s: discovery failed", self.config.name, exc_info=error)
-                    self.summary.discovery_error = f"{self.config.source.type} discovery failed: {error}"
-                    self.context.audit.write("discovery-failed", pipeline=self.config.name,
-                                             message=self.summary.discovery_error)
+                    self._discovery_failed(exc)
 
-    def _skip(self, spec: StreamSpec) -> bool:
-        """Settle streams the ledger says need no attempt: stored already, or out of attempts."""
+    def _discovery_failed(self, exc: BaseException) -> str:
+        error = _primary_error(exc)
+        if not isinstance(error, StreamError):
+            log.error("%s: discovery failed", self.config.name, exc_info=error)
+        self.summary.discovery_error = f"{self.config.source.type} discovery failed: {error}"
+        self.context.audit.write("discovery-failed", pipeline=self.config.name, message=self.summary.discovery_error)
+        return self.summary.discovery_error
+
+    async def _run_shared(self) -> None:
+        """Shared ledger: claim from the run's queue (and discover into it, if this worker should)."""
+        admit = trio.Semaphore(self.settings.concurrency)
+        async with trio.open_nursery() as nursery:
+            self._streams_scope = nursery.cancel_scope
+
+            def start(claim: Claim) -> None:
+                nursery.start_soon(self._stream_task, StreamSpec(claim.lease.id, dict(claim.metadata)), admit, claim)
+
+            await drain(self.ledger, self.run, admit=admit, lease_seconds=self.settings.lease_seconds, start=start,
+                        stopping=lambda: self._stopping, discover=self._discover_into_queue, nursery=nursery)
+
+    async def _discover_into_queue(self) -> None:
+        """Run the source's discovery into the shared queue, in batches (idempotent)."""
         source = self.config.source.type
-        state = self.ledger.get(source, spec.id)
+        batch: list[tuple[str, dict[str, Any]]] = []
+        flushed = time.monotonic()
+        error: str | None = None
+
+        async def flush() -> None:
+            settled = await self.ledger.enqueue(self.run, source, batch,
+                                                max_attempts_total=self.settings.max_attempts_total)
+            batch.clear()
+            for state in settled:
+                await self._settle(state.id, state)
+
+        with trio.CancelScope() as scope:
+            self._discover_scope = scope
+            if self._stopping:
+                scope.cancel()
+            discovered = self.source.discover()
+            try:
+                async with contextlib.aclosing(discovered):
+                    async for spec in discovered:
+                        batch.append((spec.id, _queue_metadata(spec)))
+                        if len(batch) >= ENQUEUE_BATCH or time.monotonic() - flushed >= ENQUEUE_FLUSH_SECONDS:
+                            await flush()
+                            flushed = time.monotonic()
+                    if batch:
+                        await flush()
+            except Exception as exc:
+                error = self._discovery_failed(exc)
+        if scope.cancelled_caught:
+            return  # stopped: another worker takes discovery over once this one's heartbeat ends
+        await self.ledger.end_discovery(self.run, error=error)
+
+    async def _skip(self, spec: StreamSpec) -> bool:
+        """Settle streams the ledger says need no attempt: stored already, or out of attempts."""
+        state = await self.ledger.get(self.config.source.type, spec.id)
         if state is None:
             return False
+        return await self._settle(spec.id, state)
+
+    async def _settle(self, recording_id: str, state: RecordingState) -> bool:
+        source = self.config.source.type
+        spec = StreamSpec(recording_id)
         result = StreamResult(id=spec.id, source=source, pipeline=self.config.name, attempts=state.attempts,
                               started_at=time.time(), digests={"sha256": state.sha256} if state.sha256 else {})
         if state.state == "stored":
@@ -335,38 +417,57 @@ class Runner:
             return False
         result.finished_at = time.time()
         self.summary.results.append(result)
-        self.ledger.record_outcome(self.run_id, source, spec.id, result.status, result.to_dict())
+        await self.ledger.record_outcome(self.run_id, source, spec.id, result.status, result.to_dict())
         self.context.audit.write("stream", pipeline=self.config.name, source=source, stream=spec.id,
                                  status=result.status, reason=result.reason, message=result.message)
         self.observer.stream_finished(result)
         return True
 
-    async def _stream_task(self, spec: StreamSpec, admit: trio.Semaphore) -> None:
+    async def _stream_task(self, spec: StreamSpec, admit: trio.Semaphore, claim: Claim | None = None) -> None:
+        held: Held | None = None
         try:
-            for attempt in range(1, self.settings.max_stream_attempts + 1):
-                result, retry = await self._attempt(spec, attempt)
-                if result.ok or not retry or self._stopping:
-                    break
-                log.warning("stream %s: %s; restarting from byte 0 (attempt %d of %d)", spec.id, result.message,
-                            attempt + 1, self.settings.max_stream_attempts)
+            if claim is None:
+                lease = await self.ledger.acquire(self.config.source.type, spec.id, run=self.run,
+                                                  lease_seconds=self.settings.lease_seconds)
+                takeover = False
+            else:
+                lease, takeover = claim.lease, claim.takeover and self.ledger.shared
+            held = self.keeper.hold(lease)
+            with held.scope:
+                for attempt in range(1, self.settings.max_stream_attempts + 1):
+                    begun = claim.attempt if claim is not None and attempt == 1 else None
+                    result, retry = await self._attempt(spec, attempt, held, takeover, begun)
+                    if result.ok or not retry or self._stopping or held.lost:
+                        break
+                    log.warning("stream %s: %s; restarting from byte 0 (attempt %d of %d)", spec.id, result.message,
+                                attempt + 1, self.settings.max_stream_attempts)
         finally:
+            if held is not None:
+                self.keeper.release(held)
             admit.release()
 
     # ------------------------------------------------------------------ one stream
 
-    async def _open_writers(self, stream: Stream, result: StreamResult,
-                            writers: list[tuple[Sink, SinkWriter]]) -> list[dict[str, Any]] | None:
+    async def _open_writers(self, stream: Stream, result: StreamResult, writers: list[tuple[Sink, SinkWriter]],
+                            held: Held, takeover: bool) -> list[dict[str, Any]] | None:
         """Begin (or resume, from the ledger's checkpoint) every sink's writer.
 
         Returns the storing sinks' checkpoint entries when resuming, else ``None``.
         """
-        state = self.ledger.get(stream.source, stream.id)
+        state = await self.ledger.get(stream.source, stream.id)
         checkpoint = state.checkpoint if state and state.resume_offset and state.checkpoint else None
         entries = checkpoint.get("sinks") if checkpoint else None
         storing = [s for s in self.sinks if not s.announces]
-        if entries is not None and (not self._can_resume or stream.attempt > 1 or len(entries) != len(storing)):
-            await self._discard(storing, entries)
-            entries = None
+        if entries is not None:
+            plan = resume_plan(checkpoint_host=checkpoint.get("host"), my_host=host_of(self.worker) or "",
+                               takeover=takeover and stream.attempt == 1,
+                               sinks_share_state=all(s.shares_partial_state for s in storing),
+                               can_resume=self._can_resume, first_attempt=stream.attempt == 1,
+                               entries_match=len(entries) == len(storing))
+            if plan is not Resume.RESUME:
+                if plan is Resume.DISCARD:
+                    await self._discard(storing, entries)
+                entries = None
         if entries is not None:
             try:
                 for sink, entry in zip(storing, entries):
@@ -385,7 +486,7 @@ class Runner:
                     stream.metadata["size"] = state.size
         if entries is None:
             if state is not None and state.resume_offset:
-                self.ledger.clear_checkpoint(stream.source, stream.id)
+                await self.ledger.clear_checkpoint(held.lease)
             for sink in storing:
                 writers.append((sink, await sink.begin(stream)))
         for sink in self.sinks:
@@ -400,7 +501,10 @@ class Runner:
             except Exception:
                 log.exception("sink %r failed to discard a checkpoint", sink.type)
 
-    async def _attempt(self, spec: StreamSpec, attempt: int) -> tuple[StreamResult, bool]:
+    async def _attempt(self, spec: StreamSpec, attempt: int, held: Held, takeover: bool, begun: int | None = None
+                       ) -> tuple[StreamResult, bool]:
+        """One attempt of a stream under ``held``'s lease; ``begun``: the attempt number a
+        claim already counted (else :meth:`LedgerBackend.begin_attempt` counts it)."""
         stream = Stream(spec, source=self.config.source.type, pipeline=self.config.name,
                         audit=self.context.audit, attempt=attempt, on_event=self.observer.stream_event,
                         phone_policy=self._phone_policy)
@@ -412,18 +516,20 @@ class Runner:
         writers: list[tuple[Sink, SinkWriter]] = []
         t0 = time.perf_counter()
         retry = False
-        ledger = self.ledger
-        result.attempts = await self.ledger_writes.call(functools.partial(ledger.begin_attempt, stream.source,
-                                                                          stream.id))
+        ledger, lease = self.ledger, held.lease
+        try:
+            result.attempts = begun if begun is not None else await ledger.begin_attempt(lease)
+        except LeaseLost as exc:
+            return self._lost(stream, result, exc), False
         self.observer.stream_started(stream)
         verifier_runs: list[_TrackedRun] = []
         try:
             verifier_runs = [_TrackedRun(v.type, v.begin(stream)) for v in self.verifiers]
             transform_runs = [t.begin(stream) for t in self.transforms]
-            entries = await self._open_writers(stream, result, writers)
+            entries = await self._open_writers(stream, result, writers, held, takeover)
             if entries is not None and verifier_runs:
                 await self._replay(stream, entries, verifier_runs)
-            await self._pump(stream, verifier_runs, transform_runs, writers, result)
+            await self._pump(stream, verifier_runs, transform_runs, writers, result, lease)
             result.verdicts = [run.finish() for run in verifier_runs]
             for verdict in result.verdicts:
                 for key, value in verdict.details.items():
@@ -436,9 +542,8 @@ class Runner:
                                         reason=first.reason or f"{first.verifier}-failed")
             for _, writer in writers:
                 await writer.prepare()
-            await self.ledger_writes.call(functools.partial(
-                ledger.transition, stream.source, stream.id, "verified", sha256=result.digests.get("sha256"),
-                verdicts=[v.to_dict() for v in result.verdicts]))
+            await ledger.verified(lease, sha256=result.digests.get("sha256"),
+                                  verdicts=[v.to_dict() for v in result.verdicts])
             result.ok = True
             result.seconds = time.perf_counter() - t0
             result.metadata = _public_metadata(stream.metadata)
@@ -451,14 +556,18 @@ class Runner:
             # is its durable enqueue): a crash before this point re-runs the stream, whose
             # storing sinks find their identical files and whose announcement is then made,
             # so no announcement is lost (at-least-once)
-            # ... and the run's outcome row in the same transaction: a recording's finish is one change.
             result.finished_at = time.time()
-            await self.ledger_writes.call(functools.partial(self._finish_sync, stream, result, dict(
-                state="stored", stored=result.stored, resume_offset=0, checkpoint=None, reason=None, message=None)))
+            await ledger.finish(lease, Finish("stored", stored=result.stored,
+                                              outcome=(result.status, result.to_dict())), run_id=self.run_id)
         except BaseException as exc:  # noqa: B036 - classified below; cancellation is re-raised
             error = _primary_error(exc)
             cancelled = isinstance(error, (trio.Cancelled, KeyboardInterrupt))
             result.ok = False
+            if held.lost or isinstance(error, LeaseLost):  # another worker holds it now: hands off the ledger
+                await self._abort_all(writers, result)
+                if cancelled and not held.lost:
+                    raise
+                return self._lost(stream, result, error), False
             if cancelled:
                 result.reason, result.message = "interrupted", f"stream {stream.id} interrupted by shutdown"
             elif isinstance(error, StreamError):
@@ -481,11 +590,15 @@ class Runner:
                 else:
                     await self._abort_all(writers, result)
                 final = not result.retrying
-                result.finished_at = time.time()
-                await self.ledger_writes.call(functools.partial(self._finish_sync, stream, result, dict(
-                    state="failed", reason=result.reason, message=result.message,
-                    verdicts=[v.to_dict() for v in result.verdicts] or None,
-                    **({} if keep_checkpoint else {"resume_offset": 0, "checkpoint": None})), outcome=final))
+                if final:
+                    result.finished_at = time.time()
+                try:
+                    await ledger.finish(lease, Finish(
+                        "failed", reason=result.reason, message=result.message,
+                        verdicts=[v.to_dict() for v in result.verdicts] or None, keep_checkpoint=keep_checkpoint,
+                        outcome=(result.status, result.to_dict()) if final else None), run_id=self.run_id)
+                except LeaseLost as lost:
+                    return self._lost(stream, result, lost), False
                 if final:
                     self._finished(stream, result)
             if cancelled:
@@ -494,14 +607,16 @@ class Runner:
         self._finished(stream, result)
         return result, False
 
-    def _finish_sync(self, stream: Stream, result: StreamResult, change: dict[str, Any], *,
-                     outcome: bool = True) -> None:
-        """A recording's final ledger change and (``outcome``) the run's outcome row: one
-        call, so one savepoint of one group-commit transaction (runs in its worker thread)."""
-        change = dict(change)
-        self.ledger.transition(stream.source, stream.id, change.pop("state"), **change)
-        if outcome:
-            self.ledger.record_outcome(self.run_id, stream.source, stream.id, result.status, result.to_dict())
+    def _lost(self, stream: Stream, result: StreamResult, error: BaseException) -> StreamResult:
+        """The stream's lease was taken over: report it here; the new holder records the outcome."""
+        result.ok = False
+        result.reason = "lease-lost"
+        result.message = (f"recording {stream.id}: lease lost to another worker (this worker was silent longer "
+                          f"than lease_seconds={self.settings.lease_seconds:g}); it is archived there")
+        result.finished_at = time.time()
+        log.warning("%s (%s)", result.message, error)
+        self._finished(stream, result)
+        return result
 
     async def _replay(self, stream: Stream, entries: list[dict[str, Any]], verifier_runs: list[VerifierRun]) -> None:
         """Feed the bytes a checkpoint holds to the verifiers, so their digests cover the whole stream."""
@@ -525,7 +640,7 @@ class Runner:
         await trio.to_thread.run_sync(feed)
 
     def _finished(self, stream: Stream, result: StreamResult) -> None:
-        """A stream ended for good and the ledger holds its outcome: summary, audit, observer."""
+        """A stream ended for good (its outcome is in the ledger): summary, audit log, observer."""
         self.summary.results.append(result)
         stream.audit("stream", status=result.status, reason=result.reason, message=result.message,
                      bytes=result.bytes, seconds=round(result.seconds, 6), attempts=result.attempts,
@@ -549,8 +664,8 @@ class Runner:
                     log.error("stream %s: sink %r %s timed out after %ss", result.id, sink.type, what, ABORT_TIMEOUT)
 
     async def _pump(self, stream: Stream, verifier_runs: list[VerifierRun], transform_runs: list[TransformRun],
-                    writers: list[tuple[Sink, SinkWriter]], result: StreamResult) -> None:
-        checkpoints = _Checkpoints(self, stream, [w for s, w in writers if not s.announces]) \
+                    writers: list[tuple[Sink, SinkWriter]], result: StreamResult, lease) -> None:
+        checkpoints = _Checkpoints(self, stream, [w for s, w in writers if not s.announces], lease) \
             if self._can_resume else None
         # One consumer for the verifiers and the writers that can write from a worker
         # thread: one hop per chunk for all of them (see the module docstring).
@@ -635,8 +750,8 @@ class _Checkpoints:
     stream is pending: the next checkpoint waits for the previous one, so they stay in order.
     """
 
-    def __init__(self, runner: Runner, stream: Stream, writers: list[SinkWriter]):
-        self.runner, self.stream, self.writers = runner, stream, writers
+    def __init__(self, runner: Runner, stream: Stream, writers: list[SinkWriter], lease):
+        self.runner, self.stream, self.writers, self.lease = runner, stream, writers, lease
         self.disabled = False
         #: Where the ledger writes run (the pump's nursery); ``None``: inline.
         self.nursery: trio.Nursery | None = None
@@ -667,10 +782,10 @@ class _Checkpoints:
         stream = self.stream
         size = stream.metadata.get("size")
         try:
-            await self.runner.ledger_writes.call(functools.partial(
-                self.runner.ledger.checkpoint, stream.source, stream.id, resume_offset=marker.offset,
-                checkpoint={"sinks": marker.entries}, etag=stream.metadata.get("etag"),
-                size=size if isinstance(size, int) else None))
+            await self.runner.ledger.checkpoint(
+                self.lease, resume_offset=marker.offset,
+                checkpoint={"sinks": marker.entries, "host": host_of(self.runner.worker)},
+                etag=stream.metadata.get("etag"), size=size if isinstance(size, int) else None)
         finally:
             done.set()
 
@@ -776,6 +891,29 @@ def _primary_error(exc: BaseException) -> BaseException:
 
 
 _PRIVATE_METADATA_PREFIX = "_"
+#: Discovered specs queued per ledger call, and the longest a discovered spec waits to be queued.
+ENQUEUE_BATCH = 500
+ENQUEUE_FLUSH_SECONDS = 1.0
+
+
+def _queue_metadata(spec: StreamSpec) -> dict[str, Any]:
+    """A spec's metadata as stored in a shared queue (JSON).
+
+    Private values (``_`` keys) that are not JSON, such as a Media Playback file with its
+    temporary URL, are left out: the source looks them up again when it reads the stream.
+
+    :raises RunError: a public value is not JSON.
+    """
+    metadata: dict[str, Any] = {}
+    for key, value in spec.metadata.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            if key.startswith(_PRIVATE_METADATA_PREFIX):
+                continue
+            raise RunError(f"stream {spec.id}: metadata {key!r} cannot be queued in a shared ledger ({exc})") from None
+        metadata[key] = value
+    return metadata
 
 
 def _public_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
