@@ -47,7 +47,7 @@ def test_concurrent_streams_share_transactions_and_keep_their_own_errors(tmp_pat
         assert states == {f"r{i:02d}": ("verified" if i % 10 == 0 else "stored") for i in range(60)}
         assert len(backend.outcomes(run.run_id)) == 54
         group = ledger.group
-        assert group.calls == 60 * 4  # begin_attempt, checkpoint, verified, finish (6 of them refused)
+        assert group.calls == 60 * 5  # acquire, begin_attempt, checkpoint, verified, finish (6 refused)
         assert group.batches < group.calls  # calls shared transactions
     finally:
         backend.close()
@@ -72,7 +72,7 @@ def test_a_lone_call_commits_at_once_and_is_visible_when_it_returns(tmp_path):
 
     trio.run(main)
     backend.close()
-    assert seen == [("downloading", 1)] and ledger.group.batches == 1
+    assert seen == [("downloading", 1)] and ledger.group.batches == 2  # acquire, then begin_attempt
 
 
 def test_a_cancelled_caller_withdraws_a_call_not_yet_taken(tmp_path):

@@ -33,7 +33,7 @@ _METHODS = ("close", "get", "recordings", "counts", "held_checkpoints", "start_r
 
 
 #: Writes of one recording's attempt that go through the group commit (when the backend can).
-GROUP_COMMITTED = frozenset({"begin_attempt", "checkpoint", "clear_checkpoint", "verified", "finish",
+GROUP_COMMITTED = frozenset({"acquire", "begin_attempt", "checkpoint", "clear_checkpoint", "verified", "finish",
                              "record_outcome"})
 
 
