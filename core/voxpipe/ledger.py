@@ -77,6 +77,17 @@ CREATE TABLE IF NOT EXISTS outcomes (
 );
 """
 
+#: Discovery watermarks (kept apart from the recordings' state: see Ledger.get_watermark).
+_WATERMARK_SCHEMA = """
+CREATE TABLE IF NOT EXISTS watermarks (
+    pipeline TEXT NOT NULL,
+    source_key TEXT NOT NULL,
+    value REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (pipeline, source_key)
+);
+"""
+
 
 class LedgerError(RuntimeError):
     """An illegal state change or an unreadable ledger."""
@@ -118,6 +129,7 @@ class Ledger:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            self._db.executescript(_WATERMARK_SCHEMA)
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{self.path}: not a usable ledger database: {exc}") from None
@@ -229,6 +241,26 @@ class Ledger:
             rows = self._db.execute("SELECT result FROM outcomes WHERE run_id=? ORDER BY source, id",
                                     (run_id,)).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    # ------------------------------------------------------------------ watermarks
+
+    def get_watermark(self, pipeline: str, source_key: str) -> float | None:
+        """Where discovery by date stopped for ``(pipeline, source_key)`` (Unix seconds), or ``None``.
+
+        A source that finds recordings by time (CXone ``since: last-run``) starts its next
+        window there, minus its overlap. Kept apart from recording state on purpose: two
+        methods and one table, whatever the ledger's backend.
+        """
+        with self._lock:
+            row = self._db.execute("SELECT value FROM watermarks WHERE pipeline=? AND source_key=?",
+                                   (pipeline, source_key)).fetchone()
+        return float(row[0]) if row else None
+
+    def set_watermark(self, pipeline: str, source_key: str, value: float) -> None:
+        """Record the watermark of ``(pipeline, source_key)`` (Unix seconds), in its own transaction."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO watermarks VALUES (?, ?, ?, ?)",
+                             (pipeline, source_key, float(value), time.time()))
 
 
 def _row(row: tuple) -> RecordingState:

@@ -121,3 +121,41 @@ def _describe_unknown(head: bytes) -> str:
     else:
         kind = ""
     return f"no known audio container starts with {hexbytes(head, 12)}{kind}"
+
+
+#: Content-Type (media type, lower case) → file extension, for :func:`guess_extension`.
+CONTENT_TYPE_EXTENSIONS = {
+    "audio/wav": "wav", "audio/wave": "wav", "audio/x-wav": "wav", "audio/vnd.wave": "wav",
+    "audio/mpeg": "mp3", "audio/mp3": "mp3",
+    "audio/ogg": "ogg", "audio/opus": "opus", "audio/webm": "webm", "audio/x-matroska": "mka",
+    "audio/mp4": "m4a", "audio/x-m4a": "m4a", "audio/m4a": "m4a", "video/mp4": "mp4",
+    "audio/flac": "flac", "audio/x-flac": "flac",
+}
+
+
+def guess_extension(head: bytes = b"", *, content_type: str | None = None) -> str | None:
+    """The file extension of a recording from its first bytes, else its ``Content-Type``.
+
+    For media served without a file name or format (CXone Media Playback URLs). The bytes
+    win when they are recognised: ``wav`` (RIFF/WAVE), ``mp3`` (ID3 or an MPEG audio frame
+    header), ``opus``/``ogg`` (Ogg; ``opus`` when the first page is ``OpusHead``),
+    ``webm`` (EBML), ``m4a`` (ISO BMFF ``ftyp``; ``mp4`` for a video brand), ``flac``.
+    Returns ``None`` when neither tells (never guesses ``bin``: the caller decides).
+    """
+    h = bytes(head[:64])
+    if h[:4] == b"RIFF" and h[8:12] == b"WAVE":
+        return "wav"
+    if h[:4] == b"OggS":
+        return "opus" if b"OpusHead" in h else "ogg"
+    if h[:4] == _EBML_MAGIC:
+        return "webm"
+    if h[4:8] == b"ftyp":
+        brand = h[8:12]
+        return "mp4" if brand in (b"avc1", b"mp41") and b"M4A " not in h[8:32] else "m4a"
+    if h[:4] == b"fLaC":
+        return "flac"
+    if h[:3] == b"ID3" or (len(h) >= 4 and h[0] == 0xFF and parse_frame_header(h[:4]) is not None):
+        return "mp3"
+    if content_type:
+        return CONTENT_TYPE_EXTENSIONS.get(content_type.split(";")[0].strip().lower())
+    return None

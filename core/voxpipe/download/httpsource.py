@@ -109,7 +109,7 @@ PROBE_HEAD_BYTES = 64
 
 async def probe_range(client: httpx.AsyncClient, url: str, *, what: str, policy: RetryPolicy | None = None,
                       rng: random.Random | None = None, limiter: "RateLimiter | None" = None,
-                      headers: Mapping[str, str] | None = None) -> RangeProbe:
+                      headers: Mapping[str, str] | None = None, head_bytes: int = 1) -> RangeProbe:
     """Ask ``url`` for its first byte to learn whether it honours ranges, its size and ETag.
 
     Whether CXone's media URLs and Genesys' result URLs honour ranges is not documented;
@@ -118,12 +118,15 @@ async def probe_range(client: httpx.AsyncClient, url: str, *, what: str, policy:
 
     :param what: context for messages, e.g. ``"recording 42: media URL"`` (the URL itself is
         never put in a message: a signed URL's query is a secret).
+    :param head_bytes: bytes asked for (``Range: bytes=0-{head_bytes-1}``, at most
+        :data:`PROBE_HEAD_BYTES`), kept in :attr:`RangeProbe.head` to sniff the container.
     :raises HTTPStatusError: a final status (reason ``http-403`` for an expired signed URL).
     :raises StreamError: retries exhausted (``download-failed``, ``http-429-exhausted``) or a
         malformed ``Content-Range`` (``bad-content-range``).
     """
     budget = RetryBudget(policy or RetryPolicy(), rng, can_refresh=False)
-    sent = {"Range": "bytes=0-0", "Accept-Encoding": "identity", **(headers or {})}
+    head_bytes = max(1, min(head_bytes, PROBE_HEAD_BYTES))
+    sent = {"Range": f"bytes=0-{head_bytes - 1}", "Accept-Encoding": "identity", **(headers or {})}
     while True:
         if limiter is not None:
             await limiter.acquire()
@@ -134,18 +137,19 @@ async def probe_range(client: httpx.AsyncClient, url: str, *, what: str, policy:
                 ctype = response.headers.get("content-type", "").split(";")[0].strip().lower() or None
                 if decision.action is Action.ACCEPT:
                     etag = response.headers.get("etag")
+                    size = None
                     if status == 206:
                         try:
-                            cr = parse_content_range(response.headers.get("content-range"))
+                            size = parse_content_range(response.headers.get("content-range")).complete_length
                         except ContentRangeError as exc:
                             raise StreamError(f"{what}: {exc}", reason="bad-content-range") from None
-                        return RangeProbe(cr.complete_length, etag, ctype)
                     head = b""
-                    async for data in response.aiter_raw(PROBE_HEAD_BYTES):
-                        head += data
-                        if len(head) >= PROBE_HEAD_BYTES:
-                            break
-                    return RangeProbe(None, etag, ctype, head[:PROBE_HEAD_BYTES])
+                    if head_bytes > 1 or status == 200:
+                        async for data in response.aiter_raw(PROBE_HEAD_BYTES):
+                            head += data
+                            if len(head) >= head_bytes:
+                                break
+                    return RangeProbe(size, etag, ctype, head[:head_bytes if status == 206 else PROBE_HEAD_BYTES])
                 if decision.action is Action.RATE_LIMITED and limiter is not None:
                     limiter.on_rate_limited(decision.wait)
                 if not decision.retryable:
@@ -218,9 +222,10 @@ class HTTPSource(Source):
                                   on_401=self.on_401 if auth else None, policy=self.policy, rng=self.rng, what=what,
                                   ok=ok, limiter=self.limiter, **kwargs)
 
-    async def probe(self, url: str, *, what: str) -> RangeProbe:
+    async def probe(self, url: str, *, what: str, head_bytes: int = 1) -> RangeProbe:
         """:func:`probe_range` with the source's client, policy and budget."""
-        return await probe_range(self.client, url, what=what, policy=self.policy, rng=self.rng, limiter=self.limiter)
+        return await probe_range(self.client, url, what=what, policy=self.policy, rng=self.rng, limiter=self.limiter,
+                                 head_bytes=head_bytes)
 
     def make_download(self, stream: Stream, url: str, *, size: int | None, start: int, etag: str | None,
                       auth: AuthHeaders | None, params: Mapping[str, str] | None = None,
