@@ -311,6 +311,7 @@ class CxoneSource(HTTPSource):
 
     async def _read_recording(self, stream: Stream) -> AsyncIterator[Chunk]:
         meta = await self.fetch_metadata(stream.id)
+        stream.update_facts(facts_from_answer(meta))  # known even when the gate refuses the recording
         self.gate(stream.id, meta)
         size = meta.get("size")
         if not isinstance(size, int) or size < 0:
@@ -318,7 +319,6 @@ class CxoneSource(HTTPSource):
         self._check_resume_size(stream, size)
         self._check_resume_etag(stream, meta.get("etag"))
         stream.metadata.update({k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))})
-        stream.update_facts(facts_from_answer(meta))
         stream.metadata["format"] = (self.settings.format or str(meta.get("format") or "")).lower() or \
             guess_extension(content_type=meta.get("contentType")) or "bin"
         if size is not None:
@@ -372,6 +372,7 @@ class CxoneSource(HTTPSource):
         request = stream.metadata["_request"]
         rid = request.recording_id
         meta = await self.fetch_metadata(rid)
+        stream.update_facts(facts_from_answer(meta))
         self.gate(rid, meta)
         duration = float(meta["duration"])  # numeric: checked by the gate
         late = [t for t in request.offsets if t >= duration]
@@ -381,7 +382,6 @@ class CxoneSource(HTTPSource):
         # size, sha256 and MACs describe the stored file, not this answer's bytes
         stream.metadata.update({k: v for k, v in meta.items()
                                 if isinstance(v, (str, int, float, bool)) and k not in FILE_ONLY_FIELDS and k != "id"})
-        stream.update_facts(facts_from_answer(meta))
         codec = (request.codec or "").lower()
         stream.metadata["format"] = (codec if codec and codec != "original" else str(meta.get("format") or "bin")).lower()
         async for chunk in self._download(stream, f"{await self.base()}{request.path}", size=None, params=request.params(),
