@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -37,6 +38,7 @@ from voxpipe_cxone.source import HEAD_BYTES, CxoneSettings, CxoneSource
 
 from cxone_env import emulator, make_wav, recordings_dir
 
+M4A = Path(__file__).resolve().parent.parent / "examples" / "media" / "100007.m4a"
 ENV = {"CXONE_CLIENT_SECRET": DEMO_CLIENT_SECRET, "CXONE_ACCESS_KEY_SECRET": DEMO_ACCESS_KEY_SECRET}
 
 
@@ -222,14 +224,21 @@ def test_job_running_too_long_times_out_and_a_slow_one_is_waited_for(tmp_path):
                                            ("interactions", "contacts")])
 def test_segment_media_shapes_and_the_contacts_lookup(tmp_path, shape, lookup):
     recs = recordings_dir(tmp_path)
+    shutil.copy(M4A, recs / M4A.name)  # MP4/M4A (AAC), as CXone often serves voice
     out = tmp_path / "archive"
     with emulator(recs, calls_end=time.time() - 60, segment_answer=shape) as (emu, base):
         summary = run(nightly_yaml(base, out, since="last-run", media_lookup=lookup))
         requests = emu.stats.snapshot()["requests"]
-    assert not summary.failed and len(summary.results) == 6
-    assert requests["playback"] == 6
-    formats = sorted(doc["format"] for doc in manifests(out).values())
-    assert formats == ["mp3", "ogg", "opus", "wav", "wav", "wav"]  # from Content-Type and first bytes
+    assert not summary.failed and len(summary.results) == 7
+    assert requests["playback"] == 7
+    stored = manifests(out)
+    formats = sorted(doc["format"] for doc in stored.values())
+    # segment answers name no format: it comes from the media's first bytes (the contacts lookup names it)
+    assert formats == ["m4a", "mp3", "ogg", "opus", "wav", "wav", "wav"]
+    m4a = stored["100007"]
+    verdict = m4a["verdicts"][0]
+    assert verdict["ok"] and verdict["details"]["container"] == "mp4" and verdict["details"]["codec"] == "aac"
+    assert gzip.decompress(m4a["_path"].read_bytes()) == M4A.read_bytes()
 
 
 def test_api_host_from_well_known_or_the_area_claim(tmp_path):

@@ -69,6 +69,18 @@ HEAD_BYTES = 64
 FILE_ONLY_FIELDS = frozenset({"size", "sha256", "hmac", "hmacAlgorithm", "hmacEncoding"})
 
 
+def streamed_seconds(offsets: tuple[int, ...], max_duration: int | None, duration: float) -> float:
+    """Seconds of audio a stream-mode answer holds: each offset's segment runs to the next
+    offset of the request, ``maxDuration`` after it, or the end (the seed's streaming contract)."""
+    total = 0.0
+    for i, start in enumerate(offsets):
+        stop = float(offsets[i + 1]) if i + 1 < len(offsets) else duration
+        if max_duration is not None:
+            stop = min(stop, start + max_duration)
+        total += max(0.0, min(stop, duration) - start)
+    return total
+
+
 class CxoneSource(HTTPSource):
     """NICE CXone call recordings: metadata-gated, ranged (optionally parallel), resumable downloads."""
 
@@ -382,6 +394,9 @@ class CxoneSource(HTTPSource):
         # size, sha256 and MACs describe the stored file, not this answer's bytes
         stream.metadata.update({k: v for k, v in meta.items()
                                 if isinstance(v, (str, int, float, bool)) and k not in FILE_ONLY_FIELDS and k != "id"})
+        # the answer holds each offset's segment, not the whole recording: its duration is theirs
+        stream.metadata["recording_duration"] = duration
+        stream.metadata["duration"] = streamed_seconds(request.offsets, request.max_duration, duration)
         codec = (request.codec or "").lower()
         stream.metadata["format"] = (codec if codec and codec != "original" else str(meta.get("format") or "bin")).lower()
         async for chunk in self._download(stream, f"{await self.base()}{request.path}", size=None, params=request.params(),
