@@ -29,10 +29,10 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, AsyncIterator
 from urllib.parse import quote
 
-import httpx
 import trio
 
-from voxpipe.download.status import Action, RetriesExhausted, RetryBudget, classify
+from voxpipe.download.downloader import HTTPStatusError
+from voxpipe.download.httpsource import get_with_retries
 from voxpipe.errors import StreamError
 
 from .extraction import (ExtractionError, JobState, JobStatus, Next, Segment, SegmentCsv, Window, job_request,
@@ -233,54 +233,39 @@ class ExtractionDiscovery:
         :data:`MAX_CSV_URL_REFRESHES` times.
         """
         src = self.source
-        budget = RetryBudget(src.policy, src.rng, can_refresh=False)
-        refreshes = 0
         where = f"data extraction job {status.job_id} ({days}): result CSV"
+
+        async def spool_body(response) -> tempfile.SpooledTemporaryFile:
+            spool = tempfile.SpooledTemporaryFile(max_size=CSV_SPOOL_BYTES, mode="w+b")
+            try:
+                size = 0
+                async for data in response.aiter_raw(CSV_READ_SIZE):
+                    size += len(data)
+                    if size > MAX_CSV_BYTES:
+                        raise StreamError(f"{where} is larger than {MAX_CSV_BYTES} bytes; use a shorter "
+                                          "days_per_job", reason="extraction-csv")
+                    spool.write(data)
+            except BaseException:
+                spool.close()  # a retry starts a fresh file
+                raise
+            spool.seek(0)
+            src._audit("extraction-csv", job=status.job_id, bytes=size)
+            return spool
+
+        refreshes = 0
         while True:
             assert status.url is not None
-            spool = tempfile.SpooledTemporaryFile(max_size=CSV_SPOOL_BYTES, mode="w+b")
-            wait = 0.0
             try:
-                async with src.client.stream("GET", status.url, headers={"Accept": "text/csv"}) as response:
-                    decision = classify(response.status_code, response.headers, now=time.time())
-                    if decision.action is Action.ACCEPT:
-                        size = 0
-                        async for data in response.aiter_raw(CSV_READ_SIZE):
-                            size += len(data)
-                            if size > MAX_CSV_BYTES:
-                                raise StreamError(f"{where} is larger than {MAX_CSV_BYTES} bytes; use a shorter "
-                                                  "days_per_job", reason="extraction-csv")
-                            spool.write(data)
-                        spool.seek(0)
-                        src._audit("extraction-csv", job=status.job_id, bytes=size)
-                        return spool
-                    if response.status_code == 403 and refreshes < MAX_CSV_URL_REFRESHES:
-                        refreshes += 1
-                        status = await self._poll(status.job_id)
-                        if status.state is not JobState.SUCCEEDED:
-                            raise StreamError(f"{where}: refused (403) and the job is now {status.state.value}",
-                                              reason=f"extraction-{status.state.value.lower()}")
-                        spool.close()
-                        continue
-                    if not decision.retryable:
-                        raise StreamError(f"{where}: HTTP {response.status_code} {response.reason_phrase}",
-                                          reason=f"extraction-csv-{decision.reason}")
-                    try:
-                        wait = budget.next_wait(decision)
-                    except RetriesExhausted as exc:
-                        raise StreamError(f"{where}: {exc}", reason=exc.reason) from None
-            except httpx.TransportError as exc:
-                try:
-                    wait = budget.transient()
-                except RetriesExhausted:
-                    spool.close()
-                    raise StreamError(f"{where}: {type(exc).__name__} after {budget.failures} attempts",
-                                      reason="download-failed") from None
-            except BaseException:
-                spool.close()
-                raise
-            spool.close()
-            await trio.sleep(wait)
+                return await get_with_retries(src.client, status.url, spool_body, what=where, policy=src.policy,
+                                              rng=src.rng, headers={"Accept": "text/csv"})
+            except HTTPStatusError as exc:
+                if exc.reason != "http-403" or refreshes >= MAX_CSV_URL_REFRESHES:
+                    raise StreamError(str(exc), reason=f"extraction-csv-{exc.reason}") from None
+                refreshes += 1
+                status = await self._poll(status.job_id)
+                if status.state is not JobState.SUCCEEDED:
+                    raise StreamError(f"{where}: refused (403) and the job is now {status.state.value}",
+                                      reason=f"extraction-{status.state.value.lower()}") from None
 
 
 def _iso(ts: float) -> str:

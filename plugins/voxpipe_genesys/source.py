@@ -156,6 +156,7 @@ class GenesysSource(HTTPSource):
     type = "genesys"
     Settings = GenesysSettings
     max_refreshes = MAX_URL_RENEWALS
+    limit_signed_urls = False  # result URLs are pre-signed storage URLs, outside the API's budget
 
     def __init__(self, settings: GenesysSettings, context):
         super().__init__(settings, context)
