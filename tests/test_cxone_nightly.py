@@ -274,3 +274,36 @@ def _jwt(claims: dict) -> str:
         return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
 
     return f"{part({'alg': 'none'})}.{part(claims)}."
+
+
+def test_the_nightly_example_against_the_emulator_twice(tmp_path):
+    """examples/cxone-nightly.yaml as shipped: no ids, no api_base; named by the call's date; facts in
+    manifests with phone numbers hashed; MP4 verified; the second run archives only what is new."""
+    recs = recordings_dir(tmp_path)
+    shutil.copy(M4A, recs / M4A.name)
+    archive = tmp_path / "archive"
+    example = Path(__file__).resolve().parent.parent / "examples" / "cxone-nightly.yaml"
+    with emulator(recs, calls_end=time.time() - 60, extraction_running_polls=0) as (emu, base):
+        env = {**os.environ, "CXONE_TOKEN_URL": f"{base}/auth/token", "CXONE_CLIENT_ID": DEMO_CLIENT_ID,
+               "CXONE_CLIENT_SECRET": DEMO_CLIENT_SECRET, "CXONE_ACCESS_KEY_ID": DEMO_ACCESS_KEY_ID,
+               "CXONE_ACCESS_KEY_SECRET": DEMO_ACCESS_KEY_SECRET, "PHONE_NUMBER_KEY": "k3y",
+               "VOXPIPE_ARCHIVE_DIR": str(archive)}
+        command = [sys.executable, "-m", "voxpipe", "run", "--no-progress", str(example)]
+        first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        emu.add_recording("300001", make_wav(tmp_path / "new.wav", 2, seed=9).read_bytes(), "wav",
+                          started_at=time.time() - 1)
+        emu.stats.reset()
+        second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        second_stats = emu.stats.snapshot()
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    stored = manifests(archive)
+    assert sorted(stored) == ["100001", "100002", "100003", "100004", "100005", "100006", "100007", "300001"]
+    for contact, doc in stored.items():
+        call = emu.calls.get(contact)
+        assert doc["_path"].relative_to(archive).as_posix().startswith(f"{utc(call.started_at):%Y/%m/%d}/{contact}-")
+        assert doc["facts"]["segment_id"] == call.segment_id and doc["facts"]["ani"].startswith("hmac-sha256:")
+        assert call.ani not in doc["_path"].with_suffix(".gz.json").read_text()
+        assert doc["verdicts"][0]["ok"]
+    assert stored["100007"]["format"] == "m4a" and stored["100007"]["verdicts"][0]["details"]["container"] == "mp4"
+    assert second_stats["requests"]["playback"] == 1  # the new call only; the overlap was skipped
+    assert "password" not in first.stderr and DEMO_ACCESS_KEY_SECRET not in first.stderr + second.stderr
