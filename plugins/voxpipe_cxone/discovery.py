@@ -76,6 +76,10 @@ class ExtractionDiscovery:
     async def _watermark(self) -> float | None:
         ledger = self._ledger()
         if ledger is None or not hasattr(ledger, "get_watermark"):
+            if not getattr(self, "_warned", False):
+                self._warned = True
+                log.warning("%s: the ledger keeps no watermark; `since: last-run` starts from `from` or yesterday",
+                            self.source.context.pipeline)
             return None
         return await trio.to_thread.run_sync(ledger.get_watermark, self.source.context.pipeline, WATERMARK_KEY)
 
@@ -223,6 +227,7 @@ class ExtractionDiscovery:
             if elapsed + wait > s.max_job_wait:
                 raise StreamError(f"data extraction job {job_id} ({days}) still RUNNING after {elapsed:.0f} s "
                                   f"(max_job_wait {s.max_job_wait:g} s)", reason="extraction-timeout")
+            log.info("data extraction job %s (%s) RUNNING for %.0f s; next poll in %.1f s", job_id, days, elapsed, wait)
             await trio.sleep(wait)
             wait = min(wait * 2, s.max_job_poll_interval)
 
