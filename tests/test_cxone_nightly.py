@@ -307,3 +307,30 @@ def test_the_nightly_example_against_the_emulator_twice(tmp_path):
     assert stored["100007"]["format"] == "m4a" and stored["100007"]["verdicts"][0]["details"]["container"] == "mp4"
     assert second_stats["requests"]["playback"] == 1  # the new call only; the overlap was skipped
     assert "password" not in first.stderr and DEMO_ACCESS_KEY_SECRET not in first.stderr + second.stderr
+
+
+def test_segment_lookup_falls_back_to_the_contacts_lookup_on_404(tmp_path):
+    recs = recordings_dir(tmp_path)
+    with emulator(recs) as (emu, base):
+        settings = CxoneSettings.model_validate({
+            "grant": "access_key", "token_url": f"{base}/auth/token", "client_id": DEMO_CLIENT_ID,
+            "client_secret": DEMO_CLIENT_SECRET, "access_key_id": DEMO_ACCESS_KEY_ID,
+            "access_key_secret": DEMO_ACCESS_KEY_SECRET, "since": "last-run", "rate_limit": "off"})
+
+        async def main():
+            source = CxoneSource(settings, PipelineContext(pipeline="p", state_dir=tmp_path))
+            try:
+                direct = await source.lookup_segment(emu.calls.get("100003").segment_id, "100003")
+                fallback = await source.lookup_segment("segment-the-api-does-not-know", "100003")
+                with pytest.raises(Exception) as missing:
+                    await source.lookup_segment("segment-the-api-does-not-know", None)
+                return direct, fallback, missing.value
+            finally:
+                await source.aclose()
+
+        direct, fallback, missing = trio.run(main)
+        requests = emu.stats.snapshot()["requests"]
+    assert direct.facts.contact_id == fallback.facts.contact_id == "100003"
+    assert direct.format is None and fallback.format == "mp3"  # the contacts answer names the file
+    assert getattr(missing, "status", None) == 404
+    assert requests["playback"] == 4  # segment, segment (404) + contacts, segment (404)
