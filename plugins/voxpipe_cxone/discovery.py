@@ -71,7 +71,10 @@ class ExtractionDiscovery:
     # ---------------------------------------------------------------- window and watermark
 
     def _ledger(self):
-        return self.source.context.services.get("ledger")
+        """The blocking ledger (called from worker threads): the engine's, or the backend behind
+        an async wrapper (``.backend``), with ``get``, ``get_watermark`` and ``set_watermark``."""
+        ledger = self.source.context.services.get("ledger")
+        return getattr(ledger, "backend", ledger)
 
     async def _watermark(self) -> float | None:
         ledger = self._ledger()
