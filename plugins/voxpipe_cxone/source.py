@@ -82,7 +82,7 @@ def streamed_seconds(offsets: tuple[int, ...], max_duration: int | None, duratio
 
 
 class CxoneSource(HTTPSource):
-    """NICE CXone call recordings: metadata-gated, ranged (optionally parallel), resumable downloads."""
+    """NICE CXone call recordings found by date (Data Extraction) or by id, with their facts; ranged, resumable downloads."""
 
     type = "cxone"
     Settings = CxoneSettings
