@@ -334,3 +334,35 @@ def test_segment_lookup_falls_back_to_the_contacts_lookup_on_404(tmp_path):
     assert direct.format is None and fallback.format == "mp3"  # the contacts answer names the file
     assert getattr(missing, "status", None) == 404
     assert requests["playback"] == 4  # segment, segment (404) + contacts, segment (404)
+
+
+def test_data_extraction_through_a_shared_postgresql_ledger(tmp_path, pg_url):
+    """Streams claimed from a shared queue keep their facts (names, manifests) and the
+    watermark lives in PostgreSQL; phone numbers are not queued."""
+    from voxpipe.ledger import open_ledger
+
+    recs = recordings_dir(tmp_path)
+    out = tmp_path / "archive"
+    with emulator(recs, calls_end=time.time() - 60) as (emu, base):
+        text = nightly_yaml(base, out, since="last-run").replace(
+            "    concurrency: 3\n", f"    concurrency: 3\n    ledger: {pg_url}\n    state_dir: {tmp_path / 'state'}\n")
+        summary = run(text)
+    assert not summary.failed and len(summary.results) == 6
+    stored = manifests(out)
+    assert sorted(stored) == ["100001", "100002", "100003", "100004", "100005", "100006"]
+    for contact, doc in stored.items():
+        call = emu.calls.get(contact)
+        assert doc["facts"]["started_at"] == utc(call.started_at).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert doc["facts"]["ani"] == call.ani  # from the Media Playback answer at read time
+    ledger = open_ledger(pg_url, state_dir=tmp_path / "state", pipeline="nightly",
+                         identity=summary_identity(base))
+    try:
+        assert ledger.get_watermark("nightly", WATERMARK_KEY) is not None
+        queued = json.dumps([r.to_dict() for r in ledger.recordings()])
+        assert not any(emu.calls.get(c).ani in queued for c in stored)
+    finally:
+        ledger.close()
+
+
+def summary_identity(base: str) -> str:
+    return f"cxone {base} client={DEMO_CLIENT_ID} key={DEMO_ACCESS_KEY_ID}"
