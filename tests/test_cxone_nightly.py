@@ -244,10 +244,7 @@ def test_segment_media_shapes_and_the_contacts_lookup(tmp_path, shape, lookup):
 def test_api_host_from_well_known_or_the_area_claim(tmp_path):
     recs = recordings_dir(tmp_path)
     with emulator(recs) as (emu, base):
-        settings = CxoneSettings.model_validate({
-            "grant": "access_key", "token_url": f"{base}/auth/token", "client_id": DEMO_CLIENT_ID,
-            "client_secret": DEMO_CLIENT_SECRET, "access_key_id": DEMO_ACCESS_KEY_ID,
-            "access_key_secret": DEMO_ACCESS_KEY_SECRET, "since": "last-run"})
+        settings = access_key_settings(base)
 
         async def main():
             source = CxoneSource(settings, PipelineContext(pipeline="p", state_dir=tmp_path))
@@ -265,6 +262,13 @@ def test_api_host_from_well_known_or_the_area_claim(tmp_path):
         found, by_area = trio.run(main)
     assert found == base
     assert by_area == "https://api-eu1.niceincontact.com"
+
+
+def access_key_settings(base: str, **extra: object) -> CxoneSettings:
+    return CxoneSettings.model_validate({
+        "grant": "access_key", "token_url": f"{base}/auth/token", "client_id": DEMO_CLIENT_ID,
+        "client_secret": DEMO_CLIENT_SECRET, "access_key_id": DEMO_ACCESS_KEY_ID,
+        "access_key_secret": DEMO_ACCESS_KEY_SECRET, "since": "last-run", **extra})
 
 
 def _jwt(claims: dict) -> str:
@@ -312,10 +316,7 @@ def test_the_nightly_example_against_the_emulator_twice(tmp_path):
 def test_segment_lookup_falls_back_to_the_contacts_lookup_on_404(tmp_path):
     recs = recordings_dir(tmp_path)
     with emulator(recs) as (emu, base):
-        settings = CxoneSettings.model_validate({
-            "grant": "access_key", "token_url": f"{base}/auth/token", "client_id": DEMO_CLIENT_ID,
-            "client_secret": DEMO_CLIENT_SECRET, "access_key_id": DEMO_ACCESS_KEY_ID,
-            "access_key_secret": DEMO_ACCESS_KEY_SECRET, "since": "last-run", "rate_limit": "off"})
+        settings = access_key_settings(base, rate_limit="off")
 
         async def main():
             source = CxoneSource(settings, PipelineContext(pipeline="p", state_dir=tmp_path))
