@@ -339,14 +339,15 @@ def test_segment_lookup_falls_back_to_the_contacts_lookup_on_404(tmp_path):
 
 def test_data_extraction_through_a_shared_postgresql_ledger(tmp_path, pg_url):
     """Streams claimed from a shared queue keep their facts (names, manifests) and the
-    watermark lives in PostgreSQL; phone numbers are not queued."""
+    watermark lives in PostgreSQL; phone numbers reach the queue only as the policy says (hashed)."""
     from voxpipe.ledger import open_ledger
 
     recs = recordings_dir(tmp_path)
     out = tmp_path / "archive"
     with emulator(recs, calls_end=time.time() - 60) as (emu, base):
         text = nightly_yaml(base, out, since="last-run").replace(
-            "    concurrency: 3\n", f"    concurrency: 3\n    ledger: {pg_url}\n    state_dir: {tmp_path / 'state'}\n")
+            "    concurrency: 3\n", f"    concurrency: 3\n    ledger: {pg_url}\n    state_dir: {tmp_path / 'state'}\n"
+            "    phone_numbers: hash\n    phone_number_key: k3y\n")
         summary = run(text)
     assert not summary.failed and len(summary.results) == 6
     stored = manifests(out)
@@ -354,7 +355,7 @@ def test_data_extraction_through_a_shared_postgresql_ledger(tmp_path, pg_url):
     for contact, doc in stored.items():
         call = emu.calls.get(contact)
         assert doc["facts"]["started_at"] == utc(call.started_at).strftime("%Y-%m-%dT%H:%M:%SZ")
-        assert doc["facts"]["ani"] == call.ani  # from the Media Playback answer at read time
+        assert doc["facts"]["ani"].startswith("hmac-sha256:") and call.ani not in json.dumps(doc, default=str)
     ledger = open_ledger(pg_url, state_dir=tmp_path / "state", pipeline="nightly",
                          identity=summary_identity(base))
     try:

@@ -44,7 +44,6 @@ from voxpipe.download.httpsource import HTTPSource
 from voxpipe.download.ratelimit import RateLimiter
 from voxpipe.idlists import read_ids
 from voxpipe.errors import StreamError, StreamRejected, StreamRestart
-from voxpipe.facts import PHONE_FIELDS, RecordingFacts
 from voxpipe.model import Chunk, Stream, StreamSpec
 
 from .auth import Login, fetch_token, token_request
@@ -183,12 +182,8 @@ class CxoneSource(HTTPSource):
             self.extraction = ExtractionDiscovery(self)
             await self.base()
             async for segment in self.extraction.segments():
-                # the facts also travel as JSON, for a worker that claims the stream from a shared
-                # ledger's queue; phone numbers do not (the queue is outside the pipeline's policy)
-                queued = {k: v for k, v in segment.facts.to_json().items() if k not in PHONE_FIELDS}
                 yield StreamSpec(segment.segment_id, {"segment_id": segment.segment_id,
-                                                      "contact_id": segment.contact_id, "_facts": queued},
-                                 facts=segment.facts)
+                                                      "contact_id": segment.contact_id}, facts=segment.facts)
             return
         if mode == "playback":
             for call_id in read_ids(s.acd_call_ids, s.acd_call_ids_file, "ACD call id", max_ids=MAX_RECORDINGS):
@@ -360,9 +355,6 @@ class CxoneSource(HTTPSource):
             yield chunk
 
     async def _read_playback(self, stream: Stream) -> AsyncIterator[Chunk]:
-        queued = stream.metadata.pop("_facts", None)
-        if queued and not stream.facts.platform_ids():  # claimed from a shared queue
-            stream.update_facts(RecordingFacts.from_json(queued))
         media: MediaFile | None = stream.metadata.pop("_media", None)
         if media is None or stream.resume_offset or stream.attempt > 1:
             # a checkpoint is old (its URL has likely expired); a restart means the file changed

@@ -209,10 +209,11 @@ class HTTPSource(Source):
     Settings = HTTPSourceSettings
     #: Fresh URLs fetched per stream after 403s on a temporary signed URL.
     max_refreshes: int = DEFAULT_MAX_REFRESHES
-    #: Whether downloads from signed URLs (no bearer token) also wait for :attr:`limiter`:
-    #: a platform that serves media from its API hosts counts them (CXone Media Playback),
-    #: one that serves them from object storage does not (Genesys' pre-signed S3 URLs).
-    limit_signed_urls: bool = True
+    #: Whether media requests (range probe, segments) count against :attr:`limiter`. A
+    #: source whose media comes from pre-signed storage URLs outside the platform's API
+    #: (Genesys batch results) sets it false, so downloads neither spend nor halve the
+    #: API budget.
+    media_uses_api_budget: bool = True
 
     def __init__(self, settings: HTTPSourceSettings, context):
         super().__init__(settings, context)
@@ -251,7 +252,9 @@ class HTTPSource(Source):
                                   ok=ok, limiter=self.limiter, **kwargs)
 
     def _limiter_for(self, auth: AuthHeaders | None) -> "RateLimiter | None":
-        return self.limiter if auth is not None or self.limit_signed_urls else None
+        """The budget an API request (``auth``) always spends; media from signed URLs only when
+        :attr:`media_uses_api_budget`."""
+        return self.limiter if auth is not None or self.media_uses_api_budget else None
 
     async def probe(self, url: str, *, what: str, head_bytes: int = 1) -> RangeProbe:
         """:func:`probe_range` of a signed URL with the source's client, policy and budget."""
