@@ -173,7 +173,8 @@ cli.emulate = emulate  # type: ignore[attr-defined]  # where plugins add emulato
 
 
 @cli.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+# not click.Path(exists=True, dir_okay=False): load_config reports a missing file, a directory or a FIFO as FILE:1: ...
+@click.argument("file", type=click.Path(path_type=Path))
 @click.option("--pipeline", "-p", "name", help="Pipeline to run (needed when the file defines several).")
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON result per stream on stdout.")
 @click.option("--progress/--no-progress", default=None, help="Live progress display (default: on a terminal).")
@@ -230,7 +231,8 @@ def run_error(exc: BaseException) -> VoxpipeError | None:
 
 
 @cli.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+# not click.Path(exists=True, dir_okay=False): load_config reports a missing file, a directory or a FIFO as FILE:1: ...
+@click.argument("file", type=click.Path(path_type=Path))
 def check(file: Path) -> None:
     """Validate FILE without running anything: every problem as FILE:LINE: key.path: message."""
     config = load_or_exit(file)
