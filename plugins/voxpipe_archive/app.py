@@ -57,6 +57,10 @@ DEFAULT_PAGE = 100
 MAX_QUERY_FIELDS = 16
 #: Longest query string accepted, in bytes.
 MAX_QUERY_BYTES = 2048
+#: Default most requests handled at once; more get ``503`` with ``Retry-After`` (``voxpipe serve --max-requests``).
+DEFAULT_MAX_IN_FLIGHT = 64
+#: Seconds a client that is told ``503`` (server busy) should wait.
+BUSY_RETRY_AFTER = 1
 #: Content types by manifest ``format``.
 CONTENT_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg", "ogg": "audio/ogg", "opus": "audio/ogg",
                  "webm": "audio/webm", "flac": "audio/flac", "m4a": "audio/mp4", "mp4": "audio/mp4",
@@ -90,11 +94,19 @@ class ArchiveApp:
 
     :param index: the archive catalogue.
     :param auth: the bearer-token checker.
+    :param max_in_flight: most requests handled at once (``/healthz`` excepted); one more is
+        answered ``503 Service Unavailable`` with ``Retry-After`` at once, never queued, so a
+        client holding many slow downloads cannot starve the others of worker threads and
+        file descriptors.
     """
 
-    def __init__(self, index: ArchiveIndex, auth: BearerAuth):
+    def __init__(self, index: ArchiveIndex, auth: BearerAuth, *, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT):
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
         self.index = index
         self.auth = auth
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0  # only touched from the event loop
 
     # -- ASGI entry ---------------------------------------------------------------------
 
@@ -113,26 +125,14 @@ class ArchiveApp:
                 await self._refresh()
                 await _send_json(send, method, 200, {"status": "ok", "recordings": len(self.index.entries())})
                 return
-            challenge = self.auth.check(headers.get("authorization-raw"))
-            if challenge is not None:
-                value = b'Bearer realm="voxpipe"' + (f', error="{challenge}"'.encode() if challenge else b"")
-                raise HTTPError(401, "a valid bearer token is required", challenge or "unauthenticated",
-                                [(b"www-authenticate", value)])
-            query = _query(scope)
-            if segments == ["recordings"]:
-                _allow(method)
-                await self._list(send, method, query)
-            elif len(segments) == 2 and segments[0] == "recordings":
-                _allow(method)
-                rid = _checked(segments[1], "recording id")
-                entry = await self._by_recording_id(rid, query)
-                await self._serve(send, method, headers, entry, query)
-            elif segments == ["archive", "retrieve"]:
-                _allow(method)
-                entry = await self._by_interaction(query)
-                await self._serve(send, method, headers, entry, query)
-            else:
-                raise HTTPError(404, "no such route", "no-route")
+            if self.in_flight >= self.max_in_flight:
+                raise HTTPError(503, f"server busy: {self.max_in_flight} requests in flight; retry shortly", "busy",
+                                [(b"retry-after", str(BUSY_RETRY_AFTER).encode())])
+            self.in_flight += 1
+            try:
+                await self._route(scope, send, method, headers, segments)
+            finally:
+                self.in_flight -= 1
         except HTTPError as exc:
             if exc.status >= 500 or exc.status == 401:
                 log.info("archive: %s %s -> %d %s", method, _printable(scope), exc.status, exc.reason)
@@ -140,6 +140,29 @@ class ArchiveApp:
                 log.debug("archive: %s %s -> %d %s", method, _printable(scope), exc.status, exc.reason)
             await _send_json(send, method, exc.status, {"error": str(exc), "reason": exc.reason, **exc.extra},
                              exc.headers)
+
+    async def _route(self, scope: dict, send: Callable, method: str, headers: dict[str, Any],
+                     segments: list[str]) -> None:
+        challenge = self.auth.check(headers.get("authorization-raw"))
+        if challenge is not None:
+            value = b'Bearer realm="voxpipe"' + (f', error="{challenge}"'.encode() if challenge else b"")
+            raise HTTPError(401, "a valid bearer token is required", challenge or "unauthenticated",
+                            [(b"www-authenticate", value)])
+        query = _query(scope)
+        if segments == ["recordings"]:
+            _allow(method)
+            await self._list(send, method, query)
+        elif len(segments) == 2 and segments[0] == "recordings":
+            _allow(method)
+            rid = _checked(segments[1], "recording id")
+            entry = await self._by_recording_id(rid, query)
+            await self._serve(send, method, headers, entry, query)
+        elif segments == ["archive", "retrieve"]:
+            _allow(method)
+            entry = await self._by_interaction(query)
+            await self._serve(send, method, headers, entry, query)
+        else:
+            raise HTTPError(404, "no such route", "no-route")
 
     async def _refresh(self) -> None:
         await trio.to_thread.run_sync(self.index.refresh)
@@ -224,12 +247,10 @@ class ArchiveApp:
             log.warning("archive: recording %s: stored file %s resolves outside the archive; refused",
                         entry.manifest.recording_id, entry.relative)
             raise HTTPError(404, f"recording {entry.manifest.recording_id} is not in the archive", "outside") from None
-        try:
-            fd = os.open(resolved.real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        except OSError:
-            raise HTTPError(404, f"recording {entry.manifest.recording_id} is not in the archive", "gone") from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
+        fd = open_regular(resolved.real)
+        if fd is None:
+            log.warning("archive: recording %s: stored file %s is gone or not a regular file; refused",
+                        entry.manifest.recording_id, entry.relative)
             raise HTTPError(404, f"recording {entry.manifest.recording_id} is not in the archive", "not-a-file")
         return fd
 
@@ -276,6 +297,30 @@ class ArchiveApp:
             hdrs.append((b"content-length", str(m.original_size).encode()))
         body = GunzipBody(fd, label=label, expected_size=m.original_size, expected_sha256=m.original_sha256)
         await _stream(send, method, 200, hdrs, body, label)
+
+
+def open_regular(path: str | os.PathLike[str]) -> int | None:
+    """A read-only descriptor of ``path`` if it is a regular file (not a symlink), else ``None``.
+
+    Opened with ``O_NONBLOCK`` so a FIFO with no writer, or a device, never blocks the
+    worker thread (which would stall the request and the server's shutdown); the type is
+    then checked on the descriptor itself (``fstat``), so a file swapped after a check
+    cannot slip through. Sockets fail to open (``ENXIO``).
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        os.set_blocking(fd, True)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def listing_item(entry: Entry) -> dict[str, Any]:
