@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -28,7 +29,7 @@ from voxpipe.model import Chunk, Stream, StreamResult
 from voxpipe.settings import SecretStr, Settings, setting
 
 from .delivery import DeliveryLoop, Endpoint
-from .events import build_event, encode_body
+from .events import build_event, encode_body, event_id
 from .outbox import Outbox
 from .schedule import (DEFAULT_HORIZON, DEFAULT_JITTER, DEFAULT_SCHEDULE, MAX_ATTEMPTS, Schedule, State,
                        first_attempt_at)
@@ -44,11 +45,14 @@ MAX_EXTRA_HEADERS = 32
 RESERVED_HEADERS = frozenset({*SIGNATURE_HEADERS, "content-type", "content-length", "host", "x-stream-source",
                               "transfer-encoding"})
 OUTBOX_FILE = "outbox.sqlite3"
+#: Query parameter names that carry credentials (refused in `url`: it is stored in the outbox).
+_CREDENTIAL_PARAM = re.compile(r"token|key|secret|passw|pwd|auth|sig|credential|session|code", re.IGNORECASE)
 
 
 class WebhookSettings(Settings):
-    url: str = setting(description="Endpoint the events are POSTed to (http or https). Put tokens in `headers`, "
-                       "not in the URL.", example="https://archive.example.com/hooks/voxpipe")
+    url: str = setting(description="Endpoint the events are POSTed to (http or https). Put tokens in `headers`: "
+                       "credentials in the URL (user:password@, or a query parameter such as `token`, `key`, "
+                       "`sig`) are refused, because the URL is stored in the outbox.", example="https://archive.example.com/hooks/voxpipe")
     secrets: list[SecretStr] = setting(description="Standard Webhooks signing secrets, `whsec_` followed by the "
                                        "base64 of 24 to 64 random bytes. Every secret signs each delivery (one "
                                        "`v1,` signature each), so during a rotation list the new and the old one.",
@@ -88,6 +92,11 @@ class WebhookSettings(Settings):
             raise ValueError("must be an http:// or https:// URL with a host")
         if url.userinfo:
             raise ValueError("must not carry credentials (user:password@); put them in `headers`")
+        for name, _ in url.params.multi_items():
+            if _CREDENTIAL_PARAM.search(name):
+                # refused rather than stored: the URL is kept in the outbox file and shown by `voxpipe webhooks`
+                raise ValueError(f"query parameter {name!r} looks like a credential; URLs are stored in the "
+                                 "outbox and shown in listings, so put it in `headers` (e.g. Authorization)")
         return value
 
     @field_validator("secrets")
@@ -191,7 +200,9 @@ class WebhookSink(Sink):
         :raises SinkError: the outbox cannot be written (the stream then fails).
         """
         outbox = await self._open()
-        body = encode_body(build_event(result, stream, chunks=chunks))
+        event_doc = build_event(result, stream, chunks=chunks)
+        body = encode_body(event_doc)
+        webhook_id = event_id(self.endpoint.url, event_doc)
         first = first_attempt_at(self.schedule, time.time(), self._rng)
         try:
             # shielded: once the insert runs, its id must reach the writer, or a shutdown arriving now
@@ -199,10 +210,17 @@ class WebhookSink(Sink):
             with trio.CancelScope(shield=True):
                 event = await trio.to_thread.run_sync(lambda: outbox.enqueue(
                     endpoint=self.endpoint.url, body=body, source=stream.source, pipeline=stream.pipeline,
-                    recording_id=stream.id, first_attempt_at=first))
+                    recording_id=stream.id, first_attempt_at=first, event_id=webhook_id))
         except Exception as exc:
             raise SinkError(f"recording {stream.id}: cannot write the webhook event to outbox {outbox.path}: "
                             f"{type(exc).__name__}: {exc}", reason="outbox-error") from exc
+        if event.duplicate:
+            # announced before (a crash came between the outbox write and the ledger's "stored"):
+            # the stored event, under its id, stands; nothing new is queued
+            log.info("recording %s: event %s is already in the outbox (%s); not announced again", stream.id,
+                     event.id, event.state.value)
+            stream.audit("webhook-already-enqueued", webhook_id=event.id, state=event.state.value)
+            return event.id
         self.enqueued.append(event.id)
         stream.audit("webhook-enqueued", webhook_id=event.id, endpoint=redact_url(self.endpoint.url),
                      state=event.state.value)
