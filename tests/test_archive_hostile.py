@@ -24,7 +24,7 @@ from voxpipe.serving import serve_in_thread
 from voxpipe_archive.app import ArchiveApp
 from voxpipe_archive.auth import TOKENS_ENV, BearerAuth
 from voxpipe_archive.index import ArchiveIndex
-from voxpipe_archive.manifest import ManifestError, load_manifest
+from voxpipe.manifest import ManifestError, load_manifest
 
 from archive_tree import TOKEN, audio, manifest_for, store
 
