@@ -1,7 +1,9 @@
 """The ``voxpipe`` command line.
 
 Exit codes: 0 every stream ok; 1 some stream failed (or the run was interrupted);
-2 bad configuration or usage.
+2 bad configuration or usage; 3 another run of the pipeline is still going; 4 storage
+failed before the run (disk full, I/O error, permissions); 5 a corrupt or foreign state
+file (ledger, webhook outbox). docs/operations.md lists what to do for each.
 """
 
 from __future__ import annotations
@@ -188,7 +190,9 @@ def run(file: Path, name: str | None, json_output: bool, progress: bool | None, 
     """Run a pipeline from FILE.
 
     Exit status: 0 when every stream succeeded, 1 when any failed, 2 for a bad file (or a
-    metrics address that cannot be bound).
+    metrics address that cannot be bound), 3 when another run of the pipeline is still
+    going (see on_overlap), 4 when storage failed before the run (disk full, I/O error,
+    permissions), 5 for a corrupt or foreign ledger or outbox file.
     """
     from .metrics import MetricsError
 
@@ -209,7 +213,8 @@ def run(file: Path, name: str | None, json_output: bool, progress: bool | None, 
         if error is None:
             raise
         click.echo(f"error: {error}", err=True)
-        raise SystemExit(EXIT_FAILED) from None
+        # 3: another run holds the pipeline; 4: storage failed before the run; 5: a broken state file
+        raise SystemExit(getattr(error, "exit_code", EXIT_FAILED)) from None
     if not json_output and summary.failed:
         for r in summary.failed:
             click.echo(f"failed {r.id}: {r.message}", err=True)

@@ -27,6 +27,7 @@ import contextlib
 import functools
 import logging
 import os
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +38,10 @@ import trio
 from .audit import AuditLog
 from .components import Component, PipelineContext, Sink, SinkWriter, Source, TransformRun, VerifierRun
 from .config import ComponentConfig, PipelineConfig
-from .errors import RunError, StreamError, VerificationError
-from .ledger import Ledger
+from . import runlock
+from .errors import RunError, StateFileError, StorageError, StreamError, VerificationError
+from .ledger import Ledger, LedgerError
+from .statefiles import check_sqlite, no_space, storage_error
 from .facts import PhoneNumberPolicy
 from .model import Chunk, Stream, StreamResult, StreamSpec, Verdict
 from .report import write_run_report
@@ -152,6 +155,7 @@ class Runner:
         self._stopping = False
         self._discover_scope: trio.CancelScope | None = None
         self._streams_scope: trio.CancelScope | None = None
+        self._run_lock: runlock.RunLock | None = None
         self.summary = RunSummary(pipeline=config.name)
         self._phone_policy = PhoneNumberPolicy(
             self.settings.phone_numbers,
@@ -191,18 +195,30 @@ class Runner:
         run_id = None
         try:
             self.sinks = [self._make(c, context, components) for c in self.config.sinks]
-            context.state_dir = self._state_dir()
+            with _storage_step(self.settings.state_dir or "state_dir", "creating the state directory"):
+                context.state_dir = self._state_dir()
             summary.state_dir = context.state_dir
-            audit = context.audit = AuditLog(self.settings.audit_log or context.state_dir / "audit.jsonl")
-            self.ledger = Ledger(self.settings.ledger or context.state_dir / "ledger.sqlite3")
-            summary.ledger_path = self.ledger.path
-            context.services.setdefault("ledger", self.ledger)
-            run_id = self.run_id = self.ledger.start_run(self.config.name)
+            with _storage_step(context.state_dir / runlock.LOCK_FILE, "taking the run lock"):
+                self._run_lock = await runlock.acquire(context.state_dir, self.config.name,
+                                                       on_overlap=self.settings.on_overlap,
+                                                       wait_seconds=self.settings.overlap_wait)
+            audit_path = self.settings.audit_log or context.state_dir / "audit.jsonl"
+            with _storage_step(audit_path, "opening the audit log"):
+                audit = context.audit = AuditLog(audit_path)
+            ledger_path = self.settings.ledger or context.state_dir / "ledger.sqlite3"
+            check_sqlite(ledger_path, what="ledger", tables=LEDGER_TABLES, consequence=LEDGER_ASIDE)
+            with _storage_step(ledger_path, "opening the ledger"):
+                self.ledger = Ledger(ledger_path)
+                summary.ledger_path = self.ledger.path
+                context.services.setdefault("ledger", self.ledger)
+                run_id = self.run_id = self.ledger.start_run(self.config.name)
             self.source: Source = self._make(self.config.source, context, components)
             self.transforms = [self._make(c, context, components) for c in self.config.transforms]
             self.verifiers = [self._make(c, context, components) for c in self.config.verifiers]
-            audit.write("run-start", pipeline=self.config.name, pid=os.getpid(), run_id=run_id)
-            await self._cleanup_orphans()
+            with _storage_step(audit_path, "writing the audit log"):
+                audit.write("run-start", pipeline=self.config.name, pid=os.getpid(), run_id=run_id)
+            with _storage_step(context.state_dir, "removing orphaned temporary files"):
+                await self._cleanup_orphans()
             self.observer.run_started(self.config)
             async with trio.open_nursery() as services:
                 try:
@@ -210,8 +226,11 @@ class Runner:
                         try:
                             await component.start(services)
                         except Exception as exc:
+                            primary = _primary_error(exc)
+                            if isinstance(primary, (StateFileError, StorageError)):
+                                raise primary from None  # its own message and exit code (broken outbox, full disk)
                             raise RunError(f"{component.kind} {component.type!r} failed to start: "
-                                           f"{_primary_error(exc)}") from exc
+                                           f"{primary}") from exc
                     await self._run_streams()
                 finally:
                     await self._close(components)
@@ -228,6 +247,8 @@ class Runner:
                     self.ledger.finish_run(run_id, interrupted=summary.interrupted)
                     self._write_report(run_id, context.state_dir)
                 self.ledger.close()
+            if self._run_lock is not None:
+                self._run_lock.release()
         self.observer.run_finished(summary)
         return summary
 
@@ -451,6 +472,10 @@ class Runner:
             elif isinstance(error, StreamError):
                 result.reason, result.message = error.reason, str(error)
                 retry = error.retryable
+            elif no_space(error):  # a sink that does not name its path itself (file sinks do)
+                where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+                result.reason = "disk-full"
+                result.message = f"recording {stream.id}: {error.strerror}{where}; free space and run again"
             else:
                 log.error("stream %s: internal error", stream.id, exc_info=error)
                 result.reason, result.message = "internal-error", f"{type(error).__name__}: {error}"
@@ -672,6 +697,25 @@ async def _feed_sink(writer: SinkWriter, receive: trio.MemoryReceiveChannel[Any]
                     await checkpoints.reached(item, writer)
             else:
                 await writer.write(item)
+
+
+#: Tables every ledger has (a file without them is another program's database).
+LEDGER_TABLES = ("recordings", "runs")
+LEDGER_ASIDE = ("the next run starts a new ledger: recordings whose identical files are already archived count as "
+                "stored again, others are fetched again")
+
+
+@contextlib.contextmanager
+def _storage_step(path: Any, doing: str):
+    """Report an OSError (or the ledger's SQLite failing to open or write) while preparing the
+    run as a :class:`StorageError` naming ``path`` and what to do, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        raise storage_error(exc, path, doing) from None
+    except (LedgerError, sqlite3.OperationalError) as exc:
+        raise StorageError(f"{path}: {doing} failed: {exc}; free space on that filesystem, check its permissions, "
+                           "and run again") from None
 
 
 def _primary_error(exc: BaseException) -> BaseException:

@@ -28,13 +28,15 @@ import trio
 from pydantic import field_validator
 
 from . import naming
-from .atomic import fsync_dir, is_temporary, temp_path_for, write_atomic
+from .atomic import fsync_dir, hold_temporary, is_temporary, temp_path_for, write_atomic
 from .compression import REPLAY_BLOCK, Compressor
 from .components import Sink, SinkWriter
 from .errors import SinkError
 from .manifest import MANIFEST_SUFFIX, build_manifest, dumps
 from .model import Chunk, Stream, StreamResult
+from .orphans import remove_orphans, template_depth
 from .settings import Settings, setting
+from .statefiles import no_space
 
 #: Default quarantine directory inside the sink's ``dir``: a dot-directory, which the
 #: archive's retrieval API never serves and no name template can produce.
@@ -85,9 +87,17 @@ class FileStoreSink(Sink):
 
     async def begin(self, stream: Stream) -> SinkWriter:
         directory = Path(self.settings.dir)
-        await trio.to_thread.run_sync(lambda: directory.mkdir(parents=True, exist_ok=True))
         temp = temp_path_for(directory / naming.temp_stem(stream.id))
-        return FileWriter(self, stream, directory, self.compressor(), temp, open(temp, "xb"))
+
+        def create() -> BinaryIO:
+            directory.mkdir(parents=True, exist_ok=True)
+            return open(temp, "xb")
+
+        try:
+            file = await trio.to_thread.run_sync(create)
+        except OSError as exc:
+            raise io_failure(exc, stream, "creating", temp) from None
+        return FileWriter(self, stream, directory, self.compressor(), temp, file)
 
     async def resume(self, stream: Stream, checkpoint: dict[str, Any]) -> SinkWriter:
         return await trio.to_thread.run_sync(self._resume_sync, stream, checkpoint)
@@ -132,16 +142,14 @@ class FileStoreSink(Sink):
         self._checked_temp(checkpoint).unlink(missing_ok=True)
 
     def cleanup_orphans(self, checkpoints: list[dict[str, Any]]) -> list[str]:
+        """Delete orphaned temporary files in ``dir``, every directory the name template can
+        create below it, and the quarantine directory; never one a live run holds or a
+        resumable checkpoint names (see :mod:`voxpipe.orphans`)."""
         directory = Path(self.settings.dir)
-        if not directory.is_dir():
-            return []
-        keep_real = {str(Path(str(cp.get("temp", ""))).resolve()) for cp in checkpoints if cp.get("temp")}
-        removed = []
-        for entry in directory.iterdir():
-            if is_temporary(entry) and entry.is_file() and str(entry.resolve()) not in keep_real:
-                entry.unlink(missing_ok=True)
-                removed.append(str(entry))
-        return removed
+        qdir = Path(self.settings.quarantine_dir) if self.settings.quarantine_dir is not None \
+            else directory / DEFAULT_QUARANTINE
+        keep = [str(cp["temp"]) for cp in checkpoints if cp.get("temp")]
+        return remove_orphans([(directory, template_depth(self.settings.name)), (qdir, 0)], keep=keep)
 
 
 class FileWriter(SinkWriter):
@@ -159,6 +167,7 @@ class FileWriter(SinkWriter):
         self.compressor = compressor
         self.temp = temp
         self.file = file
+        hold_temporary(file.fileno())  # marks the file live for other runs' orphan clean-up
         self.stored_hash = hashlib.sha256()
         self.stored_bytes = 0
         self.raw_bytes = 0
@@ -175,7 +184,10 @@ class FileWriter(SinkWriter):
         self.raw_bytes += len(data)
 
     async def write(self, chunk: Chunk) -> None:
-        await trio.to_thread.run_sync(self._write_sync, chunk.data)
+        try:
+            await trio.to_thread.run_sync(self._write_sync, chunk.data)
+        except OSError as exc:
+            raise io_failure(exc, self.stream, "writing", self.temp) from None
 
     def _checkpoint_sync(self) -> dict[str, Any]:
         self._emit(self.compressor.end_member())
@@ -184,7 +196,10 @@ class FileWriter(SinkWriter):
         return {"temp": str(self.temp), "stored_offset": self.stored_bytes, "raw_offset": self.raw_bytes}
 
     async def checkpoint(self) -> dict[str, Any]:
-        return await trio.to_thread.run_sync(self._checkpoint_sync)
+        try:
+            return await trio.to_thread.run_sync(self._checkpoint_sync)
+        except OSError as exc:
+            raise io_failure(exc, self.stream, "writing", self.temp) from None
 
     async def suspend(self, result: StreamResult) -> None:
         """Close without deleting: the next run resumes from the last checkpoint."""
@@ -198,7 +213,10 @@ class FileWriter(SinkWriter):
         self.file.close()
 
     async def prepare(self) -> None:
-        await trio.to_thread.run_sync(self._prepare_sync)
+        try:
+            await trio.to_thread.run_sync(self._prepare_sync)
+        except OSError as exc:
+            raise io_failure(exc, self.stream, "writing", self.temp) from None
 
     async def commit(self, result: StreamResult) -> Mapping[str, Any]:
         settings = self.sink.settings
@@ -214,7 +232,10 @@ class FileWriter(SinkWriter):
                                   stored_size=self.stored_bytes, stored_sha256=stored_sha,
                                   compression=getattr(self.compressor, "description", None),
                                   fmt=metadata.get("format"))
-        await trio.to_thread.run_sync(self._publish_sync, final, manifest)
+        try:
+            await trio.to_thread.run_sync(self._publish_sync, final, manifest)
+        except OSError as exc:
+            raise io_failure(exc, self.stream, "publishing", final) from None
         self.done = True
         out = {"path": str(final), "sha256": stored_sha, "bytes": self.stored_bytes}
         if settings.manifest:
@@ -297,6 +318,19 @@ class FileWriter(SinkWriter):
         }
         write_atomic(str(dest) + MANIFEST_SUFFIX, dumps(report))
         return dest
+
+
+def io_failure(exc: OSError, stream: Stream, doing: str, path: Path) -> SinkError:
+    """The stream's failure for an OSError met while ``doing`` (``"writing"``) ``path``.
+
+    Reason ``disk-full`` for no space (ENOSPC, a quota, a file-size limit), else
+    ``io-error``; the message names the recording and the path. The engine then aborts
+    the writer, which deletes the temporary file: nothing partial stays, and the next run
+    (after space is freed) fetches the recording again.
+    """
+    reason = "disk-full" if no_space(exc) else "io-error"
+    hint = "; free space there and run again" if reason == "disk-full" else ""
+    return SinkError(f"recording {stream.id}: {doing} {path} failed: {exc.strerror or exc}{hint}", reason=reason)
 
 
 def existing_sha256(path: Path) -> str:

@@ -12,6 +12,7 @@ leaves the rest in the outbox for the next run or ``voxpipe webhooks --redeliver
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import re
@@ -24,13 +25,14 @@ from pydantic import field_validator
 
 from voxpipe.components import Sink, SinkWriter
 from voxpipe.download.api import redact_url
-from voxpipe.errors import SinkError
+from voxpipe.errors import SinkError, StorageError
+from voxpipe.statefiles import check_sqlite, storage_error
 from voxpipe.model import Chunk, Stream, StreamResult
 from voxpipe.settings import SecretStr, Settings, setting
 
 from .delivery import DeliveryLoop, Endpoint
 from .events import build_event, encode_body, event_id
-from .outbox import Outbox
+from .outbox import Outbox, OutboxError
 from .schedule import (DEFAULT_HORIZON, DEFAULT_JITTER, DEFAULT_SCHEDULE, MAX_ATTEMPTS, Schedule, State,
                        first_attempt_at)
 from .signing import SIGNATURE_HEADERS, parse_secret
@@ -45,6 +47,8 @@ MAX_EXTRA_HEADERS = 32
 RESERVED_HEADERS = frozenset({*SIGNATURE_HEADERS, "content-type", "content-length", "host", "x-stream-source",
                               "transfer-encoding"})
 OUTBOX_FILE = "outbox.sqlite3"
+OUTBOX_ASIDE = ("events still pending in it are not delivered unless you recover them from the moved file "
+                "(`voxpipe webhooks FILE.broken` may still read it)")
 #: Query parameter names that carry credentials (refused in `url`: it is stored in the outbox).
 _CREDENTIAL_PARAM = re.compile(r"token|key|secret|passw|pwd|auth|sig|credential|session|code", re.IGNORECASE)
 
@@ -164,7 +168,15 @@ class WebhookSink(Sink):
         async with self._open_lock:  # streams begin concurrently: open the file once
             if self.outbox is None:
                 path = self.outbox_path()
-                outbox = await trio.to_thread.run_sync(Outbox, path)
+                await trio.to_thread.run_sync(functools.partial(
+                    check_sqlite, path, what="webhook outbox", tables=("events",), consequence=OUTBOX_ASIDE))
+                try:
+                    outbox = await trio.to_thread.run_sync(Outbox, path)
+                except OSError as exc:
+                    raise storage_error(exc, path, "opening the webhook outbox") from None
+                except OutboxError as exc:
+                    raise StorageError(f"{exc}; free space on that filesystem, check its permissions, and run "
+                                       "again") from None
                 pruned = await trio.to_thread.run_sync(outbox.prune)
                 if pruned:
                     log.debug("outbox %s: pruned %d old delivered events", path, pruned)
