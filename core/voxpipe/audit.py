@@ -59,9 +59,11 @@ class AuditLog:
             if self._closed:
                 return
             self._closed = True
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            finally:
+                self._file.close()
 
     def __enter__(self) -> "AuditLog":
         return self

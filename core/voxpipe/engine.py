@@ -28,6 +28,7 @@ import functools
 import logging
 import os
 import sqlite3
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,9 +240,14 @@ class Runner:
             await self._close(components)
             summary.finished_at = time.time()
             if audit is not None:
-                audit.write("run-end", pipeline=self.config.name, streams=len(summary.results),
-                            failed=len(summary.failed), bytes=summary.bytes, interrupted=summary.interrupted)
-                audit.close()
+                try:
+                    audit.write("run-end", pipeline=self.config.name, streams=len(summary.results),
+                                failed=len(summary.failed), bytes=summary.bytes, interrupted=summary.interrupted)
+                    audit.close()
+                except OSError as exc:  # a full disk must not hide the run's own outcome or error
+                    # when the run is already failing (e.g. with this very disk), that error says it once
+                    level = logging.DEBUG if sys.exc_info()[0] is not None else logging.ERROR
+                    log.log(level, "%s: cannot finish the audit log: %s", audit.path, exc.strerror or exc)
             if self.ledger is not None:
                 if run_id is not None:
                     self.ledger.finish_run(run_id, interrupted=summary.interrupted)
