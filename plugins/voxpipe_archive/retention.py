@@ -32,6 +32,7 @@ Age is the recording's date from its manifest (``recording_date``, else
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -41,7 +42,7 @@ import stat
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from voxpipe.atomic import fsync_dir, write_atomic
 from voxpipe.audit import AuditLog
@@ -255,10 +256,8 @@ def execute(root: str | os.PathLike[str], decisions: Iterable[Decision], policy:
     :data:`AUDIT_FILE`.
     """
     real = real_root(root)
-    own_audit = audit is None
-    audit = audit or AuditLog(real / AUDIT_FILE)
     outcomes = []
-    try:
+    with _audit_log(real, audit) as audit:
         for d in decisions:
             if d.action != DELETE:
                 continue
@@ -266,16 +265,29 @@ def execute(root: str | os.PathLike[str], decisions: Iterable[Decision], policy:
         if outcomes:
             audit.write("retention-run", policy=policy.describe(), deleted=sum(o.deleted for o in outcomes),
                         failed=sum(not o.deleted for o in outcomes))
-    finally:
-        if own_audit:
-            audit.close()
     return outcomes
+
+
+@contextlib.contextmanager
+def _audit_log(root: Path, audit: AuditLog | None) -> Iterator[AuditLog]:
+    """``audit``, or the archive's own :data:`AUDIT_FILE` opened (and closed) for the block."""
+    if audit is not None:
+        yield audit
+        return
+    with AuditLog(root / AUDIT_FILE) as own:
+        yield own
+
+
+def _untouchable(root: Path, d: Decision) -> str | None:
+    """Why the manifest or stored file of ``d`` may not be deleted (see :func:`_containment`), or ``None``."""
+    return (_containment(root, root / d.manifest_rel, "manifest")
+            or _containment(root, root / d.stored_rel, "stored file"))
 
 
 def _delete_one(root: Path, d: Decision, policy: RetentionPolicy, audit: AuditLog) -> Outcome:
     manifest_path = root / d.manifest_rel
     stored = root / d.stored_rel
-    problem = _containment(root, manifest_path, "manifest") or _containment(root, stored, "stored file")
+    problem = _untouchable(root, d)
     if problem:
         return Outcome(d, False, problem)
     try:
@@ -340,8 +352,8 @@ def complete_interrupted(root: str | os.PathLike[str], *, audit: AuditLog | None
     For each marker: when the stored file is still present and a legal hold now covers
     it, the deletion is abandoned (``retention-abandoned`` line); otherwise the stored
     file and manifest are deleted if still present (containment re-checked) and the
-    outcome line is written with ``recovered: true``. Unreadable markers are reported in
-    a ``retention-failed`` line and kept for an operator to look at.
+    outcome line is written with ``recovered: true``. Unreadable markers are logged as
+    errors and kept for an operator to look at.
     """
     real = real_root(root)
     pending = real / PENDING_DIR
@@ -351,10 +363,8 @@ def complete_interrupted(root: str | os.PathLike[str], *, audit: AuditLog | None
         return []
     if not names:
         return []
-    own_audit = audit is None
-    audit = audit or AuditLog(real / AUDIT_FILE)
     outcomes = []
-    try:
+    with _audit_log(real, audit) as audit:
         for name in names:
             try:
                 doc = json.loads((pending / name).read_bytes())
@@ -363,15 +373,12 @@ def complete_interrupted(root: str | os.PathLike[str], *, audit: AuditLog | None
                 log.error("retention: pending intent %s/%s is unreadable (%s); left for inspection", PENDING_DIR, name, exc)
                 continue
             outcomes.append(_recover(real, d, fields, audit))
-    finally:
-        if own_audit:
-            audit.close()
     return outcomes
 
 
 def _recover(root: Path, d: Decision, fields: dict, audit: AuditLog) -> Outcome:
     stored = root / d.stored_rel
-    problem = _containment(root, root / d.manifest_rel, "manifest") or _containment(root, stored, "stored file")
+    problem = _untouchable(root, d)
     if problem:
         audit.write_durable("retention-failed", **fields, stored_deleted=False, manifest_deleted=False,
                             error=problem, recovered=True)
