@@ -80,8 +80,9 @@ class WebhookSettings(Settings):
                                    "leaving them in the outbox (bounded by the engine's 10 s close limit).",
                                    ge=0, le=10)
     max_in_flight: int = setting(8, description="Delivery attempts in flight at once.", ge=1, le=256)
-    outbox: Path | None = setting(None, description="SQLite outbox file; default `<state_dir>/outbox.sqlite3`. "
-                                  "`voxpipe webhooks FILE` lists and redelivers its events.")
+    outbox: Path | None = setting(None, description="SQLite outbox file; default `<state_dir>/outbox.sqlite3`, or, "
+                                  "with a PostgreSQL ledger, tables in the ledger's database shared by every worker. "
+                                  "`voxpipe webhooks FILE` lists and redelivers a file's events.")
 
     @field_validator("url")
     @classmethod
@@ -164,24 +165,43 @@ class WebhookSink(Sink):
     def outbox_path(self) -> Path:
         return Path(self.settings.outbox) if self.settings.outbox else Path(self.context.state_dir) / OUTBOX_FILE
 
+    def _shared_ledger(self) -> Any:
+        """The pipeline's PostgreSQL ledger when the outbox should live in it (no explicit
+        ``outbox`` file set), else ``None``."""
+        ledger = self.context.services.get("ledger")
+        backend = getattr(ledger, "backend", None)
+        if self.settings.outbox is None and getattr(ledger, "shared", False) and hasattr(backend, "connection"):
+            return backend
+        return None
+
     async def _open(self) -> Outbox:
         async with self._open_lock:  # streams begin concurrently: open the file once
             if self.outbox is None:
-                path = self.outbox_path()
-                await trio.to_thread.run_sync(functools.partial(
-                    check_sqlite, path, what="webhook outbox", tables=("events",), consequence=OUTBOX_ASIDE))
-                try:
-                    outbox = await trio.to_thread.run_sync(Outbox, path)
-                except OSError as exc:
-                    raise storage_error(exc, path, "opening the webhook outbox") from None
-                except OutboxError as exc:
-                    raise StorageError(f"{exc}; free space on that filesystem, check its permissions, and run "
-                                       "again") from None
+                shared = self._shared_ledger()
+                if shared is not None:  # every worker delivers every worker's events
+                    from .pg_outbox import PgOutbox
+
+                    path = f"{shared.location} (webhook outbox)"
+                    outbox = await trio.to_thread.run_sync(PgOutbox, shared)
+                else:
+                    path = self.outbox_path()
+                    outbox = await self._open_file(path)
                 pruned = await trio.to_thread.run_sync(outbox.prune)
                 if pruned:
                     log.debug("outbox %s: pruned %d old delivered events", path, pruned)
                 self.outbox = outbox
         return self.outbox
+
+    async def _open_file(self, path: Path) -> Outbox:
+        """The SQLite outbox at ``path``, refused with a clear error if corrupt, foreign or unwritable."""
+        await trio.to_thread.run_sync(functools.partial(
+            check_sqlite, path, what="webhook outbox", tables=("events",), consequence=OUTBOX_ASIDE))
+        try:
+            return await trio.to_thread.run_sync(Outbox, path)
+        except OSError as exc:
+            raise storage_error(exc, path, "opening the webhook outbox") from None
+        except OutboxError as exc:
+            raise StorageError(f"{exc}; free space on that filesystem, check its permissions, and run again") from None
 
     async def start(self, nursery: trio.Nursery) -> None:
         outbox = await self._open()
@@ -254,7 +274,7 @@ class WebhookSink(Sink):
                 if not drained:
                     log.warning("webhook deliveries to %s still pending after %.1f s; they stay in %s for the "
                                 "next run or `voxpipe webhooks --deliver-pending`", redact_url(self.endpoint.url),
-                                self.settings.drain_timeout, self.outbox_path())
+                                self.settings.drain_timeout, self.outbox.path if self.outbox else self.outbox_path())
                 if self._scope is not None:
                     self._scope.cancel()
                 await self._stopped.wait()
