@@ -68,9 +68,10 @@ class PipelineSettings(Settings):
     checkpoint_bytes: int = setting(2 << 20, description="Bytes between resume checkpoints (data fsynced and recorded in "
                                     "the ledger); a crash re-fetches at most this plus what was in flight.",
                                     ge=64 << 10, le=1 << 30)
-    on_overlap: Literal["exit", "wait"] = setting("exit", description="What a run does when another run of this "
-                                                 "pipeline is still going on this machine: `exit` at once (exit "
-                                                 "status 3), or `wait` up to `overlap_wait` seconds for it to end.")
+    on_overlap: Literal["exit", "wait"] = setting("exit", description="SQLite ledger: what a run does when "
+                                                 "another run of this pipeline is still going on this machine: "
+                                                 "`exit` at once (exit status 3), or `wait` up to `overlap_wait` "
+                                                 "seconds for it to end.")
     overlap_wait: float = setting(3600.0, description="Seconds `on_overlap: wait` waits for the other run before "
                                   "giving up (exit status 3).", ge=0, le=7 * 86400)
     shutdown_grace: float = setting(5.0, description="Seconds in-flight streams get to finish after SIGINT/SIGTERM "
