@@ -102,7 +102,9 @@ def execute(pipeline: PipelineConfig, *, json_output: bool = False, progress: bo
 
         metrics = RunMetrics()
     observer = ObserverFanout(display, JsonResults() if json_output else None, metrics, *observers)
-    runner = Runner(pipeline, observer=observer)
+    # voice sources publish live call metrics into the run's registry
+    runner = Runner(pipeline, observer=observer,
+                    services={"metrics_registry": metrics.registry} if metrics is not None else None)
     try:
         if metrics is not None and metrics_port is not None:
             from .metrics import run_serving_metrics
