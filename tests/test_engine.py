@@ -326,3 +326,34 @@ def test_a_restarted_attempt_is_not_quarantined(register_plugin, tmp_path):
     assert (tmp_path / "out" / "r.bin").read_bytes() == pattern("r", 30000)
     quarantine = tmp_path / "out" / ".quarantine"
     assert not quarantine.exists() or not list(quarantine.iterdir())
+
+
+@pytest.mark.parametrize("transform", [False, True])
+def test_one_hop_consumer_feeds_verifiers_and_storing_sinks(register_plugin, tmp_path, transform):
+    """Verifiers and the file/gzip sinks share one consumer (one worker-thread hop per chunk):
+    verifiers see the bytes as received, sinks the transformed ones; with no transform the file
+    sink's stored digest is the verifier's (hash once), and it matches the file."""
+    transforms = "transforms: [{type: xor, key: 90}]" if transform else ""
+    summary, _ = run(f"""
+        pipelines:
+          p:
+            state_dir: {tmp_path}/state
+            checkpoint_bytes: 65536
+            source: {{type: memory, ids: [a, b], size: 300000, chunk: 70000}}
+            {transforms}
+            verifiers: [{{type: sha256}}]
+            sinks:
+              - {{type: file, dir: {tmp_path}/f}}
+              - {{type: gzip, dir: {tmp_path}/g}}
+    """, register_plugin)
+    assert summary.ok and len(summary.results) == 2
+    for rid in "ab":
+        original = pattern(rid, 300000)
+        stored = bytes(b ^ 90 for b in original) if transform else original
+        plain = (tmp_path / "f" / f"{rid}.bin").read_bytes()
+        assert plain == stored
+        assert gzip.decompress((tmp_path / "g" / f"{rid}.bin.gz").read_bytes()) == stored
+        for path in (tmp_path / "f" / f"{rid}.bin", tmp_path / "g" / f"{rid}.bin.gz"):
+            manifest = json.loads(Path(f"{path}.json").read_text())
+            assert manifest["original_sha256"] == hashlib.sha256(original).hexdigest()
+            assert manifest["stored_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()

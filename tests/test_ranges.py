@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -104,3 +105,28 @@ def test_server_side_range_decisions(value, size, expected):
         assert isinstance(decision, Unsatisfiable)
     else:
         assert decision == expected
+
+
+@pytest.mark.parametrize("read_size", [64 * 1024, 1 << 20])
+def test_coalesced_passes_large_pieces_through_and_bounds_every_chunk(read_size):
+    """Large socket reads reach the engine as the very objects httpcore returned (no copy);
+    small ones are joined; a piece over ``read_size`` is cut; no chunk exceeds ``read_size``."""
+    from voxpipe.download.downloader import coalesced
+
+    rng = random.Random(read_size)
+    sizes = [read_size, 10, read_size // 2, 3000, 5000, read_size - 1, 2 * read_size + 7, 1, read_size // 3,
+             read_size // 3, read_size // 3, read_size] + [rng.randrange(1, 2 * read_size) for _ in range(40)]
+    pieces = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
+
+    async def source():
+        for p in pieces:
+            yield p
+
+    async def main():
+        return [c async for c in coalesced(source(), read_size)]
+
+    chunks = trio.run(main)
+    assert b"".join(chunks) == b"".join(pieces)
+    assert all(0 < len(c) <= read_size for c in chunks)
+    assert chunks[0] is pieces[0]  # passed through: the same object
+    assert sum(1 for c in chunks if any(c is p for p in pieces)) >= 3

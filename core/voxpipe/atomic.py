@@ -91,17 +91,31 @@ def publish(temp: Path, final: Path, *, overwrite: bool = True) -> None:
     fsync_dir(final.parent)
 
 
+def write_durable_temp(final: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to a fresh temporary path beside ``final`` and fsync it; returns the path.
+
+    The caller renames it (``os.replace``) and fsyncs the directory, possibly once for
+    several renames in the same directory (:meth:`voxpipe.filestore.FileWriter.commit`).
+    """
+    temp = temp_path_for(Path(final))
+    try:
+        with open(temp, "xb") as f:
+            hold_temporary(f.fileno())  # live for other runs' clean-up while written (empty+fresh before)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp
+
+
 def write_atomic(final: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``final`` atomically (temp, fsync, rename, fsync dir)."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    temp = temp_path_for(final)
+    temp = write_durable_temp(final, data)
     try:
-        with open(temp, "xb") as f:
-            hold_temporary(f.fileno())
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         publish(temp, final)
     except BaseException:
         temp.unlink(missing_ok=True)

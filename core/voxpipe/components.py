@@ -161,6 +161,9 @@ class Verifier(Component):
     """Judges the bytes as received from the source."""
 
     kind = "verifier"
+    #: Digests of the whole stream as received that every passing verdict reports in its
+    #: ``details`` (e.g. ``{"sha256"}``): the engine lets sinks reuse them (hash once).
+    digests: ClassVar[frozenset[str]] = frozenset()
 
     def begin(self, stream: Stream) -> VerifierRun:
         """A fresh per-stream worker; ``stream.metadata`` may still grow while it runs
@@ -181,6 +184,12 @@ class SinkWriter:
     async def write(self, chunk: Chunk) -> None:
         """Store the next chunk (offsets are contiguous; ``chunk.data`` is immutable bytes)."""
         raise NotImplementedError
+
+    #: Optional: a synchronous ``threaded_write(data: bytes) -> None`` doing what :meth:`write`
+    #: does, safe to call from a worker thread (never concurrently with this writer's other
+    #: methods). When a writer has one, the engine calls it instead of :meth:`write`, in the
+    #: same worker-thread hop as the verifiers' updates of the chunk (one hop per chunk).
+    threaded_write: Any = None
 
     async def checkpoint(self) -> dict[str, Any] | None:
         """Make everything written so far durable and return what :meth:`Sink.resume` needs

@@ -10,7 +10,11 @@ Per pipeline run (see ``docs/architecture.md``):
   stream is bounded by ``STREAM_CHANNEL_CHUNKS`` chunks per consumer, whatever the
   recording's size;
 - verifier updates of large chunks run in worker threads (hashlib and zlib release the
-  GIL), so hashing and compression use both cores while the event loop downloads;
+  GIL), so hashing and compression use both cores while the event loop downloads. The
+  verifiers and every sink writer that can write from a worker thread
+  (:attr:`voxpipe.components.SinkWriter.threaded_write`, e.g. the file and gzip sinks) share
+  one consumer: each large chunk is hashed by the verifiers and compressed, hashed and
+  written by those sinks in one worker-thread hop, not one hop per consumer;
 - commit protocol: when the source is exhausted, every verifier gives its verdict; only
   if all pass are the sinks prepared (fsync) and committed (rename), storing sinks first,
   announcing sinks (webhooks) last. Otherwise, or on any error, every sink aborts;
@@ -551,6 +555,9 @@ class Runner:
         stream = Stream(spec, source=self.config.source.type, pipeline=self.config.name,
                         audit=self.context.audit, attempt=attempt, on_event=self.observer.stream_event,
                         phone_policy=self._phone_policy)
+        # Hash once: sinks see the received bytes unchanged and a verifier's verdict (which
+        # must pass before any commit) carries their SHA-256.
+        stream.shared_sha256 = not self.transforms and any("sha256" in v.digests for v in self.verifiers)
         result = StreamResult(id=stream.id, source=stream.source, pipeline=stream.pipeline,
                               attempts=attempt, started_at=stream.started_at)
         writers: list[tuple[Sink, SinkWriter]] = []
@@ -739,19 +746,25 @@ class Runner:
                     writers: list[tuple[Sink, SinkWriter]], result: StreamResult, lease) -> None:
         checkpoints = _Checkpoints(self, stream, [w for s, w in writers if not s.announces], lease) \
             if self._can_resume else None
+        # One consumer for the verifiers and the writers that can write from a worker
+        # thread: one hop per chunk for all of them (see the module docstring).
+        fused = [(s, w) for s, w in writers if getattr(w, "threaded_write", None) is not None]
+        separate = [(s, w) for s, w in writers if (s, w) not in fused]
         async with trio.open_nursery() as nursery:
-            verifier_channels = []
-            for run in verifier_runs:
-                send, receive = trio.open_memory_channel[Chunk](STREAM_CHANNEL_CHUNKS)
-                nursery.start_soon(_feed_verifier, run, receive)
-                verifier_channels.append(send)
+            if checkpoints is not None:
+                checkpoints.nursery = nursery
+            fused_channel = None
+            if verifier_runs or fused:
+                fused_channel, receive = trio.open_memory_channel[Any](STREAM_CHANNEL_CHUNKS)
+                nursery.start_soon(_feed_fused, verifier_runs, [w for _, w in fused], receive,
+                                   checkpoints if any(not s.announces for s, _ in fused) else None)
             sink_channels = []
-            for sink, writer in writers:
+            for sink, writer in separate:
                 send, receive = trio.open_memory_channel[Any](STREAM_CHANNEL_CHUNKS)
                 nursery.start_soon(_feed_sink, writer, receive, None if sink.announces else checkpoints)
                 sink_channels.append((sink, send))
             with contextlib.ExitStack() as closing:
-                for channel in verifier_channels + [c for _, c in sink_channels]:
+                for channel in [c for c in [fused_channel] if c is not None] + [c for _, c in sink_channels]:
                     closing.enter_context(channel)
                 expected = out_offset = result.bytes = stream.resume_offset
                 next_checkpoint = expected + self.settings.checkpoint_bytes
@@ -764,19 +777,23 @@ class Runner:
                         expected = chunk.end
                         result.bytes = expected
                         self.observer.stream_bytes(stream, len(chunk.data))
-                        for channel in verifier_channels:
-                            await channel.send(chunk)
                         data = chunk.data
                         for run in transform_runs:
                             data = run.process(data)
+                        out = None
                         if data:
-                            out = Chunk(out_offset, bytes(data))
+                            out = chunk if data is chunk.data else Chunk(out_offset, bytes(data))
                             out_offset = out.end
+                        if fused_channel is not None:
+                            await fused_channel.send((chunk, out))
+                        if out is not None:
                             for _, channel in sink_channels:
                                 await channel.send(out)
                         if checkpoints is not None and expected >= next_checkpoint:
                             next_checkpoint = expected + self.settings.checkpoint_bytes
                             marker = checkpoints.marker(expected)
+                            if fused_channel is not None and any(not s.announces for s, _ in fused):
+                                await fused_channel.send(marker)
                             for sink, channel in sink_channels:
                                 if not sink.announces:
                                     await channel.send(marker)
@@ -787,6 +804,8 @@ class Runner:
                     if data:
                         out = Chunk(out_offset, bytes(data))
                         out_offset = out.end
+                        if fused and fused_channel is not None:
+                            await fused_channel.send((None, out))
                         for _, channel in sink_channels:
                             await channel.send(out)
 
@@ -801,11 +820,21 @@ class _Marker:
 
 
 class _Checkpoints:
-    """Collects every storing sink's checkpoint for one offset, then records it in the ledger."""
+    """Collects every storing sink's checkpoint for one offset, then records it in the ledger.
+
+    The ledger write runs beside the data path (in the stream's pump nursery, which waits
+    for it before the stream ends), so the sinks do not stall on the ledger's commit: the
+    checkpoint's bytes are already durable, and until the write commits the ledger simply
+    holds the previous checkpoint, which a resume truncates back to. At most one write per
+    stream is pending: the next checkpoint waits for the previous one, so they stay in order.
+    """
 
     def __init__(self, runner: Runner, stream: Stream, writers: list[SinkWriter], lease):
         self.runner, self.stream, self.writers, self.lease = runner, stream, writers, lease
         self.disabled = False
+        #: Where the ledger writes run (the pump's nursery); ``None``: inline.
+        self.nursery: trio.Nursery | None = None
+        self._pending: trio.Event | None = None
 
     def marker(self, offset: int) -> _Marker:
         return _Marker(offset, [None] * len(self.writers), len(self.writers))
@@ -820,12 +849,24 @@ class _Checkpoints:
         marker.entries[self.writers.index(writer)] = entry
         marker.pending -= 1
         if marker.pending == 0 and not self.disabled:
-            stream = self.stream
-            size = stream.metadata.get("size")
+            if self._pending is not None:
+                await self._pending.wait()
+            if self.nursery is None:
+                await self._record(marker, trio.Event())
+            else:
+                self._pending = trio.Event()
+                self.nursery.start_soon(self._record, marker, self._pending)
+
+    async def _record(self, marker: _Marker, done: trio.Event) -> None:
+        stream = self.stream
+        size = stream.metadata.get("size")
+        try:
             await self.runner.ledger.checkpoint(
                 self.lease, resume_offset=marker.offset,
                 checkpoint={"sinks": marker.entries, "host": host_of(self.runner.worker)},
                 etag=stream.metadata.get("etag"), size=size if isinstance(size, int) else None)
+        finally:
+            done.set()
 
 
 class _TrackedRun(VerifierRun):
@@ -857,20 +898,44 @@ class _TrackedRun(VerifierRun):
                        "before it ended")
 
 
-async def _feed_verifier(run: VerifierRun, receive: trio.MemoryReceiveChannel[Chunk]) -> None:
-    # ``with``, not ``async with``: aclose() checkpoints, and a cancellation arriving there
-    # would replace the verifier's own error (the reason the stream failed) with Cancelled.
-    with receive:
-        async for chunk in receive:
-            if len(chunk.data) >= THREAD_OFFLOAD_MIN_BYTES:
-                await trio.to_thread.run_sync(run.update, chunk)
-            else:
+async def _feed_fused(verifier_runs: list[VerifierRun], writers: list[SinkWriter],
+                      receive: trio.MemoryReceiveChannel[Any], checkpoints: _Checkpoints | None) -> None:
+    """Feed each ``(received chunk, sink chunk)`` to every verifier and every threaded writer,
+    in one worker-thread hop (verifiers update small chunks inline, at once); checkpoint
+    markers go to the writers, in order with their data."""
+
+    def work(chunk: Chunk | None, out: Chunk | None) -> None:
+        if chunk is not None:
+            for run in verifier_runs:
                 run.update(chunk)
+        if out is not None:
+            for writer in writers:
+                writer.threaded_write(out.data)
+
+    # ``with``, not ``async with``: aclose() checkpoints, and a cancellation arriving there
+    # would replace a verifier's own error (the reason the stream failed) with Cancelled.
+    with receive:
+        async for item in receive:
+            if isinstance(item, _Marker):
+                if checkpoints is not None:
+                    for writer in writers:
+                        if writer in checkpoints.writers:  # storing writers only
+                            await checkpoints.reached(item, writer)
+                continue
+            chunk, out = item
+            if chunk is not None and len(chunk.data) < THREAD_OFFLOAD_MIN_BYTES:
+                # Small chunks: verifiers update at once, on the event loop, as they did with a
+                # task of their own; a verifier reading per-response headers (hmac segment
+                # mode) then never lags a whole response behind the download.
+                work(chunk, None)
+                chunk = None
+            if chunk is not None or (out is not None and writers):
+                await trio.to_thread.run_sync(work, chunk, out if writers else None)
 
 
 async def _feed_sink(writer: SinkWriter, receive: trio.MemoryReceiveChannel[Any],
                      checkpoints: _Checkpoints | None) -> None:
-    with receive:  # see _feed_verifier
+    with receive:  # see _feed_fused
         async for item in receive:
             if isinstance(item, _Marker):
                 if checkpoints is not None:

@@ -3,6 +3,11 @@
 Each stream is written to ``.<id>.<random>.part`` in the target directory, fsynced in
 ``prepare`` and renamed to its final name in ``commit`` (only after every verifier
 passed). Beside it, ``<final name>.json`` is the manifest (:mod:`voxpipe.manifest`).
+The stored file's SHA-256 is computed in the pass that writes it (in the worker-thread
+hop that also compresses the chunk), or, when the engine vouches for it
+(:attr:`voxpipe.model.Stream.shared_sha256`) and the bytes are stored as received, taken
+from the sha256 verifier's digest at commit instead of hashing the same bytes twice.
+``commit`` renames the file and its manifest and fsyncs their directory once.
 ``abort`` deletes the temporary file, or with ``on_failure: quarantine`` moves it (as
 stored: a partial gzip is finished into a valid gzip file) into the quarantine directory
 with a JSON report of why (see :meth:`FileWriter._quarantine_sync`). File I/O and
@@ -28,7 +33,7 @@ import trio
 from pydantic import field_validator
 
 from . import naming
-from .atomic import fsync_dir, hold_temporary, is_temporary, temp_path_for, write_atomic
+from .atomic import fsync_dir, hold_temporary, is_temporary, temp_path_for, write_atomic, write_durable_temp
 from .compression import REPLAY_BLOCK, Compressor
 from .components import Sink, SinkWriter
 from .errors import SinkError
@@ -86,18 +91,22 @@ class FileStoreSink(Sink):
         return Compressor()
 
     async def begin(self, stream: Stream) -> SinkWriter:
+        # One worker-thread hop: creating a file is a metadata write that can block on a
+        # busy disk, so it never runs on the event loop.
+        return await trio.to_thread.run_sync(self._begin_sync, stream)
+
+    def _begin_sync(self, stream: Stream) -> SinkWriter:
         directory = Path(self.settings.dir)
         temp = temp_path_for(directory / naming.temp_stem(stream.id))
-
-        def create() -> BinaryIO:
-            directory.mkdir(parents=True, exist_ok=True)
-            return open(temp, "xb")
-
         try:
-            file = await trio.to_thread.run_sync(create)
+            try:
+                f = open(temp, "xb")
+            except FileNotFoundError:  # first stream (or the directory was removed): create it once, not per stream
+                directory.mkdir(parents=True, exist_ok=True)
+                f = open(temp, "xb")
         except OSError as exc:
             raise io_failure(exc, stream, "creating", temp) from None
-        return FileWriter(self, stream, directory, self.compressor(), temp, file)
+        return FileWriter(self, stream, directory, self.compressor(), temp, f)
 
     async def resume(self, stream: Stream, checkpoint: dict[str, Any]) -> SinkWriter:
         return await trio.to_thread.run_sync(self._resume_sync, stream, checkpoint)
@@ -123,12 +132,15 @@ class FileStoreSink(Sink):
                             reason="bad-checkpoint")
         f.truncate(stored)  # bytes after the checkpoint were never recorded as durable
         writer = FileWriter(self, stream, Path(self.settings.dir), self.compressor(), temp, f)
-        f.seek(0)
-        remaining = stored
-        while remaining:
-            block = f.read(min(REPLAY_BLOCK, remaining))
-            writer.stored_hash.update(block)
-            remaining -= len(block)
+        writer.compressor.restore(checkpoint.get("compressor") or {})
+        writer.chosen = True
+        if writer.stored_hash is not None:
+            f.seek(0)
+            remaining = stored
+            while remaining:
+                block = f.read(min(REPLAY_BLOCK, remaining))
+                writer.stored_hash.update(block)
+                remaining -= len(block)
         f.seek(stored)
         writer.stored_bytes, writer.raw_bytes = stored, raw
         return writer
@@ -168,32 +180,54 @@ class FileWriter(SinkWriter):
         self.temp = temp
         self.file = file
         hold_temporary(file.fileno())  # marks the file live for other runs' orphan clean-up
-        self.stored_hash = hashlib.sha256()
+        # Hash once: bytes stored as received (identity compressor, no container of this
+        # writer's own) whose SHA-256 the engine hands over at commit need no second hash.
+        shared = stream.shared_sha256 and compressor.description is None and self.stored_format is None
+        #: SHA-256 of the bytes written so far, or ``None`` when taken from the verifier at commit.
+        self.stored_hash: Any = None if shared else hashlib.sha256()
         self.stored_bytes = 0
         self.raw_bytes = 0
+        #: Whether the compressor has seen the stream's first bytes (``compress: auto``).
+        self.chosen = False
         self.done = False
 
     def _emit(self, out: bytes) -> None:
         if out:
             self.file.write(out)
-            self.stored_hash.update(out)
+            if self.stored_hash is not None:
+                self.stored_hash.update(out)
             self.stored_bytes += len(out)
 
     def _write_sync(self, data: bytes) -> None:
+        try:
+            self._write_raw(data)
+        except OSError as exc:  # in the worker thread: the engine may call this directly (threaded_write)
+            raise io_failure(exc, self.stream, "writing", self.temp) from None
+
+    def _write_raw(self, data: bytes) -> None:
+        if not self.chosen:
+            self.chosen = True
+            self.compressor.choose(data[:self.compressor.sniff_bytes], self.stream.metadata.get("format"))
         self._emit(self.compressor.compress(data))
         self.raw_bytes += len(data)
 
     async def write(self, chunk: Chunk) -> None:
-        try:
-            await trio.to_thread.run_sync(self._write_sync, chunk.data)
-        except OSError as exc:
-            raise io_failure(exc, self.stream, "writing", self.temp) from None
+        await trio.to_thread.run_sync(self._write_sync, chunk.data)
+
+    @property
+    def threaded_write(self) -> Any:  # type: ignore[override]
+        # Only while ``write`` is this class's own: a subclass writing its own way (the wav
+        # sink's buffered container) keeps its ``write``.
+        return self._write_sync if type(self).write is FileWriter.write else None
 
     def _checkpoint_sync(self) -> dict[str, Any]:
         self._emit(self.compressor.end_member())
         self.file.flush()
-        os.fsync(self.file.fileno())
-        return {"temp": str(self.temp), "stored_offset": self.stored_bytes, "raw_offset": self.raw_bytes}
+        sync_data(self.file.fileno())
+        entry = {"temp": str(self.temp), "stored_offset": self.stored_bytes, "raw_offset": self.raw_bytes}
+        if state := self.compressor.state():
+            entry["compressor"] = state  # a resumed stream keeps deflating (or storing) as it began
+        return entry
 
     async def checkpoint(self) -> dict[str, Any]:
         try:
@@ -209,7 +243,7 @@ class FileWriter(SinkWriter):
     def _prepare_sync(self) -> None:
         self._emit(self.compressor.flush())
         self.file.flush()
-        os.fsync(self.file.fileno())
+        sync_data(self.file.fileno())
         self.file.close()
 
     async def prepare(self) -> None:
@@ -223,38 +257,63 @@ class FileWriter(SinkWriter):
         metadata = self.stream.metadata
         if self.stored_format is not None:
             metadata = {**metadata, "format": self.stored_format}
-        final = naming.expand(settings.name, directory=self.directory, recording_id=self.stream.id,
-                              metadata=metadata, source=self.stream.source, pipeline=self.stream.pipeline,
-                              started_at=self.stream.started_at, suffix=self.compressor.suffix,
-                              facts=self.stream.facts)
-        stored_sha = self.stored_hash.hexdigest()
-        manifest = build_manifest(stream=self.stream, result=result, stored_name=final.name,
-                                  stored_size=self.stored_bytes, stored_sha256=stored_sha,
-                                  compression=getattr(self.compressor, "description", None),
-                                  fmt=metadata.get("format"))
+        # Naming resolves paths (filesystem calls): in the worker thread with the renames.
         try:
-            await trio.to_thread.run_sync(self._publish_sync, final, manifest)
+            final, stored_sha = await trio.to_thread.run_sync(self._publish_sync, metadata, result)
         except OSError as exc:
-            raise io_failure(exc, self.stream, "publishing", final) from None
+            raise io_failure(exc, self.stream, "publishing", self.directory) from None
         self.done = True
         out = {"path": str(final), "sha256": stored_sha, "bytes": self.stored_bytes}
         if settings.manifest:
             out["manifest"] = str(final) + MANIFEST_SUFFIX
         return out
 
-    def _publish_sync(self, final: Path, manifest: dict[str, Any]) -> None:
+    def _stored_sha256(self, result: StreamResult) -> str:
+        """The stored file's SHA-256: hashed while writing, else the verified digest of the bytes as
+        received (the same bytes: see ``__init__``), else (the engine could not vouch) read back."""
+        if self.stored_hash is not None:
+            return self.stored_hash.hexdigest()
+        shared = result.digests.get("sha256")
+        if isinstance(shared, str) and len(shared) == 64 and self.stored_bytes == result.bytes:
+            return shared
+        return file_sha256(self.temp)
+
+    def _publish_sync(self, metadata: Mapping[str, Any], result: StreamResult) -> tuple[Path, str]:
+        """Name the file, rename it and its manifest into place with one directory fsync for
+        both; returns the final path and the stored SHA-256."""
+        final = naming.expand(self.sink.settings.name, directory=self.directory, recording_id=self.stream.id,
+                              metadata=metadata, source=self.stream.source, pipeline=self.stream.pipeline,
+                              started_at=self.stream.started_at, suffix=self.compressor.suffix,
+                              facts=self.stream.facts)
+        fmt = metadata.get("format")
+        stored_sha = self._stored_sha256(result)
+        extra = {"compression_note": self.compressor.note} if self.compressor.note else None
+        manifest = build_manifest(stream=self.stream, result=result, stored_name=final.name,
+                                  stored_size=self.stored_bytes, stored_sha256=stored_sha,
+                                  compression=self.compressor.description, fmt=fmt, extra=extra)
         final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists() and not self.sink.settings.overwrite:
-            if existing_sha256(final) == manifest["stored_sha256"]:
-                self.temp.unlink(missing_ok=True)  # identical content is already stored: idempotent
+        manifest_path = Path(str(final) + MANIFEST_SUFFIX)
+        # The manifest is durable under a temporary name before either rename, so one
+        # directory fsync after both makes the pair durable (the data file is renamed
+        # first: a visible manifest never names a missing file).
+        manifest_temp = write_durable_temp(manifest_path, dumps(manifest)) if self.sink.settings.manifest else None
+        try:
+            if final.exists() and not self.sink.settings.overwrite:
+                if existing_sha256(final) == stored_sha:
+                    self.temp.unlink(missing_ok=True)  # identical content is already stored: idempotent
+                else:
+                    raise SinkError(f"recording {self.stream.id}: {final} already exists with different content "
+                                    "(set overwrite: true to replace it)", reason="exists")
             else:
-                raise SinkError(f"recording {self.stream.id}: {final} already exists with different content "
-                                "(set overwrite: true to replace it)", reason="exists")
-        else:
-            os.replace(self.temp, final)
+                os.replace(self.temp, final)
+            if manifest_temp is not None:
+                os.replace(manifest_temp, manifest_path)
+                manifest_temp = None
             fsync_dir(final.parent)
-        if self.sink.settings.manifest:
-            write_atomic(str(final) + MANIFEST_SUFFIX, dumps(manifest))
+        finally:
+            if manifest_temp is not None:
+                manifest_temp.unlink(missing_ok=True)
+        return final, stored_sha
 
     async def abort(self, result: StreamResult) -> None:
         if self.done:
@@ -295,7 +354,7 @@ class FileWriter(SinkWriter):
         if not self.file.closed:
             self._emit(self.compressor.flush())  # finish the gzip member: the file stays valid gzip
             self.file.flush()
-            os.fsync(self.file.fileno())
+            sync_data(self.file.fileno())
             self.file.close()
         settings = self.sink.settings
         qdir = Path(settings.quarantine_dir) if settings.quarantine_dir is not None \
@@ -312,7 +371,8 @@ class FileWriter(SinkWriter):
             "reason": result.reason, "message": result.message,
             "verdicts": [v.to_dict() for v in result.verdicts],
             "quarantined_at": naming.utc_timestamp(time.time()), "file": dest.name, "stored_size": self.stored_bytes,
-            "stored_sha256": self.stored_hash.hexdigest(), "original_bytes": self.raw_bytes,
+            "stored_sha256": self.stored_hash.hexdigest() if self.stored_hash is not None else file_sha256(dest),
+            "original_bytes": self.raw_bytes,
             "compression": "gzip" if self.compressor.suffix == ".gz" else None, "metadata": result.metadata,
             "facts": self.stream.facts.to_json(),
         }
@@ -321,7 +381,8 @@ class FileWriter(SinkWriter):
 
 
 def io_failure(exc: OSError, stream: Stream, doing: str, path: Path) -> SinkError:
-    """The stream's failure for an OSError met while ``doing`` (``"writing"``) ``path``.
+    """The stream's failure for an OSError met while ``doing`` (``"writing"``) ``path``
+    (the OSError's own file name when it has one).
 
     Reason ``disk-full`` for no space (ENOSPC, a quota, a file-size limit), else
     ``io-error``; the message names the recording and the path. The engine then aborts
@@ -330,7 +391,16 @@ def io_failure(exc: OSError, stream: Stream, doing: str, path: Path) -> SinkErro
     """
     reason = "disk-full" if no_space(exc) else "io-error"
     hint = "; free space there and run again" if reason == "disk-full" else ""
-    return SinkError(f"recording {stream.id}: {doing} {path} failed: {exc.strerror or exc}{hint}", reason=reason)
+    where = exc.filename or path
+    return SinkError(f"recording {stream.id}: {doing} {where} failed: {exc.strerror or exc}{hint}", reason=reason)
+
+
+def sync_data(fd: int) -> None:
+    """Make a file's bytes and size durable: ``fdatasync`` where the OS has it (POSIX), else
+    ``fsync``. fdatasync skips the timestamps, which nothing here relies on, so an ext4 or
+    XFS checkpoint costs less journal work; the directory entry is made durable separately
+    (:func:`voxpipe.atomic.fsync_dir` after the rename)."""
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
 
 
 def existing_sha256(path: Path) -> str:
@@ -340,8 +410,13 @@ def existing_sha256(path: Path) -> str:
         return json.loads(manifest.read_text())["stored_sha256"]
     except (OSError, ValueError, KeyError):
         pass
+    return file_sha256(path)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 (hex) of a file's bytes, read in :data:`REPLAY_BLOCK` blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        while block := f.read(1 << 20):
+        while block := f.read(REPLAY_BLOCK):
             h.update(block)
     return h.hexdigest()

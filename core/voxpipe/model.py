@@ -61,7 +61,7 @@ class Stream:
     """
 
     __slots__ = ("id", "source", "pipeline", "metadata", "started_at", "attempt", "audit_entries", "resume_offset",
-                 "_audit", "_on_event", "_facts", "_phone_policy")
+                 "shared_sha256", "_audit", "_on_event", "_facts", "_phone_policy")
 
     def __init__(self, spec: StreamSpec, *, source: str, pipeline: str, audit: "AuditLog | None", attempt: int = 1,
                  on_event: "Callable[[Stream, str, dict[str, Any]], None] | None" = None,
@@ -76,6 +76,11 @@ class Stream:
         self.attempt = attempt
         #: Bytes already durably received by an earlier run; a resumable source starts here.
         self.resume_offset = 0
+        #: Set by the engine when the sinks receive exactly the bytes as received (no
+        #: transforms) and a verifier declaring ``digests = {"sha256"}`` will have put their
+        #: verified SHA-256 in ``result.digests["sha256"]`` before any sink commits: a sink
+        #: storing the bytes unchanged may record that digest instead of hashing them again.
+        self.shared_sha256 = False
         #: This stream's audit events (the first MAX_AUDIT_ENTRIES_PER_STREAM), for announcements.
         self.audit_entries: list[dict[str, Any]] = []
         self._audit = audit

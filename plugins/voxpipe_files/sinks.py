@@ -12,7 +12,7 @@ from voxpipe.filestore import FileSinkSettings, FileStoreSink
 
 
 class GzipSinkSettings(FileSinkSettings, GzipOptions):
-    """Settings of the ``gzip`` sink: the file sink's, plus ``level`` and ``engine``."""
+    """Settings of the ``gzip`` sink: the file sink's, plus ``level``, ``engine`` and ``compress``."""
 
 
 class FileSink(FileStoreSink):
@@ -29,4 +29,4 @@ class GzipSink(FileStoreSink):
     Settings = GzipSinkSettings
 
     def compressor(self) -> Compressor:
-        return GzipCompressor(self.settings.level, self.settings.compressor_engine())
+        return GzipCompressor(self.settings.level, self.settings.compressor_engine(), self.settings.compress)

@@ -22,6 +22,7 @@ Guarantees (each is tested against the CXone emulator with faults on):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -70,6 +71,40 @@ def read_size_for(segment_size: int) -> int:
     default checkpoint interval to half a segment) bounds the re-fetch to one segment.
     """
     return max(16 * 1024, min(DEFAULT_READ_SIZE, segment_size // 8))
+
+
+async def coalesced(pieces: AsyncIterator[bytes], read_size: int) -> AsyncIterator[bytes]:
+    """Re-chunk a body's pieces to at most ``read_size`` bytes, copying as little as possible.
+
+    httpx's own ``aiter_raw(chunk_size)`` copies every byte twice more (into a buffer and
+    out of it) to cut exact ``chunk_size`` pieces. Here a piece of at least half of
+    ``read_size`` (most of them, with 1 MiB socket reads) passes through untouched; smaller
+    ones are joined (one copy, of small pieces only) until they reach half of
+    ``read_size``; only a piece larger than ``read_size`` (a read size below httpcore's
+    socket read) is cut. So chunks stay within ``read_size``, which the crash re-fetch
+    bound relies on (:func:`read_size_for`), and the engine sees few, large chunks.
+    """
+    half = max(1, read_size // 2)
+    held: list[bytes] = []
+    held_bytes = 0
+    async for piece in pieces:
+        if held and held_bytes + len(piece) > read_size:
+            yield b"".join(held)
+            held, held_bytes = [], 0
+        if len(piece) > read_size:
+            for start in range(0, len(piece), read_size):
+                yield piece[start:start + read_size]
+            continue
+        if not held and len(piece) >= half:
+            yield piece
+            continue
+        held.append(piece)
+        held_bytes += len(piece)
+        if held_bytes >= half:
+            yield held[0] if len(held) == 1 else b"".join(held)
+            held, held_bytes = [], 0
+    if held:
+        yield b"".join(held)
 
 
 AuthHeaders = Callable[[], Awaitable[Mapping[str, str]]]
@@ -263,27 +298,28 @@ class RangedDownload:
                         declared = response.headers.get("content-length")
                         self.on_response(0, int(declared) if declared and declared.isdigit() else self.size, status,
                                          response.headers)
-                async for data in response.aiter_raw(self.read_size):
-                    if skip:
-                        if len(data) <= skip:
-                            skip -= len(data)
-                            continue
-                        data, skip = data[skip:], 0
-                    if cut is not None and self.position + len(data) >= cut:
-                        data = data[:cut - self.position]
+                async with contextlib.aclosing(coalesced(response.aiter_raw(), self.read_size)) as body:
+                    async for data in body:
+                        if skip:
+                            if len(data) <= skip:
+                                skip -= len(data)
+                                continue
+                            data, skip = data[skip:], 0
+                        if cut is not None and self.position + len(data) >= cut:
+                            data = data[:cut - self.position]
+                            chunk = Chunk(self.position, data)
+                            self.position += len(data)
+                            self.stats.bytes += len(data)
+                            if data:
+                                yield chunk
+                            return  # the rest of the body belongs to other spans: close the response
+                        if end is not None and self.position + len(data) > end:
+                            raise StreamError(f"recording {self.recording_id}: server sent more than the "
+                                              f"{end} bytes expected", reason="overlong-body")
                         chunk = Chunk(self.position, data)
                         self.position += len(data)
                         self.stats.bytes += len(data)
-                        if data:
-                            yield chunk
-                        return  # the rest of the body belongs to other spans: close the response
-                    if end is not None and self.position + len(data) > end:
-                        raise StreamError(f"recording {self.recording_id}: server sent more than the "
-                                          f"{end} bytes expected", reason="overlong-body")
-                    chunk = Chunk(self.position, data)
-                    self.position += len(data)
-                    self.stats.bytes += len(data)
-                    yield chunk
+                        yield chunk
                 if end is not None and self.position < end:
                     raise _Retry(f"body ended at byte {self.position}, expected {end}")
         except httpx.TransportError as exc:

@@ -10,7 +10,10 @@ contract and the state table):
   temporary file, with the ``etag`` they came from) is resumed from that offset.
 
 Durability: WAL journal, ``synchronous=FULL``; every state change is its own transaction,
-so after ``kill -9`` the database holds the last state each recording reached.
+or, through :meth:`SqliteLedger.run_batch` (group commit: :mod:`voxpipe.groupcommit`, used
+by :class:`voxpipe.ledger.AsyncLedger`), its own savepoint in a transaction shared with
+other streams' changes and committed before any of their callers goes on; so after
+``kill -9`` the database holds the last state each recording was told is durable.
 
 Leases: the file belongs to one machine, and one run of a pipeline at a time holds it
 (the run lock), so :meth:`SqliteLedger.acquire` always succeeds: it takes the recording
@@ -30,7 +33,9 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import outcome
 
 from . import leases as rules
 from .interface import (OPEN_STATES, Claim, Finish, Lease, LeaseLost, LedgerError, QueueStatus, RecordingState,
@@ -110,7 +115,7 @@ class SqliteLedger:
         self.path = Path(path)
         self.location = str(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by the calls run_batch runs
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -408,6 +413,24 @@ class SqliteLedger:
         self._db.execute(f"UPDATE recordings SET {sets} WHERE source=? AND id=? AND lease_token=?",
                          (new, time.time(), *values.values(), lease.source, lease.id, lease.token))
 
+    def run_batch(self, calls: Sequence[Callable[[], Any]]) -> list[outcome.Outcome]:
+        """Run write calls (this ledger's own methods, bound) in one transaction, each in a
+        savepoint (their own transactions nest as savepoints): one that raises is rolled back
+        alone and its exception returned as its outcome. One commit, one WAL fsync, for all.
+
+        :returns: one :class:`outcome.Outcome` per call, in order.
+        :raises sqlite3.Error: the transaction itself could not begin or commit (nothing applied).
+        """
+        results: list[outcome.Outcome] = []
+        with self._lock, _Transaction(self._db):
+            for call in calls:
+                try:
+                    with _Transaction(self._db):
+                        results.append(outcome.Value(call()))
+                except Exception as exc:
+                    results.append(outcome.Error(exc))
+        return results
+
     def _change(self, lease: Lease, new: str, **fields: Any) -> None:
         with self._lock, _Transaction(self._db):
             self._update(lease, self._fenced_row(lease), new, fields)
@@ -418,16 +441,25 @@ def _statements(script: str) -> list[str]:
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error) on an autocommit connection."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error) on an autocommit connection;
+    inside an open transaction (:meth:`SqliteLedger.run_batch`), a savepoint instead, rolled
+    back alone on error."""
 
     def __init__(self, db: sqlite3.Connection):
         self.db = db
+        self.nested = False
 
     def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
+        self.nested = self.db.in_transaction
+        self.db.execute("SAVEPOINT nested" if self.nested else "BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if self.nested:
+            if exc_type:
+                self.db.execute("ROLLBACK TO nested")
+            self.db.execute("RELEASE nested")
+        else:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
 def _lease_row(state: RecordingState) -> rules.LeaseRow:
