@@ -22,7 +22,7 @@ from voxpipe_archive.app import ArchiveApp
 from voxpipe_archive.auth import BearerAuth
 from voxpipe_archive.cli import serve_archive
 from voxpipe_archive.index import ArchiveIndex
-from voxpipe_archive.retention import (AUDIT_FILE, DELETE, KEEP, SKIP, RetentionPolicy, execute, plan,
+from voxpipe_archive.retention import (AUDIT_FILE, DELETE, PENDING_DIR, KEEP, SKIP, RetentionPolicy, execute, plan,
                                        run_retention, survey)
 
 from archive_tree import SECRET, TOKEN, audio, manifest_for, store
@@ -150,7 +150,8 @@ def test_retention_deletes_exactly_the_expired_and_audits_each(tree):
     gone = {str(Path(p).relative_to(root)) for p in set(before) - set(after)}
     assert gone == DELETED
     added = {str(Path(p).relative_to(root)) for p in set(after) - set(before)}
-    assert added == {AUDIT_FILE}
+    assert added == {AUDIT_FILE, PENDING_DIR}  # the intent markers' directory, left empty
+    assert os.listdir(root / PENDING_DIR) == []
     assert {k: v for k, v in after.items() if k.startswith(str(outside))} == \
            {k: v for k, v in before.items() if k.startswith(str(outside))}
     assert (outside / "victim.wav").read_bytes() == SECRET

@@ -88,3 +88,19 @@ def test_outbox_semantics_match_the_sqlite_outbox(pg_url, tmp_path):
         assert box.counts() == {"pending": 2, "delivered": 0, "failed": 0, "disabled": 0}
     finally:
         ledger.close()
+
+
+def test_the_same_event_id_is_stored_once_on_postgresql_too(pg_url, tmp_path):
+    """issue 15.5: a re-announced fact (same derived id) keeps the stored event, from any worker."""
+    first, second = ledger_for(pg_url, tmp_path, "cxone client=dup"), ledger_for(pg_url, tmp_path, "cxone client=dup")
+    a, b = PgOutbox(first), PgOutbox(second)
+    try:
+        made = a.enqueue(endpoint="http://127.0.0.1:9/h", body=b'{"n":1}', source="cxone", pipeline="night",
+                         recording_id="r1", event_id="msg_" + "d" * 32)
+        again = b.enqueue(endpoint="http://127.0.0.1:9/h", body=b'{"n":2}', source="cxone", pipeline="night",
+                          recording_id="r1", event_id="msg_" + "d" * 32)
+        assert not made.duplicate and again.duplicate
+        assert again.id == made.id and again.body == b'{"n":1}'  # the first body stands
+        assert [e.id for e in a.events()].count(made.id) == 1
+    finally:
+        a.close(), b.close(), first.close(), second.close()

@@ -327,3 +327,77 @@ def test_410_then_redeliver_failed_reenables_the_endpoint(register_plugin, tmp_p
     first = receiver.snapshot()[0].id
     assert [r.id for r in receiver.snapshot()].count(first) == 2  # the 410'd event came again, same id
     assert sorted(e["recording_id"] for e in verified(receiver.snapshot()[1:], S1)) == ["g1", "g2", "g3"]
+
+
+CRASH_AFTER_ENQUEUE = """
+import os, sys, trio
+sys.path.insert(0, {tests!r})
+from plugin_fixtures import ThirdPartyPlugin
+from voxpipe.plugins import get_plugin_manager, get_registry
+from voxpipe.config import load_config
+from voxpipe.engine import Runner
+from voxpipe_webhook.sink import WebhookSink
+get_plugin_manager().register(ThirdPartyPlugin(), name="tp")
+original = WebhookSink.enqueue
+
+async def enqueue_then_die(self, result, stream, chunks):
+    event_id = await original(self, result, stream, chunks)
+    os._exit(137)  # the event is in the outbox; the ledger never hears "stored"
+
+WebhookSink.enqueue = enqueue_then_die
+config = load_config({config!r}, get_registry())
+trio.run(Runner(config.pipeline(None)).run)
+"""
+
+
+def test_a_crash_between_outbox_write_and_stored_announces_the_recording_once(register_plugin, tmp_path):
+    """issue 15.5: the re-run re-announces under the id already used, so receivers see one event."""
+    port = reserve_port()
+    url = f"http://127.0.0.1:{port}"
+    config = tmp_path / "p.yaml"
+    config.write_text(textwrap.dedent(f"""
+        pipelines:
+          p:
+            concurrency: 1
+            state_dir: {tmp_path}/state
+            source: {{type: memory, ids: [a, b], size: 20000, chunk: 5000}}
+            verifiers: [{{type: sha256}}]
+            sinks:
+              - {{type: gzip, dir: {tmp_path}/archive}}
+              - type: webhook
+                url: {url}/hook
+                secrets: ["${{S1}}"]
+                retry_schedule: [0, 0.2]
+                timeout: 5
+                drain_timeout: 8
+    """))
+    tests = str(Path(__file__).parent)
+    proc = subprocess.run([sys.executable, "-c", CRASH_AFTER_ENQUEUE.format(tests=tests, config=str(config))],
+                          env={**os.environ, **ENV}, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 137, proc.stderr
+    outbox_path = tmp_path / "state" / "outbox.sqlite3"
+    [first] = _outbox_rows(outbox_path)
+    receiver = Receiver()
+    with serve_in_thread(receiver, port=port), register_plugin(ThirdPartyPlugin(), name="tp2") as registry:
+        summary = run_pipeline(config.read_text(), registry)
+    assert summary.ok and not summary.skipped  # the crashed recording really ran again
+    rows = _outbox_rows(outbox_path)
+    assert sorted(r[1] for r in rows) == ["a", "b"]  # one event per recording, not two for the re-run one
+    assert first[0] in {r[0] for r in rows}
+    got = receiver.snapshot()
+    by_recording: dict[str, set[str]] = {}
+    for req, event in zip(got, verified(got, S1)):
+        by_recording.setdefault(event["recording_id"], set()).add(req.id)
+    assert set(by_recording) == {"a", "b"} and all(len(ids) == 1 for ids in by_recording.values())
+    assert by_recording[first[1]] == {first[0]}  # delivered under the id the crashed run stored
+
+
+def test_webhook_url_with_a_token_in_its_query_is_refused(register_plugin, tmp_path):
+    with register_plugin(ThirdPartyPlugin(), name="tp3") as registry:
+        with pytest.raises(ConfigError) as info:
+            parse_config(pipeline_yaml(tmp_path, "https://hooks.example", source="{type: memory, ids: [a]}")
+                         .replace("/hooks/voxpipe", "/hooks/voxpipe?access_token=abc123"), registry,
+                         filename="p.yaml", environ=ENV)
+    [problem] = info.value.problems
+    assert "query parameter 'access_token' looks like a credential" in problem and "abc123" not in problem
+    assert problem.startswith("p.yaml:")

@@ -34,10 +34,24 @@ class AuditLog:
 
     def write(self, event: str, **fields: Any) -> None:
         """Append one line ``{"ts": …, "event": event, **fields}``."""
-        line = json.dumps({"ts": round(time.time(), 6), "event": event, **fields}, default=str, separators=(",", ":"))
+        line = _line(event, fields)
         with self._lock:
             if not self._closed:
                 self._file.write(line + "\n")
+
+    def write_durable(self, event: str, **fields: Any) -> None:
+        """Append one line like :meth:`write` and fsync it before returning.
+
+        For lines that must survive a crash or power cut that happens right after, such as
+        the intent line written before a deletion (retention).
+        """
+        line = _line(event, fields)
+        with self._lock:
+            if self._closed:
+                raise ValueError(f"audit log {self.path} is closed")
+            self._file.write(line + "\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())
 
     def close(self) -> None:
         """Flush, fsync and close. Idempotent."""
@@ -45,15 +59,21 @@ class AuditLog:
             if self._closed:
                 return
             self._closed = True
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            finally:
+                self._file.close()
 
     def __enter__(self) -> "AuditLog":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _line(event: str, fields: dict[str, Any]) -> str:
+    return json.dumps({"ts": round(time.time(), 6), "event": event, **fields}, default=str, separators=(",", ":"))
 
 
 def read_audit(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -1,7 +1,9 @@
 """The ``voxpipe`` command line.
 
 Exit codes: 0 every stream ok; 1 some stream failed (or the run was interrupted);
-2 bad configuration or usage.
+2 bad configuration or usage; 3 another run of the pipeline is still going; 4 storage
+failed before the run (disk full, I/O error, permissions); 5 a corrupt or foreign state
+file (ledger, webhook outbox). docs/operations.md lists what to do for each.
 """
 
 from __future__ import annotations
@@ -179,7 +181,8 @@ cli.add_command(ledger_group)
 
 
 @cli.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+# not click.Path(exists=True, dir_okay=False): load_config reports a missing file, a directory or a FIFO as FILE:1: ...
+@click.argument("file", type=click.Path(path_type=Path))
 @click.option("--pipeline", "-p", "name", help="Pipeline to run (needed when the file defines several).")
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON result per stream on stdout.")
 @click.option("--progress/--no-progress", default=None, help="Live progress display (default: on a terminal).")
@@ -193,7 +196,9 @@ def run(file: Path, name: str | None, json_output: bool, progress: bool | None, 
     """Run a pipeline from FILE.
 
     Exit status: 0 when every stream succeeded, 1 when any failed, 2 for a bad file (or a
-    metrics address that cannot be bound).
+    metrics address that cannot be bound), 3 when another run of the pipeline is still
+    going (see on_overlap), 4 when storage failed before the run (disk full, I/O error,
+    permissions), 5 for a corrupt or foreign ledger or outbox file.
     """
     from .metrics import MetricsError
 
@@ -214,7 +219,8 @@ def run(file: Path, name: str | None, json_output: bool, progress: bool | None, 
         if error is None:
             raise
         click.echo(f"error: {error}", err=True)
-        raise SystemExit(EXIT_FAILED) from None
+        # 3: another run holds the pipeline; 4: storage failed before the run; 5: a broken state file
+        raise SystemExit(getattr(error, "exit_code", EXIT_FAILED)) from None
     if not json_output and summary.failed:
         for r in summary.failed:
             click.echo(f"failed {r.id}: {r.message}", err=True)
@@ -236,7 +242,8 @@ def run_error(exc: BaseException) -> VoxpipeError | None:
 
 
 @cli.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+# not click.Path(exists=True, dir_okay=False): load_config reports a missing file, a directory or a FIFO as FILE:1: ...
+@click.argument("file", type=click.Path(path_type=Path))
 def check(file: Path) -> None:
     """Validate FILE without running anything: every problem as FILE:LINE: key.path: message."""
     config = load_or_exit(file)

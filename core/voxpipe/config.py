@@ -34,8 +34,9 @@ import yaml
 from .errors import ConfigError
 from .plugins import ComponentInfo, Registry
 from .settings import Settings, setting
+from .yamlsafe import MAX_CONFIG_BYTES  # noqa: F401  (re-exported: callers read the limit here)
+from .yamlsafe import NodeBudget, YamlProblem, compose, decode, read_file, scalar_value
 
-MAX_CONFIG_BYTES = 4 * 1024 * 1024
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
 Path_ = tuple[str | int, ...]
@@ -67,6 +68,12 @@ class PipelineSettings(Settings):
     checkpoint_bytes: int = setting(2 << 20, description="Bytes between resume checkpoints (data fsynced and recorded in "
                                     "the ledger); a crash re-fetches at most this plus what was in flight.",
                                     ge=64 << 10, le=1 << 30)
+    on_overlap: Literal["exit", "wait"] = setting("exit", description="SQLite ledger: what a run does when "
+                                                 "another run of this pipeline is still going on this machine: "
+                                                 "`exit` at once (exit status 3), or `wait` up to `overlap_wait` "
+                                                 "seconds for it to end.")
+    overlap_wait: float = setting(3600.0, description="Seconds `on_overlap: wait` waits for the other run before "
+                                  "giving up (exit status 3).", ge=0, le=7 * 86400)
     shutdown_grace: float = setting(5.0, description="Seconds in-flight streams get to finish after SIGINT/SIGTERM "
                                     "before they are aborted.", ge=0, le=600)
     phone_numbers: Literal["keep", "hash", "drop"] = setting(
@@ -140,7 +147,11 @@ class ConfigFile:
 
 
 class _Loader:
-    """Turns a composed YAML node tree into plain Python, noting each path's line."""
+    """Turns a composed YAML node tree into plain Python, noting each path's line.
+
+    Aliases are expanded under a :class:`~voxpipe.yamlsafe.NodeBudget` (alias bombs and
+    recursive aliases raise :class:`~voxpipe.yamlsafe.YamlProblem`).
+    """
 
     def __init__(self, filename: str, environ: Mapping[str, str]):
         self.filename = filename
@@ -149,13 +160,25 @@ class _Loader:
         self.problems: list[str] = []
         #: paths whose value used an unset variable: already reported, not validated again
         self.unset: set[Path_] = set()
+        self.budget = NodeBudget()
 
     def convert(self, node: yaml.Node, path: Path_) -> Any:
+        self.budget.enter(node)
+        try:
+            return self._convert(node, path)
+        finally:
+            self.budget.leave(node)
+
+    def _convert(self, node: yaml.Node, path: Path_) -> Any:
         self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
-                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise YamlProblem(key_node.start_mark.line + 1, f"{dotted(path) or 'top level'}: "
+                                      "a mapping key must be a plain value, not a list or mapping")
+                scalar_value(key_node)  # refuses disallowed tags; keys stay as written (`on` is not True)
+                key = key_node.value
                 child = path + (key,)
                 self.lines[child] = key_node.start_mark.line + 1
                 if key in out:
@@ -164,7 +187,7 @@ class _Loader:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.convert(item, path + (i,)) for i, item in enumerate(node.value)]
-        value = _scalar(node)
+        value = scalar_value(node)
         if isinstance(value, str) and "$" in value:
             value = self.interpolate(value, path)
         return value
@@ -191,15 +214,6 @@ class _Loader:
         return f"{self.filename}:{self.lines.get(path, 1)}"
 
 
-def _scalar(node: yaml.ScalarNode) -> Any:
-    """Resolve a scalar with YAML 1.1 safe rules (ints, floats, bools, nulls, strings)."""
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_object(node, deep=True)
-    finally:
-        loader.dispose()
-
-
 def dotted(path: Path_) -> str:
     """``("pipelines", "a", "sinks", 0, "dir")`` → ``pipelines.a.sinks[0].dir``."""
     out = ""
@@ -214,17 +228,19 @@ def dotted(path: Path_) -> str:
 def load_config(path: str | os.PathLike[str], registry: Registry, environ: Mapping[str, str] | None = None) -> ConfigFile:
     """Load and validate a pipeline file.
 
-    :raises ConfigError: with every problem found, each as ``file:line: key.path: message``.
+    The file must be a regular file of at most :data:`MAX_CONFIG_BYTES` bytes (checked
+    before reading it; a FIFO or device is refused without blocking) in UTF-8 (see
+    :mod:`voxpipe.yamlsafe` for every bound).
+
+    :raises ConfigError: with every problem found, each as ``file:line: key.path: message``
+        (or ``file:line: message`` for problems with the file itself).
     """
     path = Path(path)
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError([f"{path}: larger than {MAX_CONFIG_BYTES} bytes"])
-    return parse_config(raw.decode("utf-8", errors="replace"), registry, filename=str(path), environ=environ,
-                        base=path)
+        text = decode(read_file(path))
+    except YamlProblem as exc:
+        raise ConfigError([f"{path}:{exc.line}: {exc.message}"]) from None
+    return parse_config(text, registry, filename=str(path), environ=environ, base=path)
 
 
 def parse_config(text: str, registry: Registry, *, filename: str = "<string>", environ: Mapping[str, str] | None = None,
@@ -232,12 +248,10 @@ def parse_config(text: str, registry: Registry, *, filename: str = "<string>", e
     """Validate pipeline YAML given as text (see :func:`load_config`)."""
     loader = _Loader(filename, os.environ if environ is None else environ)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        raise ConfigError([f"{filename}:{line}: YAML syntax error: {exc.problem or exc}"]) from None
-    doc = loader.convert(node, ()) if node is not None else None
+        node = compose(text)
+        doc = loader.convert(node, ()) if node is not None else None
+    except YamlProblem as exc:
+        raise ConfigError([f"{filename}:{exc.line}: {exc.message}"]) from None
     result = ConfigFile(path=base or Path(filename))
     problems = loader.problems
     if not isinstance(doc, dict) or not isinstance(doc.get("pipelines"), dict) or not doc["pipelines"]:

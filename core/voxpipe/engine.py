@@ -36,6 +36,8 @@ import functools
 import json
 import logging
 import os
+import sqlite3
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,10 +48,13 @@ import trio
 from .audit import AuditLog
 from .components import Component, PipelineContext, Sink, SinkWriter, Source, TransformRun, VerifierRun
 from .config import ComponentConfig, PipelineConfig
-from .errors import RunError, StreamError, VerificationError
+from . import runlock
+from .errors import RunError, StateFileError, StorageError, StreamError, VerificationError
+from .statefiles import check_sqlite, no_space, storage_error
 from .facts import PhoneNumberPolicy, RecordingFacts
 from .ledger import (AsyncLedger, Claim, Finish, LeaseBusy, LeaseLost, LedgerBackend, LedgerError, RecordingState,
                      RunHandle, open_ledger)
+from .ledger.locate import LEDGER_FILE, is_url
 from .ledger.leases import Resume, resume_plan
 from .ledger.worker import Held, LeaseKeeper, drain, host_of, worker_id
 from .model import Chunk, Stream, StreamResult, StreamSpec, Verdict
@@ -178,6 +183,7 @@ class Runner:
         self._stopping = False
         self._discover_scope: trio.CancelScope | None = None
         self._streams_scope: trio.CancelScope | None = None
+        self._run_lock: runlock.RunLock | None = None
         self.summary = RunSummary(pipeline=config.name)
         self._phone_policy = PhoneNumberPolicy(
             self.settings.phone_numbers,
@@ -219,28 +225,44 @@ class Runner:
         run: RunHandle | None = None
         try:
             self.sinks = [self._make(c, context, components) for c in self.config.sinks]
-            context.state_dir = state_dir_for(self.config, self.sinks)
+            with _storage_step(self.settings.state_dir or "state_dir", "creating the state directory"):
+                context.state_dir = state_dir_for(self.config, self.sinks)
             summary.state_dir = context.state_dir
-            audit = context.audit = AuditLog(self.settings.audit_log or context.state_dir / "audit.jsonl")
+            shared = is_url(self.settings.ledger)  # PostgreSQL: workers join one run instead of excluding
+            if not shared:
+                with _storage_step(context.state_dir / runlock.LOCK_FILE, "taking the run lock"):
+                    self._run_lock = await runlock.acquire(context.state_dir, self.config.name,
+                                                           on_overlap=self.settings.on_overlap,
+                                                           wait_seconds=self.settings.overlap_wait)
+            audit_path = self.settings.audit_log or context.state_dir / "audit.jsonl"
+            with _storage_step(audit_path, "opening the audit log"):
+                audit = context.audit = AuditLog(audit_path)
             self.source: Source = self._make(self.config.source, context, components)
-            backend: LedgerBackend = await trio.to_thread.run_sync(functools.partial(
-                open_ledger, self.settings.ledger, state_dir=context.state_dir, pipeline=self.config.name,
-                identity=self.source.identity()))
-            self.ledger = AsyncLedger(backend)
-            summary.ledger_location = backend.location
-            summary.ledger_path = getattr(backend, "path", None)
-            context.services.setdefault("ledger", self.ledger)
-            run = self.run = await self.ledger.start_run(self.config.name, worker=self.worker,
-                                                          lease_seconds=self.settings.lease_seconds)
+            ledger_file = None if shared else Path(self.settings.ledger or context.state_dir / LEDGER_FILE)
+            if ledger_file is not None:
+                await trio.to_thread.run_sync(functools.partial(
+                    check_sqlite, ledger_file, what="ledger", tables=LEDGER_TABLES, consequence=LEDGER_ASIDE))
+            with _storage_step(ledger_file, "opening the ledger"):
+                backend: LedgerBackend = await trio.to_thread.run_sync(functools.partial(
+                    open_ledger, self.settings.ledger, state_dir=context.state_dir, pipeline=self.config.name,
+                    identity=self.source.identity()))
+                self.ledger = AsyncLedger(backend)
+                summary.ledger_location = backend.location
+                summary.ledger_path = getattr(backend, "path", None)
+                context.services.setdefault("ledger", self.ledger)
+                run = self.run = await self.ledger.start_run(self.config.name, worker=self.worker,
+                                                              lease_seconds=self.settings.lease_seconds)
             run_id = self.run_id = run.run_id
             self.keeper = LeaseKeeper(self.ledger, run, lease_seconds=self.settings.lease_seconds,
                                       heartbeat_seconds=self.settings.heartbeat_seconds)
             self.transforms = [self._make(c, context, components) for c in self.config.transforms]
             self.verifiers = [self._make(c, context, components) for c in self.config.verifiers]
-            audit.write("run-start", pipeline=self.config.name, pid=os.getpid(), run_id=run_id, worker=self.worker,
-                        joined=run.joined)
+            with _storage_step(audit_path, "writing the audit log"):
+                audit.write("run-start", pipeline=self.config.name, pid=os.getpid(), run_id=run_id,
+                            worker=self.worker, joined=run.joined)
             if not run.joined:  # a joining worker's peers have temporaries in flight
-                await self._cleanup_orphans()
+                with _storage_step(context.state_dir, "removing orphaned temporary files"):
+                    await self._cleanup_orphans()
             self.observer.run_started(self.config)
             async with trio.open_nursery() as services:
                 await services.start(self.keeper.run_forever)
@@ -249,8 +271,11 @@ class Runner:
                         try:
                             await component.start(services)
                         except Exception as exc:
+                            primary = _primary_error(exc)
+                            if isinstance(primary, (StateFileError, StorageError)):
+                                raise primary from None  # its own message and exit code (broken outbox, full disk)
                             raise RunError(f"{component.kind} {component.type!r} failed to start: "
-                                           f"{_primary_error(exc)}") from exc
+                                           f"{primary}") from exc
                     await self._run_streams()
                 finally:
                     await self._close(components)
@@ -259,9 +284,14 @@ class Runner:
             await self._close(components)
             summary.finished_at = time.time()
             if audit is not None:
-                audit.write("run-end", pipeline=self.config.name, streams=len(summary.results),
-                            failed=len(summary.failed), bytes=summary.bytes, interrupted=summary.interrupted)
-                audit.close()
+                try:
+                    audit.write("run-end", pipeline=self.config.name, streams=len(summary.results),
+                                failed=len(summary.failed), bytes=summary.bytes, interrupted=summary.interrupted)
+                    audit.close()
+                except OSError as exc:  # a full disk must not hide the run's own outcome or error
+                    # when the run is already failing (e.g. with this very disk), that error says it once
+                    level = logging.DEBUG if sys.exc_info()[0] is not None else logging.ERROR
+                    log.log(level, "%s: cannot finish the audit log: %s", audit.path, exc.strerror or exc)
             if self.ledger is not None:
                 with trio.CancelScope(shield=True):
                     if run is not None:
@@ -272,6 +302,8 @@ class Runner:
                                           self.ledger.location)
                         await trio.to_thread.run_sync(self._write_report, run.run_id, context.state_dir)
                     await self.ledger.close()
+            if self._run_lock is not None:
+                self._run_lock.release()
         self.observer.run_finished(summary)
         return summary
 
@@ -595,6 +627,10 @@ class Runner:
             elif isinstance(error, StreamError):
                 result.reason, result.message = error.reason, str(error)
                 retry = error.retryable
+            elif no_space(error):  # a sink that does not name its path itself (file sinks do)
+                where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+                result.reason = "disk-full"
+                result.message = f"recording {stream.id}: {error.strerror}{where}; free space and run again"
             else:
                 log.error("stream %s: internal error", stream.id, exc_info=error)
                 result.reason, result.message = "internal-error", f"{type(error).__name__}: {error}"
@@ -930,6 +966,29 @@ async def _feed_sink(writer: SinkWriter, receive: trio.MemoryReceiveChannel[Any]
                 await writer.write(item)
             else:
                 await writer.write(item)
+
+
+#: Tables every ledger has (a file without them is another program's database).
+LEDGER_TABLES = ("recordings", "runs")
+LEDGER_ASIDE = ("the next run starts a new ledger: recordings whose identical files are already archived count as "
+                "stored again, others are fetched again")
+
+
+@contextlib.contextmanager
+def _storage_step(path: Any, doing: str):
+    """Report an OSError (or the ledger's SQLite failing to open or write) while preparing the
+    run as a :class:`StorageError` naming ``path`` and what to do, not a traceback.
+    ``path`` None: nothing is translated (a PostgreSQL ledger reports its own errors)."""
+    if path is None:
+        yield
+        return
+    try:
+        yield
+    except OSError as exc:
+        raise storage_error(exc, path, doing) from None
+    except (LedgerError, sqlite3.OperationalError) as exc:
+        raise StorageError(f"{path}: {doing} failed: {exc}; free space on that filesystem, check its permissions, "
+                           "and run again") from None
 
 
 def _primary_error(exc: BaseException) -> BaseException:

@@ -29,6 +29,26 @@ class RunError(VoxpipeError):
     """A pipeline could not run at all (a component failed to start)."""
 
 
+class RunBusy(RunError):
+    """Another run of the same pipeline is running on this machine (``voxpipe run`` exits 3)."""
+
+    exit_code = 3
+
+
+class StorageError(RunError):
+    """Storage failed before the run could start: disk full, quota, file-size limit, I/O
+    error, permissions (``voxpipe run`` exits 4). The message names the path and what to do."""
+
+    exit_code = 4
+
+
+class StateFileError(RunError):
+    """A state file (ledger, webhook outbox) is corrupt, truncated, or not voxpipe's
+    (``voxpipe run`` exits 5). The message names the file and what to do."""
+
+    exit_code = 5
+
+
 class StreamError(VoxpipeError):
     """A stream cannot complete.
 

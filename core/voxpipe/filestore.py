@@ -33,13 +33,15 @@ import trio
 from pydantic import field_validator
 
 from . import naming
-from .atomic import fsync_dir, is_temporary, temp_path_for, write_atomic, write_durable_temp
+from .atomic import fsync_dir, hold_temporary, is_temporary, temp_path_for, write_atomic, write_durable_temp
 from .compression import REPLAY_BLOCK, Compressor
 from .components import Sink, SinkWriter
 from .errors import SinkError
 from .manifest import MANIFEST_SUFFIX, build_manifest, dumps
 from .model import Chunk, Stream, StreamResult
+from .orphans import remove_orphans, template_depth
 from .settings import Settings, setting
+from .statefiles import no_space
 
 #: Default quarantine directory inside the sink's ``dir``: a dot-directory, which the
 #: archive's retrieval API never serves and no name template can produce.
@@ -97,10 +99,13 @@ class FileStoreSink(Sink):
         directory = Path(self.settings.dir)
         temp = temp_path_for(directory / naming.temp_stem(stream.id))
         try:
-            f = open(temp, "xb")
-        except FileNotFoundError:  # first stream (or the directory was removed): create it once, not per stream
-            directory.mkdir(parents=True, exist_ok=True)
-            f = open(temp, "xb")
+            try:
+                f = open(temp, "xb")
+            except FileNotFoundError:  # first stream (or the directory was removed): create it once, not per stream
+                directory.mkdir(parents=True, exist_ok=True)
+                f = open(temp, "xb")
+        except OSError as exc:
+            raise io_failure(exc, stream, "creating", temp) from None
         return FileWriter(self, stream, directory, self.compressor(), temp, f)
 
     async def resume(self, stream: Stream, checkpoint: dict[str, Any]) -> SinkWriter:
@@ -149,16 +154,14 @@ class FileStoreSink(Sink):
         self._checked_temp(checkpoint).unlink(missing_ok=True)
 
     def cleanup_orphans(self, checkpoints: list[dict[str, Any]]) -> list[str]:
+        """Delete orphaned temporary files in ``dir``, every directory the name template can
+        create below it, and the quarantine directory; never one a live run holds or a
+        resumable checkpoint names (see :mod:`voxpipe.orphans`)."""
         directory = Path(self.settings.dir)
-        if not directory.is_dir():
-            return []
-        keep_real = {str(Path(str(cp.get("temp", ""))).resolve()) for cp in checkpoints if cp.get("temp")}
-        removed = []
-        for entry in directory.iterdir():
-            if is_temporary(entry) and entry.is_file() and str(entry.resolve()) not in keep_real:
-                entry.unlink(missing_ok=True)
-                removed.append(str(entry))
-        return removed
+        qdir = Path(self.settings.quarantine_dir) if self.settings.quarantine_dir is not None \
+            else directory / DEFAULT_QUARANTINE
+        keep = [str(cp["temp"]) for cp in checkpoints if cp.get("temp")]
+        return remove_orphans([(directory, template_depth(self.settings.name)), (qdir, 0)], keep=keep)
 
 
 class FileWriter(SinkWriter):
@@ -176,6 +179,7 @@ class FileWriter(SinkWriter):
         self.compressor = compressor
         self.temp = temp
         self.file = file
+        hold_temporary(file.fileno())  # marks the file live for other runs' orphan clean-up
         # Hash once: bytes stored as received (identity compressor, no container of this
         # writer's own) whose SHA-256 the engine hands over at commit need no second hash.
         shared = stream.shared_sha256 and compressor.description is None and self.stored_format is None
@@ -195,6 +199,12 @@ class FileWriter(SinkWriter):
             self.stored_bytes += len(out)
 
     def _write_sync(self, data: bytes) -> None:
+        try:
+            self._write_raw(data)
+        except OSError as exc:  # in the worker thread: the engine may call this directly (threaded_write)
+            raise io_failure(exc, self.stream, "writing", self.temp) from None
+
+    def _write_raw(self, data: bytes) -> None:
         if not self.chosen:
             self.chosen = True
             self.compressor.choose(data[:self.compressor.sniff_bytes], self.stream.metadata.get("format"))
@@ -220,7 +230,10 @@ class FileWriter(SinkWriter):
         return entry
 
     async def checkpoint(self) -> dict[str, Any]:
-        return await trio.to_thread.run_sync(self._checkpoint_sync)
+        try:
+            return await trio.to_thread.run_sync(self._checkpoint_sync)
+        except OSError as exc:
+            raise io_failure(exc, self.stream, "writing", self.temp) from None
 
     async def suspend(self, result: StreamResult) -> None:
         """Close without deleting: the next run resumes from the last checkpoint."""
@@ -234,7 +247,10 @@ class FileWriter(SinkWriter):
         self.file.close()
 
     async def prepare(self) -> None:
-        await trio.to_thread.run_sync(self._prepare_sync)
+        try:
+            await trio.to_thread.run_sync(self._prepare_sync)
+        except OSError as exc:
+            raise io_failure(exc, self.stream, "writing", self.temp) from None
 
     async def commit(self, result: StreamResult) -> Mapping[str, Any]:
         settings = self.sink.settings
@@ -242,7 +258,10 @@ class FileWriter(SinkWriter):
         if self.stored_format is not None:
             metadata = {**metadata, "format": self.stored_format}
         # Naming resolves paths (filesystem calls): in the worker thread with the renames.
-        final, stored_sha = await trio.to_thread.run_sync(self._publish_sync, metadata, result)
+        try:
+            final, stored_sha = await trio.to_thread.run_sync(self._publish_sync, metadata, result)
+        except OSError as exc:
+            raise io_failure(exc, self.stream, "publishing", self.directory) from None
         self.done = True
         out = {"path": str(final), "sha256": stored_sha, "bytes": self.stored_bytes}
         if settings.manifest:
@@ -359,6 +378,21 @@ class FileWriter(SinkWriter):
         }
         write_atomic(str(dest) + MANIFEST_SUFFIX, dumps(report))
         return dest
+
+
+def io_failure(exc: OSError, stream: Stream, doing: str, path: Path) -> SinkError:
+    """The stream's failure for an OSError met while ``doing`` (``"writing"``) ``path``
+    (the OSError's own file name when it has one).
+
+    Reason ``disk-full`` for no space (ENOSPC, a quota, a file-size limit), else
+    ``io-error``; the message names the recording and the path. The engine then aborts
+    the writer, which deletes the temporary file: nothing partial stays, and the next run
+    (after space is freed) fetches the recording again.
+    """
+    reason = "disk-full" if no_space(exc) else "io-error"
+    hint = "; free space there and run again" if reason == "disk-full" else ""
+    where = exc.filename or path
+    return SinkError(f"recording {stream.id}: {doing} {where} failed: {exc.strerror or exc}{hint}", reason=reason)
 
 
 def sync_data(fd: int) -> None:

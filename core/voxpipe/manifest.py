@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -133,12 +134,21 @@ def _str_or_none(value: Any) -> str | None:
 def load_manifest(path: Path) -> Manifest:
     """Read and parse one manifest (at most :data:`MAX_MANIFEST_BYTES`; symlinks are not followed).
 
-    :raises ManifestError: unreadable, too large, a symlink, or invalid (see :func:`parse_manifest`).
+    :raises ManifestError: unreadable, not a regular file (FIFO, device, socket), too large, a symlink,
+        or invalid (see :func:`parse_manifest`).
     """
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        # O_NONBLOCK: a FIFO named like a manifest must not block the reader (the server's worker thread)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
         raise ManifestError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ManifestError(f"{path}: not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
     with os.fdopen(fd, "rb") as f:
         data = f.read(MAX_MANIFEST_BYTES + 1)
     if len(data) > MAX_MANIFEST_BYTES:

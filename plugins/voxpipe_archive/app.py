@@ -58,6 +58,10 @@ DEFAULT_PAGE = 100
 MAX_QUERY_FIELDS = 16
 #: Longest query string accepted, in bytes.
 MAX_QUERY_BYTES = 2048
+#: Default most requests handled at once; more get ``503`` with ``Retry-After`` (``voxpipe serve --max-requests``).
+DEFAULT_MAX_IN_FLIGHT = 64
+#: Seconds a client that is told ``503`` (server busy) should wait.
+BUSY_RETRY_AFTER = 1
 #: Content types by manifest ``format``.
 CONTENT_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg", "ogg": "audio/ogg", "opus": "audio/ogg",
                  "webm": "audio/webm", "flac": "audio/flac", "m4a": "audio/mp4", "mp4": "audio/mp4",
@@ -91,14 +95,23 @@ class ArchiveApp:
 
     :param index: the archive catalogue.
     :param auth: the bearer-token checker.
+    :param max_in_flight: most requests handled at once (``/healthz`` excepted); one more is
+        answered ``503 Service Unavailable`` with ``Retry-After`` at once, never queued, so a
+        client holding many slow downloads cannot starve the others of worker threads and
+        file descriptors.
     """
 
-    def __init__(self, index: ArchiveIndex | None, auth: BearerAuth, *, storage: ArchiveStorage | None = None):
+    def __init__(self, index: ArchiveIndex | None, auth: BearerAuth, *, storage: ArchiveStorage | None = None,
+                 max_in_flight: int = DEFAULT_MAX_IN_FLIGHT):
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
         #: Where the recordings are read from: the directory of ``index``, or ``storage``
         #: (an object store); ``index`` is its catalogue either way.
         self.storage: ArchiveStorage = storage if storage is not None else DirectoryStorage(index)
         self.index = self.storage.catalogue
         self.auth = auth
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0  # only touched from the event loop
 
     # -- ASGI entry ---------------------------------------------------------------------
 
@@ -117,26 +130,14 @@ class ArchiveApp:
                 await self._refresh()
                 await _send_json(send, method, 200, {"status": "ok", "recordings": len(self.index.entries())})
                 return
-            challenge = self.auth.check(headers.get("authorization-raw"))
-            if challenge is not None:
-                value = b'Bearer realm="voxpipe"' + (f', error="{challenge}"'.encode() if challenge else b"")
-                raise HTTPError(401, "a valid bearer token is required", challenge or "unauthenticated",
-                                [(b"www-authenticate", value)])
-            query = _query(scope)
-            if segments == ["recordings"]:
-                _allow(method)
-                await self._list(send, method, query)
-            elif len(segments) == 2 and segments[0] == "recordings":
-                _allow(method)
-                rid = _checked(segments[1], "recording id")
-                entry = await self._by_recording_id(rid, query)
-                await self._serve(send, method, headers, entry, query)
-            elif segments == ["archive", "retrieve"]:
-                _allow(method)
-                entry = await self._by_interaction(query)
-                await self._serve(send, method, headers, entry, query)
-            else:
-                raise HTTPError(404, "no such route", "no-route")
+            if self.in_flight >= self.max_in_flight:
+                raise HTTPError(503, f"server busy: {self.max_in_flight} requests in flight; retry shortly", "busy",
+                                [(b"retry-after", str(BUSY_RETRY_AFTER).encode())])
+            self.in_flight += 1
+            try:
+                await self._route(scope, send, method, headers, segments)
+            finally:
+                self.in_flight -= 1
         except HTTPError as exc:
             if exc.status >= 500 or exc.status == 401:
                 log.info("archive: %s %s -> %d %s", method, _printable(scope), exc.status, exc.reason)
@@ -144,6 +145,29 @@ class ArchiveApp:
                 log.debug("archive: %s %s -> %d %s", method, _printable(scope), exc.status, exc.reason)
             await _send_json(send, method, exc.status, {"error": str(exc), "reason": exc.reason, **exc.extra},
                              exc.headers)
+
+    async def _route(self, scope: dict, send: Callable, method: str, headers: dict[str, Any],
+                     segments: list[str]) -> None:
+        challenge = self.auth.check(headers.get("authorization-raw"))
+        if challenge is not None:
+            value = b'Bearer realm="voxpipe"' + (f', error="{challenge}"'.encode() if challenge else b"")
+            raise HTTPError(401, "a valid bearer token is required", challenge or "unauthenticated",
+                            [(b"www-authenticate", value)])
+        query = _query(scope)
+        if segments == ["recordings"]:
+            _allow(method)
+            await self._list(send, method, query)
+        elif len(segments) == 2 and segments[0] == "recordings":
+            _allow(method)
+            rid = _checked(segments[1], "recording id")
+            entry = await self._by_recording_id(rid, query)
+            await self._serve(send, method, headers, entry, query)
+        elif segments == ["archive", "retrieve"]:
+            _allow(method)
+            entry = await self._by_interaction(query)
+            await self._serve(send, method, headers, entry, query)
+        else:
+            raise HTTPError(404, "no such route", "no-route")
 
     async def _refresh(self) -> None:
         await trio.to_thread.run_sync(self.index.refresh)

@@ -15,9 +15,9 @@ from pathlib import Path
 import click
 import trio
 
-from voxpipe.serving import serve_asgi
+from voxpipe.serving import hypercorn_config, serve_asgi
 
-from .app import ArchiveApp
+from .app import DEFAULT_MAX_IN_FLIGHT, ArchiveApp
 from .auth import TOKENS_ENV, BearerAuth, TokenConfigError, load_tokens
 from .durations import parse_duration
 from voxpipe.archive_storage import ArchiveStorage
@@ -30,6 +30,8 @@ from .storage import DirectoryStorage
 
 log = logging.getLogger("voxpipe.archive")
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+#: Default seconds an idle or stalled client connection is kept (``--idle-timeout``).
+DEFAULT_IDLE_TIMEOUT = 30.0
 
 
 class Duration(click.ParamType):
@@ -93,8 +95,14 @@ def open_store(location: str) -> ArchiveStorage:
               help="Also delete recordings older than this (e.g. 90d), periodically.")
 @click.option("--retention-interval", type=DURATION, default="1h", show_default=True,
               help="How often the periodic retention runs.")
+@click.option("--max-requests", type=click.IntRange(1, 100_000), default=DEFAULT_MAX_IN_FLIGHT, show_default=True,
+              help="Requests handled at once; more are answered 503 with Retry-After.")
+@click.option("--idle-timeout", type=click.FloatRange(0.5, 3600), default=DEFAULT_IDLE_TIMEOUT, show_default=True,
+              help="Seconds a connection without a complete request (idle keep-alive, or headers "
+                   "sent too slowly) is kept open.")
 def serve(archive_dir: Path, host: str, port: int, token_file: Path | None, allow_anonymous: bool,
-          older_than: timedelta | None, retention_interval: timedelta) -> None:
+          older_than: timedelta | None, retention_interval: timedelta, max_requests: int,
+          idle_timeout: float) -> None:
     """Serve the recordings in ARCHIVE_DIR over HTTP to holders of a bearer token.
 
     ARCHIVE_DIR may also be an object store, e.g. s3://bucket/prefix?endpoint_url=...
@@ -112,13 +120,14 @@ def serve(archive_dir: Path, host: str, port: int, token_file: Path | None, allo
     if allow_anonymous:
         log.warning("anonymous access is enabled: anyone who can reach %s:%d can download recordings", host, port)
     if isinstance(archive_dir, str):
-        app = ArchiveApp(None, auth, storage=open_store(archive_dir))
+        app = ArchiveApp(None, auth, storage=open_store(archive_dir), max_in_flight=max_requests)
     else:
-        app = ArchiveApp(ArchiveIndex(archive_dir), auth)
+        app = ArchiveApp(ArchiveIndex(archive_dir), auth, max_in_flight=max_requests)
     app.index.refresh(force=True)
     policy = RetentionPolicy(older_than) if older_than else None
     try:
-        trio.run(functools.partial(serve_archive, app, host, port, policy=policy, interval=retention_interval))
+        trio.run(functools.partial(serve_archive, app, host, port, policy=policy, interval=retention_interval,
+                                   idle_timeout=idle_timeout))
     except OSError as exc:
         click.echo(f"error: cannot serve on {host}:{port}: {exc.strerror or exc}", err=True)
         raise SystemExit(EXIT_CONFIG) from None
@@ -126,15 +135,23 @@ def serve(archive_dir: Path, host: str, port: int, token_file: Path | None, allo
 
 async def serve_archive(app: ArchiveApp, host: str, port: int, *, policy: RetentionPolicy | None = None,
                         interval: timedelta = timedelta(hours=1), handle_signals: bool = True,
+                        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
                         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve ``app`` (and run retention every ``interval`` when ``policy`` is set) until
-    SIGINT/SIGTERM: the first signal stops gracefully, a second at once. Reports the base URL."""
+    SIGINT/SIGTERM: the first signal stops gracefully, a second at once. Reports the base URL.
+
+    ``idle_timeout`` (seconds) closes connections with no complete request in progress:
+    idle keep-alive connections and clients that stop sending their request headers
+    half-way (hypercorn's ``keep_alive_timeout``, which runs until a request is parsed), so
+    idle or stalled connections cannot pile up.
+    """
     shutdown = trio.Event()
     async with trio.open_nursery() as outer:
         if handle_signals:
             outer.start_soon(_watch_signals, shutdown, outer.cancel_scope)
         async with trio.open_nursery() as inner:
-            url = await inner.start(functools.partial(serve_asgi, app, host, port, shutdown=shutdown))
+            config = hypercorn_config(host, port, keep_alive_timeout=idle_timeout)
+            url = await inner.start(functools.partial(serve_asgi, app, config=config, shutdown=shutdown))
             click.echo(f"serving {app.storage.label} at {url} ({len(app.index.entries())} recordings; "
                        f"{app.auth.token_count} tokens{', anonymous allowed' if app.auth.allow_anonymous else ''})")
             if policy is not None:

@@ -8,10 +8,18 @@ Three steps, the first and last doing I/O:
    archive root and are regular files, and which legal hold applies.
 2. :func:`plan` (sans-IO) turns candidates, the current time and a
    :class:`RetentionPolicy` into :class:`Decision` values with reasons.
-3. :func:`execute` deletes what the plan says, stored file first and manifest last (a
-   crash in between leaves a manifest whose file is gone, which the next run completes),
-   re-checking holds and containment right before each deletion, and writes one audit
-   line per deletion to ``ARCHIVE/.voxpipe/retention-audit.jsonl``.
+3. :func:`execute` deletes what the plan says, stored file first and manifest last,
+   re-checking holds and containment right before each deletion. Every deletion is
+   recorded before it happens: a pending marker (``.voxpipe/retention-pending/<id>.json``,
+   written atomically) and a ``retention-intent`` line in
+   ``ARCHIVE/.voxpipe/retention-audit.jsonl``, both fsynced; then the files go; then a
+   ``retention-delete`` (or ``retention-failed``) outcome line, also fsynced, names the
+   same ``intent_id``, and the marker is removed. A crash at any point therefore leaves
+   either the recording or a record of its deletion.
+4. :func:`complete_interrupted` (run first by :func:`run_retention`) finishes what a
+   crash interrupted: for each pending marker it completes the deletion (unless a legal
+   hold appeared meanwhile and the stored file is still there) and writes the outcome
+   line with ``recovered: true``.
 
 Age is the recording's date from its manifest (``recording_date``, else
 ``received_at``), never the file's mtime. Legal holds, any one of which keeps a recording:
@@ -24,15 +32,19 @@ Age is the recording's date from its manifest (``recording_date``, else
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import json
+import logging
 import os
+import secrets
 import stat
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
-from voxpipe.atomic import fsync_dir
+from voxpipe.atomic import fsync_dir, write_atomic
 from voxpipe.audit import AuditLog
 
 from .index import walk_manifests
@@ -45,6 +57,12 @@ HOLD_SUFFIX = ".hold"
 DIRECTORY_HOLD = ".legal-hold"
 #: Audit log of deletions, relative to the archive root.
 AUDIT_FILE = f"{STATE_DIR}/retention-audit.jsonl"
+#: Directory of pending deletion intents (one JSON file each), relative to the archive root.
+PENDING_DIR = f"{STATE_DIR}/retention-pending"
+#: Most pending intents completed in one run (there is at most one per deletion a crash interrupted).
+MAX_PENDING = 100_000
+
+log = logging.getLogger("voxpipe.archive")
 
 DELETE, KEEP, SKIP = "delete", "keep", "skip"
 
@@ -238,10 +256,8 @@ def execute(root: str | os.PathLike[str], decisions: Iterable[Decision], policy:
     :data:`AUDIT_FILE`.
     """
     real = real_root(root)
-    own_audit = audit is None
-    audit = audit or AuditLog(real / AUDIT_FILE)
     outcomes = []
-    try:
+    with _audit_log(real, audit) as audit:
         for d in decisions:
             if d.action != DELETE:
                 continue
@@ -249,16 +265,29 @@ def execute(root: str | os.PathLike[str], decisions: Iterable[Decision], policy:
         if outcomes:
             audit.write("retention-run", policy=policy.describe(), deleted=sum(o.deleted for o in outcomes),
                         failed=sum(not o.deleted for o in outcomes))
-    finally:
-        if own_audit:
-            audit.close()
     return outcomes
+
+
+@contextlib.contextmanager
+def _audit_log(root: Path, audit: AuditLog | None) -> Iterator[AuditLog]:
+    """``audit``, or the archive's own :data:`AUDIT_FILE` opened (and closed) for the block."""
+    if audit is not None:
+        yield audit
+        return
+    with AuditLog(root / AUDIT_FILE) as own:
+        yield own
+
+
+def _untouchable(root: Path, d: Decision) -> str | None:
+    """Why the manifest or stored file of ``d`` may not be deleted (see :func:`_containment`), or ``None``."""
+    return (_containment(root, root / d.manifest_rel, "manifest")
+            or _containment(root, root / d.stored_rel, "stored file"))
 
 
 def _delete_one(root: Path, d: Decision, policy: RetentionPolicy, audit: AuditLog) -> Outcome:
     manifest_path = root / d.manifest_rel
     stored = root / d.stored_rel
-    problem = _containment(root, manifest_path, "manifest") or _containment(root, stored, "stored file")
+    problem = _untouchable(root, d)
     if problem:
         return Outcome(d, False, problem)
     try:
@@ -268,33 +297,116 @@ def _delete_one(root: Path, d: Decision, policy: RetentionPolicy, audit: AuditLo
     hold = hold_for(root, stored, manifest)
     if hold:
         return Outcome(d, False, f"legal hold placed since planning ({hold})")
+    intent_id = secrets.token_hex(8)
+    fields = dict(intent_id=intent_id, recording_id=d.recording_id, source=d.source, stored=d.stored_rel,
+                  manifest=d.manifest_rel, recording_time=d.recording_time, date_from=d.date_from,
+                  age_days=d.age_days, stored_sha256=manifest.stored_sha256, policy=policy.describe())
+    # The record comes first: a crash after this point leaves the marker (completed by the next run)
+    # and the intent line; a crash before it leaves the recording untouched.
+    write_atomic(_pending_path(root, intent_id), json.dumps({"decision": d.to_dict(), "fields": fields}).encode())
+    audit.write_durable("retention-intent", **fields)
+    return _finish(root, d, audit, fields, recovered=False)
+
+
+def _finish(root: Path, d: Decision, audit: AuditLog, fields: dict, *, recovered: bool) -> Outcome:
+    """Delete the stored file then the manifest of an intent, write the outcome line, drop the marker."""
+    manifest_path, stored = root / d.manifest_rel, root / d.stored_rel
+    extra = {"recovered": True} if recovered else {}
     try:
         os.unlink(stored)
         stored_deleted = True
     except FileNotFoundError:
         stored_deleted = False
     except OSError as exc:
+        audit.write_durable("retention-failed", **fields, stored_deleted=False, manifest_deleted=False,
+                            error=exc.strerror, **extra)
+        _drop_pending(root, fields["intent_id"])
         return Outcome(d, False, f"cannot delete {d.stored_rel}: {exc.strerror}")
     try:
         os.unlink(manifest_path)
     except OSError as exc:
         if exc.errno != errno.ENOENT:
-            audit.write("retention-delete", recording_id=d.recording_id, source=d.source, stored=d.stored_rel,
-                        manifest=d.manifest_rel, stored_deleted=stored_deleted, manifest_deleted=False,
-                        error=exc.strerror, policy=policy.describe())
+            fsync_dir(stored.parent)
+            audit.write_durable("retention-failed", **fields, stored_deleted=stored_deleted, manifest_deleted=False,
+                                error=exc.strerror, **extra)
+            _drop_pending(root, fields["intent_id"])
             return Outcome(d, False, f"deleted {d.stored_rel} but not its manifest: {exc.strerror}")
     fsync_dir(manifest_path.parent)
-    audit.write("retention-delete", recording_id=d.recording_id, source=d.source, stored=d.stored_rel,
-                manifest=d.manifest_rel, stored_deleted=stored_deleted, manifest_deleted=True,
-                recording_time=d.recording_time, date_from=d.date_from, age_days=d.age_days,
-                stored_sha256=manifest.stored_sha256, policy=policy.describe())
+    audit.write_durable("retention-delete", **fields, stored_deleted=stored_deleted, manifest_deleted=True, **extra)
+    _drop_pending(root, fields["intent_id"])
     return Outcome(d, True)
+
+
+def _pending_path(root: Path, intent_id: str) -> Path:
+    return root / PENDING_DIR / f"{intent_id}.json"
+
+
+def _drop_pending(root: Path, intent_id: str) -> None:
+    _pending_path(root, intent_id).unlink(missing_ok=True)
+    fsync_dir(root / PENDING_DIR)
+
+
+def complete_interrupted(root: str | os.PathLike[str], *, audit: AuditLog | None = None) -> list[Outcome]:
+    """Finish deletions a crash interrupted (pending markers left by :func:`execute`).
+
+    For each marker: when the stored file is still present and a legal hold now covers
+    it, the deletion is abandoned (``retention-abandoned`` line); otherwise the stored
+    file and manifest are deleted if still present (containment re-checked) and the
+    outcome line is written with ``recovered: true``. Unreadable markers are logged as
+    errors and kept for an operator to look at.
+    """
+    real = real_root(root)
+    pending = real / PENDING_DIR
+    try:
+        names = sorted(n for n in os.listdir(pending) if n.endswith(".json") and not n.startswith("."))[:MAX_PENDING]
+    except FileNotFoundError:
+        return []
+    if not names:
+        return []
+    outcomes = []
+    with _audit_log(real, audit) as audit:
+        for name in names:
+            try:
+                doc = json.loads((pending / name).read_bytes())
+                d, fields = Decision(**doc["decision"]), dict(doc["fields"])
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                log.error("retention: pending intent %s/%s is unreadable (%s); left for inspection", PENDING_DIR, name, exc)
+                continue
+            outcomes.append(_recover(real, d, fields, audit))
+    return outcomes
+
+
+def _recover(root: Path, d: Decision, fields: dict, audit: AuditLog) -> Outcome:
+    stored = root / d.stored_rel
+    problem = _untouchable(root, d)
+    if problem:
+        audit.write_durable("retention-failed", **fields, stored_deleted=False, manifest_deleted=False,
+                            error=problem, recovered=True)
+        _drop_pending(root, fields["intent_id"])
+        return Outcome(d, False, problem)
+    if os.path.lexists(stored):
+        try:
+            manifest = load_manifest(root / d.manifest_rel)
+        except ManifestError:
+            manifest = None
+        hold = hold_for(root, stored, manifest)
+        if hold:
+            audit.write_durable("retention-abandoned", **fields, reason=f"legal hold placed since ({hold})",
+                                recovered=True)
+            _drop_pending(root, fields["intent_id"])
+            return Outcome(d, False, f"interrupted deletion abandoned: legal hold placed since ({hold})")
+    log.warning("retention: completing the deletion of %s interrupted by a crash", d.stored_rel)
+    return _finish(root, d, audit, fields, recovered=True)
 
 
 def run_retention(root: str | os.PathLike[str], policy: RetentionPolicy, now: datetime, *,
                   dry_run: bool = False) -> tuple[list[Decision], list[Outcome]]:
-    """Survey, plan and (unless ``dry_run``) execute; returns the decisions and outcomes."""
+    """Complete interrupted deletions, then survey, plan and (unless ``dry_run``) execute.
+
+    :returns: the decisions and outcomes, those of completed interrupted deletions first.
+    """
+    recovered = [] if dry_run else complete_interrupted(root)
     decisions = plan(survey(root), now, policy)
     if dry_run:
         return decisions, []
-    return decisions, execute(root, decisions, policy)
+    return [o.decision for o in recovered] + decisions, recovered + execute(root, decisions, policy)

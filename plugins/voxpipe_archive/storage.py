@@ -1,7 +1,8 @@
 """The directory implementation of :class:`voxpipe.archive_storage.ArchiveStorage`.
 
-Stored files are opened read-only, without following a final symlink, after checking
-they resolve inside the archive and are regular files; reads are ``pread`` calls on the
+Stored files are opened read-only, without following a final symlink and without
+blocking (:func:`open_regular`: a FIFO or device never stalls a worker thread), after
+checking they resolve inside the archive and are regular files; reads are ``pread`` calls on the
 open descriptor, so a rename or retention run during a response cannot change what is
 sent. Other stores (``s3://``) come from plugins through the ``open_archive_storage`` hook.
 """
@@ -68,12 +69,10 @@ class DirectoryStorage:
             log.warning("archive: recording %s: stored file %s resolves outside the archive; refused", rid,
                         entry.relative)
             raise NotStored(f"recording {rid} is not in the archive", "outside") from None
-        try:
-            fd = os.open(resolved.real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        except OSError:
-            raise NotStored(f"recording {rid} is not in the archive", "gone") from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
+        fd = open_regular(resolved.real)
+        if fd is None:
+            log.warning("archive: recording %s: stored file %s is gone or not a regular file; refused", rid,
+                        entry.relative)
             raise NotStored(f"recording {rid} is not in the archive", "not-a-file")
         return FileObject(fd)
 
@@ -82,3 +81,27 @@ class DirectoryStorage:
 
     def delete(self, entry: Entry) -> None:
         raise DeleteRefused("directory archives are pruned by voxpipe_archive.retention (intents, markers)")
+
+
+def open_regular(path: str | os.PathLike[str]) -> int | None:
+    """A read-only descriptor of ``path`` if it is a regular file (not a symlink), else ``None``.
+
+    Opened with ``O_NONBLOCK`` so a FIFO with no writer, or a device, never blocks the
+    worker thread (which would stall the request and the server's shutdown); the type is
+    then checked on the descriptor itself (``fstat``), so a file swapped after a check
+    cannot slip through. Sockets fail to open (``ENXIO``).
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        os.set_blocking(fd, True)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd

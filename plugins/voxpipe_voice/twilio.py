@@ -95,11 +95,16 @@ def _int(obj: Mapping[str, Any], key: str, where: str) -> int:
         if isinstance(value, bool):
             raise ValueError
         out = int(value)  # Twilio sends numbers as decimal strings
-    except (TypeError, ValueError):
-        raise TwilioProtocolError(f"{where}: field {key!r} is {value!r}, not an integer") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: 1e999 parses as an infinite float
+        raise TwilioProtocolError(f"{where}: field {key!r} is {_short(value)}, not an integer") from None
     if out < 0:
         raise TwilioProtocolError(f"{where}: field {key!r} is negative ({out})")
     return out
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _str(obj: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
@@ -131,6 +136,8 @@ def parse_event(message: str | bytes) -> Event | None:
         obj = json.loads(message)
     except ValueError as exc:
         raise TwilioProtocolError(f"Twilio message is not JSON: {exc}") from None
+    except RecursionError:  # "[[[[..." within MAX_EVENT_BYTES nests deeper than the json module recurses
+        raise TwilioProtocolError("Twilio message nests JSON too deeply") from None
     if not isinstance(obj, dict):
         raise TwilioProtocolError("Twilio message is not a JSON object")
     kind = obj.get("event")
@@ -140,7 +147,7 @@ def parse_event(message: str | bytes) -> Event | None:
         try:
             # binascii directly: base64.b64decode(validate=True) adds a regex pass per message
             payload = binascii.a2b_base64(_str(media, "payload", where), strict_mode=True)
-        except (binascii.Error, ValueError) as exc:
+        except (binascii.Error, ValueError) as exc:  # ValueError: non-ASCII characters in the payload
             raise TwilioProtocolError(f"{where}: media.payload is not base64: {exc}") from None
         return Media(_int(obj, "sequenceNumber", where), _str(obj, "streamSid", where),
                      _int(media, "chunk", where), _int(media, "timestamp", where), payload,

@@ -14,6 +14,7 @@ credentials, and metadata keys starting with ``_`` never reach results.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -79,6 +80,29 @@ def build_event(result: StreamResult, stream: Stream | None = None, *, chunks: i
     if isinstance(quality, Mapping):
         event["quality"] = dict(quality)
     return jsonable(event)
+
+
+def event_id(endpoint: str, event: Mapping[str, Any]) -> str:
+    """The ``webhook-id`` of ``event`` for ``endpoint``: derived from the fact it announces.
+
+    ``msg_`` and 32 hex digits of a SHA-256 over the endpoint, event type, pipeline,
+    source, recording id, and, for ``stream.stored``, the content SHA-256 and every stored
+    file's SHA-256 (the stored digest); for ``stream.failed``, the reason and the attempt
+    count. Announcing the same fact again therefore gives the same id: a crash between
+    the outbox write and the ledger's ``stored`` state makes the next run re-announce the
+    recording under the id already used, which the outbox keeps once and receivers that
+    de-duplicate by ``webhook-id`` (Standard Webhooks) see once. A new failure in a later
+    run (more attempts) is a new fact with a new id. The id reveals nothing: the
+    endpoint is hashed, never shown.
+    """
+    parts: list[Any] = [endpoint, event.get("type"), event.get("pipeline"), event.get("source"), event.get("recording_id")]
+    if event.get("type") == EVENT_STORED:
+        parts += [event.get("sha256"), sorted(str(e["sha256"]) for e in event.get("stored", [])
+                                              if isinstance(e, Mapping) and e.get("sha256"))]
+    else:
+        parts += [event.get("reason"), event.get("attempts")]
+    digest = hashlib.sha256(json.dumps(parts, separators=(",", ":"), default=str).encode()).hexdigest()
+    return "msg_" + digest[:32]
 
 
 def jsonable(value: Any) -> Any:

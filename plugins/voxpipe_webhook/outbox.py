@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -95,6 +95,8 @@ class OutboxEvent:
     last_status: int | None
     last_error: str | None
     delivered_at: float | None
+    #: set by :meth:`Outbox.enqueue` when the id was already there (nothing new was stored)
+    duplicate: bool = False
 
     @classmethod
     def _from_row(cls, row: tuple) -> "OutboxEvent":
@@ -145,19 +147,30 @@ class Outbox:
         """Store a new event durably (fsynced) and return it.
 
         The event is ``pending`` with its first attempt at ``first_attempt_at`` (default
-        now), or ``disabled`` when its endpoint is disabled.
+        now), or ``disabled`` when its endpoint is disabled. An ``event_id`` already in
+        the outbox (the same fact announced again, see
+        :func:`voxpipe_webhook.events.event_id`) is not stored twice: the existing event is
+        returned unchanged, whatever its state.
         """
         now = time.time() if now is None else now
         event_id = event_id or new_event_id()
         with self._lock, _synchronous(self._db, "FULL"), self._transaction():
-            disabled = self._db.execute("SELECT 1 FROM endpoints WHERE url = ?", (endpoint,)).fetchone()
-            state = State.DISABLED if disabled else State.PENDING
-            self._db.execute(
-                f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, NULL, NULL, ?, NULL)",
-                (event_id, endpoint, source, pipeline, recording_id, body, state.value, now,
-                 (first_attempt_at if first_attempt_at is not None else now) if not disabled else None,
-                 "endpoint disabled (HTTP 410)" if disabled else None))
-        return self.get(event_id)  # type: ignore[return-value]
+            existing = self._db.execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone() is not None
+            if not existing:
+                self._insert(event_id, endpoint, body, source, pipeline, recording_id, first_attempt_at, now)
+        event = self.get(event_id)
+        assert event is not None
+        return replace(event, duplicate=existing)
+
+    def _insert(self, event_id: str, endpoint: str, body: bytes, source: str, pipeline: str, recording_id: str,
+                first_attempt_at: float | None, now: float) -> None:
+        disabled = self._db.execute("SELECT 1 FROM endpoints WHERE url = ?", (endpoint,)).fetchone()
+        state = State.DISABLED if disabled else State.PENDING
+        self._db.execute(
+            f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, NULL, NULL, ?, NULL)",
+            (event_id, endpoint, source, pipeline, recording_id, body, state.value, now,
+             (first_attempt_at if first_attempt_at is not None else now) if not disabled else None,
+             "endpoint disabled (HTTP 410)" if disabled else None))
 
     def claim(self, endpoint: str, *, now: float | None = None, limit: int = MAX_CLAIM, lease: float = 60.0,
               ids: Iterable[str] | None = None) -> list[OutboxEvent]:

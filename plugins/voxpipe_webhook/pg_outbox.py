@@ -18,6 +18,7 @@ the event is on disk.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, Iterable
 
 import psycopg
@@ -99,7 +100,8 @@ class PgOutbox:
     def enqueue(self, *, endpoint: str, body: bytes, source: str, pipeline: str, recording_id: str,
                 first_attempt_at: float | None = None, now: float | None = None,
                 event_id: str | None = None) -> OutboxEvent:
-        """Store a new event durably and return it (see :meth:`Outbox.enqueue`)."""
+        """Store a new event durably and return it (see :meth:`Outbox.enqueue`; an id already
+        stored returns that event, marked ``duplicate``)."""
         now = time.time() if now is None else now
         params = {"id": event_id or new_event_id(), "endpoint": endpoint, "source": source, "pipeline": pipeline,
                   "recording_id": recording_id, "body": body, "now": now,
@@ -110,8 +112,14 @@ class PgOutbox:
             "ELSE 'disabled' END, 0, %(now)s, CASE WHEN d.url IS NULL THEN %(first)s END, NULL, NULL, "
             "CASE WHEN d.url IS NOT NULL THEN 'endpoint disabled (HTTP 410)' END, NULL "
             "FROM (SELECT 1) AS one LEFT JOIN voxpipe.webhook_endpoints d ON d.scope = %(scope)s "
-            f"AND d.url = %(endpoint)s RETURNING {_COLUMNS}", params)
-        return OutboxEvent._from_row(rows[0])
+            f"AND d.url = %(endpoint)s ON CONFLICT (scope, id) DO NOTHING RETURNING {_COLUMNS}", params)
+        if rows:
+            return OutboxEvent._from_row(rows[0])
+        # the same fact announced again (its id is derived from it): the stored event stands
+        existing = self.get(params["id"])
+        if existing is None:  # pragma: no cover - deleted between the two statements
+            raise OutboxError(f"event {params['id']} conflicted but is gone")
+        return replace(existing, duplicate=True)
 
     def claim(self, endpoint: str, *, now: float | None = None, limit: int = MAX_CLAIM, lease: float = 60.0,
               ids: Iterable[str] | None = None) -> list[OutboxEvent]:

@@ -12,8 +12,10 @@ leaves the rest in the outbox for the next run or ``voxpipe webhooks --redeliver
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,13 +25,14 @@ from pydantic import field_validator
 
 from voxpipe.components import Sink, SinkWriter
 from voxpipe.download.api import redact_url
-from voxpipe.errors import SinkError
+from voxpipe.errors import SinkError, StorageError
+from voxpipe.statefiles import check_sqlite, storage_error
 from voxpipe.model import Chunk, Stream, StreamResult
 from voxpipe.settings import SecretStr, Settings, setting
 
 from .delivery import DeliveryLoop, Endpoint
-from .events import build_event, encode_body
-from .outbox import Outbox
+from .events import build_event, encode_body, event_id
+from .outbox import Outbox, OutboxError
 from .schedule import (DEFAULT_HORIZON, DEFAULT_JITTER, DEFAULT_SCHEDULE, MAX_ATTEMPTS, Schedule, State,
                        first_attempt_at)
 from .signing import SIGNATURE_HEADERS, parse_secret
@@ -44,11 +47,16 @@ MAX_EXTRA_HEADERS = 32
 RESERVED_HEADERS = frozenset({*SIGNATURE_HEADERS, "content-type", "content-length", "host", "x-stream-source",
                               "transfer-encoding"})
 OUTBOX_FILE = "outbox.sqlite3"
+OUTBOX_ASIDE = ("events still pending in it are not delivered unless you recover them from the moved file "
+                "(`voxpipe webhooks FILE.broken` may still read it)")
+#: Query parameter names that carry credentials (refused in `url`: it is stored in the outbox).
+_CREDENTIAL_PARAM = re.compile(r"token|key|secret|passw|pwd|auth|sig|credential|session|code", re.IGNORECASE)
 
 
 class WebhookSettings(Settings):
-    url: str = setting(description="Endpoint the events are POSTed to (http or https). Put tokens in `headers`, "
-                       "not in the URL.", example="https://archive.example.com/hooks/voxpipe")
+    url: str = setting(description="Endpoint the events are POSTed to (http or https). Put tokens in `headers`: "
+                       "credentials in the URL (user:password@, or a query parameter such as `token`, `key`, "
+                       "`sig`) are refused, because the URL is stored in the outbox.", example="https://archive.example.com/hooks/voxpipe")
     secrets: list[SecretStr] = setting(description="Standard Webhooks signing secrets, `whsec_` followed by the "
                                        "base64 of 24 to 64 random bytes. Every secret signs each delivery (one "
                                        "`v1,` signature each), so during a rotation list the new and the old one.",
@@ -89,6 +97,11 @@ class WebhookSettings(Settings):
             raise ValueError("must be an http:// or https:// URL with a host")
         if url.userinfo:
             raise ValueError("must not carry credentials (user:password@); put them in `headers`")
+        for name, _ in url.params.multi_items():
+            if _CREDENTIAL_PARAM.search(name):
+                # refused rather than stored: the URL is kept in the outbox file and shown by `voxpipe webhooks`
+                raise ValueError(f"query parameter {name!r} looks like a credential; URLs are stored in the "
+                                 "outbox and shown in listings, so put it in `headers` (e.g. Authorization)")
         return value
 
     @field_validator("secrets")
@@ -172,12 +185,23 @@ class WebhookSink(Sink):
                     outbox = await trio.to_thread.run_sync(PgOutbox, shared)
                 else:
                     path = self.outbox_path()
-                    outbox = await trio.to_thread.run_sync(Outbox, path)
+                    outbox = await self._open_file(path)
                 pruned = await trio.to_thread.run_sync(outbox.prune)
                 if pruned:
                     log.debug("outbox %s: pruned %d old delivered events", path, pruned)
                 self.outbox = outbox
         return self.outbox
+
+    async def _open_file(self, path: Path) -> Outbox:
+        """The SQLite outbox at ``path``, refused with a clear error if corrupt, foreign or unwritable."""
+        await trio.to_thread.run_sync(functools.partial(
+            check_sqlite, path, what="webhook outbox", tables=("events",), consequence=OUTBOX_ASIDE))
+        try:
+            return await trio.to_thread.run_sync(Outbox, path)
+        except OSError as exc:
+            raise storage_error(exc, path, "opening the webhook outbox") from None
+        except OutboxError as exc:
+            raise StorageError(f"{exc}; free space on that filesystem, check its permissions, and run again") from None
 
     async def start(self, nursery: trio.Nursery) -> None:
         outbox = await self._open()
@@ -208,7 +232,9 @@ class WebhookSink(Sink):
         :raises SinkError: the outbox cannot be written (the stream then fails).
         """
         outbox = await self._open()
-        body = encode_body(build_event(result, stream, chunks=chunks))
+        event_doc = build_event(result, stream, chunks=chunks)
+        body = encode_body(event_doc)
+        webhook_id = event_id(self.endpoint.url, event_doc)
         first = first_attempt_at(self.schedule, time.time(), self._rng)
         try:
             # shielded: once the insert runs, its id must reach the writer, or a shutdown arriving now
@@ -216,10 +242,17 @@ class WebhookSink(Sink):
             with trio.CancelScope(shield=True):
                 event = await trio.to_thread.run_sync(lambda: outbox.enqueue(
                     endpoint=self.endpoint.url, body=body, source=stream.source, pipeline=stream.pipeline,
-                    recording_id=stream.id, first_attempt_at=first))
+                    recording_id=stream.id, first_attempt_at=first, event_id=webhook_id))
         except Exception as exc:
             raise SinkError(f"recording {stream.id}: cannot write the webhook event to outbox {outbox.path}: "
                             f"{type(exc).__name__}: {exc}", reason="outbox-error") from exc
+        if event.duplicate:
+            # announced before (a crash came between the outbox write and the ledger's "stored"):
+            # the stored event, under its id, stands; nothing new is queued
+            log.info("recording %s: event %s is already in the outbox (%s); not announced again", stream.id,
+                     event.id, event.state.value)
+            stream.audit("webhook-already-enqueued", webhook_id=event.id, state=event.state.value)
+            return event.id
         self.enqueued.append(event.id)
         stream.audit("webhook-enqueued", webhook_id=event.id, endpoint=redact_url(self.endpoint.url),
                      state=event.state.value)

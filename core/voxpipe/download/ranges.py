@@ -70,8 +70,10 @@ class ContentRange:
         return self.end - self.start + 1
 
 
-_SATISFIED = re.compile(r"^\s*bytes\s+(\d{1,19})-(\d{1,19})/(\d{1,19}|\*)\s*$", re.IGNORECASE)
-_UNSATISFIED = re.compile(r"^\s*bytes\s+\*/(\d{1,19})\s*$", re.IGNORECASE)
+# re.ASCII: RFC 9110 positions are ASCII DIGITs and the separators ASCII spaces; without it
+# \d would accept Arabic-Indic or full-width digits and \s an em space.
+_SATISFIED = re.compile(r"^\s*bytes\s+(\d{1,19})-(\d{1,19})/(\d{1,19}|\*)\s*$", re.IGNORECASE | re.ASCII)
+_UNSATISFIED = re.compile(r"^\s*bytes\s+\*/(\d{1,19})\s*$", re.IGNORECASE | re.ASCII)
 
 
 def parse_content_range(value: str | None) -> ContentRange:
