@@ -7,7 +7,8 @@ an S3 legal hold, an Object Lock retention not yet over): such recordings are ke
 never sent to the store for deletion. Anything the store still refuses (a lock the
 survey could not see) is reported as refused, not retried: the store has the last word.
 
-Each deletion is audited before and after: a ``retention-intent`` line, then
+Each deletion is audited before and after, each line fsynced before the next step
+(:meth:`voxpipe.audit.AuditLog.write_durable`): a ``retention-intent`` line, then
 ``retention-delete`` or ``retention-refused`` with the same ``intent_id``, in the audit
 log given (one JSON object per line, :class:`voxpipe.audit.AuditLog`).
 """
@@ -73,13 +74,13 @@ def _delete_one(storage: ArchiveStorage, entry: Entry, d: Decision, policy: Rete
                                   date_from=d.date_from, age_days=d.age_days,
                                   stored_sha256=entry.manifest.stored_sha256, policy=policy.describe())
     if audit is not None:
-        audit.write("retention-intent", **fields)
+        audit.write_durable("retention-intent", **fields)
     try:
         storage.delete(entry)
     except DeleteRefused as exc:
         if audit is not None:
-            audit.write("retention-refused", **fields, error=str(exc))
+            audit.write_durable("retention-refused", **fields, error=str(exc))
         return Outcome(d, False, f"refused by the store: {exc}")
     if audit is not None:
-        audit.write("retention-delete", **fields, stored_deleted=True, manifest_deleted=True)
+        audit.write_durable("retention-delete", **fields, stored_deleted=True, manifest_deleted=True)
     return Outcome(d, True)
