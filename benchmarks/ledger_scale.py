@@ -9,7 +9,10 @@ in one process (the baseline of the ratios) and PostgreSQL with one and four wor
 processes draining one queue.
 
 Each is measured with one stream per worker (sequential calls) and with eight (the
-engine's streams call the ledger concurrently, so commits share WAL flushes), and once
+engine's streams call the ledger concurrently, so commits share WAL flushes): eight
+threads calling the backend directly, and eight trio tasks calling through
+``AsyncLedger`` as the engine does (its group commit batches several streams' fenced
+changes into one transaction where the backend supports it), and once
 more against a database with ``synchronous_commit = off``: the ledger's own cost when
 the disk's fsync latency is taken out (what group commit across streams, or a server
 configured that way, can reach; see docs/scaling.md for what that trades).
@@ -97,11 +100,42 @@ def _threads(ledger, run: RunHandle, worker: str, threads: int, mode: str) -> in
     return sum(counts)
 
 
-def _pg_worker(url: str, pipeline: str, run_id: int, worker: str, threads: int, mode: str, start, results) -> None:
+def _tasks(backend, run: RunHandle, worker: str, streams: int, mode: str) -> int:
+    """Drain with ``streams`` trio tasks calling through :class:`AsyncLedger`, exactly as the
+    engine's streams do (worker threads, and group commit where the backend has it)."""
+    import trio
+
+    from voxpipe.ledger import AsyncLedger
+
+    ledger = AsyncLedger(backend)
+    handle = RunHandle(run.run_id, worker)
+    counts = [0] * streams
+
+    async def stream(i: int) -> None:
+        while claims := await ledger.claim(handle, limit=1, lease_seconds=60):
+            lease = claims[0].lease
+            if mode == "engine":
+                await ledger.verified(lease, sha256="ab" * 32, verdicts=[{"verifier": "sha256", "ok": True}])
+            await ledger.finish(lease, Finish("stored", stored=[{"sink": "gzip", "path": f"/a/{lease.id}.gz"}],
+                                              outcome=("ok", {**OUTCOME, "id": lease.id})), run_id=run.run_id)
+            counts[i] += 1
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            for i in range(streams):
+                nursery.start_soon(stream, i)
+
+    trio.run(main)
+    return sum(counts)
+
+
+def _pg_worker(url: str, pipeline: str, run_id: int, worker: str, threads: int, mode: str, start, results,
+               via: str = "threads") -> None:
     ledger = open_ledger(url, state_dir=Path("."), pipeline=pipeline, identity=IDENTITY)
     try:
         start.wait()
-        results.put(_threads(ledger, RunHandle(run_id, worker), worker, threads, mode))
+        drain = _tasks if via == "async" else _threads
+        results.put(drain(ledger, RunHandle(run_id, worker), worker, threads, mode))
     finally:
         ledger.close()
 
@@ -119,7 +153,7 @@ def cycles_sqlite(tmp: Path, n: int, threads: int, mode: str) -> float:
         ledger.close()
 
 
-def cycles_pg(url: str, n: int, workers: int, threads: int, mode: str) -> float:
+def cycles_pg(url: str, n: int, workers: int, threads: int, mode: str, via: str = "threads") -> float:
     pipeline = f"bench-{workers}-{time.time_ns()}"
     setup = open_ledger(url, state_dir=Path("."), pipeline=pipeline, identity=IDENTITY)
     try:
@@ -129,7 +163,7 @@ def cycles_pg(url: str, n: int, workers: int, threads: int, mode: str) -> float:
     ctx = multiprocessing.get_context("spawn")
     start, results = ctx.Event(), ctx.Queue()
     procs = [ctx.Process(target=_pg_worker, args=(url, pipeline, run.run_id, f"w{i}", threads, mode, start,
-                                                         results))
+                                                         results, via))
              for i in range(workers)]
     for p in procs:
         p.start()
@@ -206,6 +240,9 @@ def run(args, server, psycopg) -> None:
                 rows.append((f"postgresql, {workers} worker{'s' if workers > 1 else ' '}, {threads} stream"
                              f"{'s' if threads > 1 else ' '}",
                              lambda w=workers, t=threads: cycles_pg(url, args.cycles, w, t, mode)))
+            for workers in (1, 4):
+                rows.append((f"postgresql, {workers} worker{'s' if workers > 1 else ' '}, 8 trio streams via AsyncLedger",
+                             lambda w=workers: cycles_pg(url, args.cycles, w, 8, mode, via="async")))
             for workers in (1, 4):
                 rows.append((f"  same, database synchronous_commit=off, {workers} worker{'s' if workers > 1 else ''}, "
                              f"8 streams", lambda w=workers: cycles_pg(fast_url, args.cycles, w, 8, mode)))

@@ -6,11 +6,12 @@ stream for its duration. :class:`AsyncLedger` offers the :class:`LedgerBackend`
 methods as coroutines that run the blocking call with ``trio.to_thread.run_sync``,
 at most :data:`LEDGER_THREADS` at once.
 
-Group commit: with a backend that has ``run_batch`` (SQLite), the per-recording writes
+Group commit: with a backend that has ``run_batch`` (both do), the per-recording writes
 (:data:`GROUP_COMMITTED`) of streams changing state together share one transaction and
-one fsync (:mod:`voxpipe.groupcommit`): each caller still waits for its own change to be
-committed and gets its own result or error. PostgreSQL commits each call on its own
-pooled connection, and the server's WAL flushes already serve concurrent commits together.
+one flush (SQLite: one fsync; PostgreSQL: one WAL flush on one connection, where each
+call alone would take a pooled connection and a commit of its own)
+(:mod:`voxpipe.groupcommit`): each caller still waits for its own change to be
+committed and gets its own result or error (a lost lease fails that change only).
 """
 
 from __future__ import annotations
