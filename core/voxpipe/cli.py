@@ -22,6 +22,8 @@ from .errors import ConfigError, PluginError, VoxpipeError
 from .plugins import get_plugin_manager, get_registry
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+#: Deferred recordings `voxpipe run` names one by one at the end (the report lists them all).
+DEFERRED_SHOWN = 20
 
 log = logging.getLogger("voxpipe")
 
@@ -43,10 +45,14 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
 
 
 class JsonResults(RunObserver):
-    """Prints one JSON object per finished stream on stdout (``voxpipe run --json``)."""
+    """Prints one JSON object per finished stream on stdout (``voxpipe run --json``), and one
+    per recording the source deferred to a later run (``"status": "deferred"``)."""
 
     def stream_finished(self, result) -> None:
         click.echo(json.dumps(result.to_dict(), default=str, separators=(",", ":")))
+
+    def stream_deferred(self, deferral) -> None:  # "status": "deferred", no attempt
+        click.echo(json.dumps(deferral.to_dict(), default=str, separators=(",", ":")))
 
 
 async def run_with_signals(runner: Runner) -> RunSummary:
@@ -218,6 +224,12 @@ def run(file: Path, name: str | None, json_output: bool, progress: bool | None, 
     if not json_output and summary.failed:
         for r in summary.failed:
             click.echo(f"failed {r.id}: {r.message}", err=True)
+    if not json_output and summary.deferred_count:
+        for d in summary.deferred[:DEFERRED_SHOWN]:
+            click.echo(f"deferred {d.id}: {d.message or d.reason}", err=True)
+        more = summary.deferred_count - min(len(summary.deferred), DEFERRED_SHOWN)
+        click.echo(f"{summary.deferred_count} recording(s) deferred to a later run (not failed)"
+                   + (f", {more} more not shown" if more else ""), err=True)
     if summary.discovery_error:
         click.echo(f"error: {summary.discovery_error}", err=True)
     raise SystemExit(EXIT_OK if summary.ok else EXIT_FAILED)
