@@ -35,6 +35,7 @@ EXAMPLE_LIST = [
     Example("100004", EXAMPLES / "100004.opus", "ogg_opus", "ogg", "opus", 48000, 1, None),
     Example("100005", EXAMPLES / "100005.wav", "wav_alaw", "wav", "pcm_alaw", 8000, 1, 8),
     Example("100006", EXAMPLES / "100006.ogg", "ogg_vorbis", "ogg", "vorbis", 8000, 1, None),
+    Example("100007", EXAMPLES.parent / "media" / "100007.m4a", "m4a", "mp4", "aac", 8000, 1, None),
 ]
 EXAMPLES_BY_ID = {e.id: e for e in EXAMPLE_LIST}
 

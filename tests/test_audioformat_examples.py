@@ -112,8 +112,12 @@ def test_head_arrives_early_and_once(rid):
         info.sample_rate,
         info.channels,
     )
-    # The head is known after a few hundred bytes, not at the end.
-    assert head_at is not None and head_at <= 1024
+    # The head is known after a few hundred bytes, not at the end; an MP4 whose media
+    # ('mdat') precedes its index ('moov'), as recorded live, is known once the moov is read.
+    if ex.container == "mp4" and data.find(b"mdat") < data.find(b"moov"):
+        assert head_at == len(data)
+    else:
+        assert head_at is not None and head_at <= 1024
     assert checker.head == head and checker.finish() is info
 
 

@@ -295,3 +295,24 @@ def test_stream_mode_offset_past_the_end_is_refused_before_any_request(tmp_path)
     [r] = summary.results
     assert r.reason == "offset-out-of-range" and "offset 12 s" in r.message and "4402" in r.message
     assert stats["requests"].get("stream", 0) == 0
+
+
+def test_stream_mode_g711_wavs_pass_the_audio_format_verifier(tmp_path):
+    """The streamed answer is a WAV of its own: RIFF, data and fact (sample count) sizes rewritten."""
+    recs = recordings_dir(tmp_path)
+    out, state = tmp_path / "out", tmp_path / "state"
+    with serve(recs) as (emu, base):
+        text = pipeline(base, out, state, recordings=["100001", "100005", "100002"], mode="stream",
+                        stream_offsets=[0, 3, 6], stream_max_duration=1)
+        text = text.replace("      - type: sha256\n", "      - type: audio-format\n")
+        summary = run(text)
+        expected = {rid: expected_stream(emu, rid, [0, 3, 6], 1) for rid in ("100001", "100005", "100002")}
+    assert summary.ok, [r.message for r in summary.failed]
+    for rid, body in expected.items():
+        data = stored(out, rid, "wav")
+        assert data == body
+        verdict = next(v for v in next(r for r in summary.results if r.id == rid).verdicts)
+        assert verdict.ok and verdict.details["duration"] == 3.0  # three 1 s segments, as metadata now says
+        if rid != "100002":  # G.711: the fact chunk counts the streamed samples (8 kHz, 1 byte each)
+            fact = data.find(b"fact")
+            assert fact > 0 and int.from_bytes(data[fact + 8:fact + 12], "little") == 3 * 8000

@@ -6,6 +6,7 @@ import pytest
 
 from voxpipe_cxone.emulator.streaming import StreamRequestError as ServerStreamError
 from voxpipe_cxone.emulator.streaming import parse_offsets
+from voxpipe.facts import RecordingFacts
 from voxpipe_cxone.playback import MediaFile, PlaybackAnswerError, contacts_params, parse_contacts, stream_ids
 from voxpipe_cxone.source import CxoneSettings, parse_rate_limit
 from voxpipe_cxone.stream_request import (MAX_OFFSETS_PER_REQUEST, StreamRequest, StreamRequestError, format_offsets,
@@ -76,8 +77,10 @@ def test_contacts_answer_parsing():
                            {"mediaType": "screen", "data": {"fileToPlayUrl": "https://x/y"}},
                            voice("https://media.example/f/2?sig=s3cret", fileName="call.mp3"))
     files = parse_contacts(body, "777")
-    assert files == [MediaFile("https://media.example/f/1?sig=s3cret", "wav", 123, 4.5, '"v1"'),
-                     MediaFile("https://media.example/f/2?sig=s3cret", "mp3", None, None, None)]
+    first = RecordingFacts(platform="cxone", contact_id="c1", duration_seconds=4.5)
+    assert files == [MediaFile("https://media.example/f/1?sig=s3cret", "wav", 123, 4.5, '"v1"', facts=first),
+                     MediaFile("https://media.example/f/2?sig=s3cret", "mp3", None, None, None,
+                               facts=RecordingFacts(platform="cxone", contact_id="c1"))]
     assert "s3cret" not in repr(files)  # the temporary URL is a secret
     assert stream_ids("777", 2) == ["777-1", "777-2"] and stream_ids("777", 1) == ["777"]
     assert contacts_params("777") == {"acd-call-id": "777", "media-type": "voice-only", "isDownload": "true"}
@@ -111,19 +114,28 @@ BASE = dict(api_base="http://127.0.0.1:1", token_url="http://127.0.0.1:1/oauth/t
 
 def test_request_budget_defaults_follow_the_discovery():
     assert CxoneSettings(**BASE, recordings=["1"]).request_budget is None
+    assert CxoneSettings(**BASE, since="last-run").request_budget == (150, 300.0)
     assert CxoneSettings(**BASE, acd_call_ids=["1"]).request_budget == (150, 300.0)
     assert CxoneSettings(**BASE, acd_call_ids=["1"], rate_limit="off").request_budget is None
     assert CxoneSettings(**BASE, recordings=["1"], rate_limit="300/1m").request_budget == (300, 60.0)
 
 
 @pytest.mark.parametrize("extra, message", [
-    ({}, "give `recordings`"),
-    ({"recordings": ["1"], "acd_call_ids": ["2"]}, "not both"),
+    ({}, "give `from`/`since`.*`acd_call_ids`.*`recordings`"),
+    ({"recordings": ["1"], "acd_call_ids": ["2"]}, "one discovery per source, not recording ids and ACD call ids"),
+    ({"from": "2026-11-29", "acd_call_ids": ["2"]}, "one discovery per source"),
+    ({"mode": "data-extraction"}, "needs `from`"),
+    ({"from": "2026-11-30", "to": "2026-11-29"}, "ends before it starts"),
+    ({"from": "yesterday"}, "not a date"),
+    ({"since": "last-run", "to": "2026-11-29"}, "leave out `to`"),
+    ({"since": "last-run", "timezone": "Mars/Olympus"}, "IANA zone"),
+    ({"since": "last-run", "overlap": "a while"}, "not a duration"),
     ({"acd_call_ids": ["2"], "mode": "stream"}, "needs `recordings`|give `recordings`"),
+    ({"recordings": ["1"], "api_base": None}, "`api_base` is required with `grant: client_credentials`"),
     ({"recordings": ["1"], "stream_offsets": [30, 0]}, "stream_offsets: offsets must be strictly increasing"),
     ({"recordings": ["1"], "rate_limit": "lots"}, "not REQUESTS/WINDOW"),
     ({"recordings": ["1"], "connections": 17}, "less than or equal to 16"),
 ])
 def test_settings_errors_are_clear(extra, message):
     with pytest.raises(ValueError, match=message):
-        CxoneSettings(**BASE, **extra)
+        CxoneSettings(**{k: v for k, v in {**BASE, **extra}.items() if v is not None})

@@ -139,6 +139,19 @@ def test_acquire_takes_a_recording_discovered_locally(make_ledger):
     assert ledger.runs()[-1]["finished_at"] is not None and ledger.runs()[-1]["workers"] == 1
 
 
+def test_watermarks_are_kept_per_pipeline_and_key(make_ledger):
+    ledger = make_ledger()
+    assert ledger.get_watermark("night", "cxone:data-extraction") is None
+    ledger.set_watermark("night", "cxone:data-extraction", 1_764_460_800.5)
+    ledger.set_watermark("night", "other", 1.0)
+    ledger.set_watermark("night", "cxone:data-extraction", 1_764_547_200.25)  # moved on
+    assert ledger.get_watermark("night", "cxone:data-extraction") == 1_764_547_200.25
+    assert ledger.get_watermark("night", "other") == 1.0 and ledger.get_watermark("day", "other") is None
+    ledger.close()
+    again = make_ledger()  # durable: another connection sees it
+    assert again.get_watermark("night", "cxone:data-extraction") == 1_764_547_200.25
+
+
 def test_illegal_transitions_raise(make_ledger):
     ledger = make_ledger()
     run = queued(ledger, ids=["x"])
@@ -242,11 +255,11 @@ def test_schema_is_versioned_and_migrated_once(pg, pg_url):
     import psycopg
 
     first = pg()
-    assert first.schema_version() == 1
+    assert first.schema_version() == 2
     pg().close()  # a second open applies nothing
     with psycopg.connect(pg_url) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM voxpipe.schema_migrations ORDER BY version")]
-        assert versions == [1]
+        assert versions == [1, 2]
         conn.execute("INSERT INTO voxpipe.schema_migrations (version) VALUES (99)")
     with pytest.raises(LedgerError, match="schema version 99 is newer than this voxpipe supports"):
         pg()
@@ -288,4 +301,4 @@ def test_sqlite_version_1_files_are_migrated(tmp_path):
     finally:
         ledger.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+        assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("3",)

@@ -81,6 +81,10 @@ def test_mixed_run_report_is_exact_in_json_and_csv_and_reprinted_by_the_cli(tmp_
                                ("audio-format", "format-mismatch")),
          "error": results["200001"].message},
     ]
+    for rec in recordings:  # the platform's facts: the call's start and its ids (emulator: contact, segment)
+        facts = results[rec["id"]].facts
+        assert facts["contact_id"] == rec["id"] and facts["started_at"].endswith("Z")
+        rec.update(recording_date=facts["started_at"], interaction_ids=[facts["contact_id"], facts["segment_id"]])
     assert results["200001"].message.startswith("recording 200001: declared format 'mp3' but the bytes are OGG")
     totals = {"processed": 5, "stored": 2, "skipped": 0, "failed": 3, "checksum_errors": 1, "format_errors": 1,
               "hmac_failures": 1, "other_failures": 1, "deferred": 0}
@@ -101,7 +105,8 @@ def test_mixed_run_report_is_exact_in_json_and_csv_and_reprinted_by_the_cli(tmp_
     blank_totals = dict.fromkeys(TOTAL_KEYS, "")
     expected_rows = [{"kind": "recording", **{k: "" if v is None else str(v) for k, v in rec.items()},
                       "verdicts": ";".join(f"{v['verifier']}={'ok' if v['ok'] else v['reason']}"
-                                           for v in rec["verdicts"]), **blank_totals} for rec in recordings]
+                                           for v in rec["verdicts"]),
+                      "interaction_ids": ";".join(rec["interaction_ids"]), **blank_totals} for rec in recordings]
     blank_rec = {k: "" for k in CSV_COLUMNS if k not in TOTAL_KEYS and k != "kind"}
     for source in ("cxone", "*"):
         expected_rows.append({"kind": "total", **blank_rec, "source": source,

@@ -91,7 +91,7 @@ def _table(model) -> list[str]:
         example_text = f"`{json.dumps(example)}`" if example is not None else ""
         desc = ((field.description or "") + _limits(field)).replace("|", "\\|").replace("\n", " ")
         type_text = _type_name(field.annotation).replace("|", "\\|")
-        lines.append(f"| `{name}` | {type_text} | {_default(field)} | {desc} | {example_text} |")
+        lines.append(f"| `{field.alias or name}` | {type_text} | {_default(field)} | {desc} | {example_text} |")
     return lines
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .atomic import write_atomic
+from .facts import RecordingFacts, iso_utc
 from .audioformat import REASONS as AUDIO_FORMAT_REASONS
 from .ledger import LedgerBackend
 from .model import Deferral
@@ -48,7 +49,7 @@ REPORTS_DIR = "reports"
 TOTAL_KEYS = ("processed", "stored", "skipped", "failed", "checksum_errors", "format_errors", "hmac_failures",
               "other_failures", "deferred")
 RECORDING_KEYS = ("source", "id", "status", "reason", "sha256", "stored_path", "bytes", "attempts", "verdicts",
-                  "error")
+                  "error", "recording_date", "interaction_ids")
 CSV_COLUMNS = ("kind", *RECORDING_KEYS, *TOTAL_KEYS)
 #: Reason of a verdict that was never given (another check failed first).
 INCOMPLETE = "incomplete"
@@ -91,6 +92,7 @@ def _categories(outcome: dict[str, Any]) -> set[str]:
 def _entry(outcome: dict[str, Any]) -> dict[str, Any]:
     stored = outcome.get("stored") or []
     status = outcome.get("status")
+    facts = RecordingFacts.from_json(outcome.get("facts"))
     return {
         "source": outcome.get("source"), "id": outcome.get("id"), "status": status,
         "reason": outcome.get("reason") if status != "ok" else None,
@@ -100,6 +102,9 @@ def _entry(outcome: dict[str, Any]) -> dict[str, Any]:
         "verdicts": [{"verifier": v.get("verifier"), "ok": v.get("ok"), "reason": v.get("reason")}
                      for v in outcome.get("verdicts") or []],
         "error": outcome.get("message") if status == "failed" else None,
+        # what the platform knows: when the call started and every id it can be found by
+        "recording_date": iso_utc(facts.started_at) if facts.started_at else None,
+        "interaction_ids": list(facts.platform_ids()),
     }
 
 
@@ -138,7 +143,10 @@ def build_report(ledger: LedgerBackend, run_id: int | None = None, *,
          "totals": {processed, stored, skipped, failed, checksum_errors, format_errors, hmac_failures,
                     other_failures, deferred},
          "sources": {source: {"totals": {...}, "recordings": [{source, id, status, reason, sha256,
-                     stored_path, bytes, attempts, verdicts: [{verifier, ok, reason}], error}, ...]}}}
+                     stored_path, bytes, attempts, verdicts: [{verifier, ok, reason}], error,
+                     recording_date (the call's start, ISO 8601 UTC, or null),
+                     interaction_ids: [the platform's ids: contact id, segment id, conversation id...]},
+                     ...]}}}
 
     Recordings are sorted by source then id. ``deferred`` (the run's own
     :attr:`voxpipe.engine.RunSummary.deferred`) adds entries with status ``deferred``.
@@ -194,7 +202,8 @@ def render_csv(report: dict[str, Any]) -> str:
     for section in report["sources"].values():
         for rec in section["recordings"]:
             writer.writerow({"kind": "recording", **{k: ("" if rec[k] is None else rec[k]) for k in RECORDING_KEYS},
-                             "verdicts": _verdicts_cell(rec["verdicts"])})
+                             "verdicts": _verdicts_cell(rec["verdicts"]),
+                             "interaction_ids": ";".join(rec["interaction_ids"])})
     for name, section in report["sources"].items():
         writer.writerow({"kind": "total", "source": name, **section["totals"]})
     writer.writerow({"kind": "total", "source": "*", **report["totals"]})
@@ -209,12 +218,13 @@ def render_table(report: dict[str, Any]) -> str:
     run = report["run"]
     console = Console(file=io.StringIO(), width=160, color_system=None)
     table = Table(title=f"run {run['run_id']} of {run['pipeline']} ({run['started_at']} .. {run['finished_at']})")
-    for col in ("source", "id", "status", "reason", "verdicts", "stored path"):
+    for col in ("source", "id", "status", "reason", "verdicts", "stored path", "call start", "platform ids"):
         table.add_column(col, overflow="fold")
     for section in report["sources"].values():
         for rec in section["recordings"]:
             table.add_row(rec["source"], rec["id"], rec["status"], rec["reason"] or "",
-                          _verdicts_cell(rec["verdicts"]), rec["stored_path"] or "")
+                          _verdicts_cell(rec["verdicts"]), rec["stored_path"] or "", rec.get("recording_date") or "",
+                          " ".join(rec.get("interaction_ids") or ()))
     console.print(table)
     console.print(" ".join(f"{k}={v}" for k, v in report["totals"].items()))
     return console.file.getvalue()  # type: ignore[attr-defined]

@@ -1,52 +1,61 @@
-"""The ``cxone`` source: NICE CXone call recordings over the recording and Media Playback APIs.
+"""The ``cxone`` source: NICE CXone call recordings, found by date or by id.
 
-Contract (the CXone seed documents and CXone's public docs; ``/work/shared/reference/cxone.md``):
+Contract (CXone's public docs and integration code, the seed documents;
+``/work/shared/reference/cxone.md``; modes: :mod:`.settings`):
 
-- token: ``POST {token_url}`` (see :mod:`.auth`; ``client_credentials`` or the documented
-  access-key ``password`` grant), cached, refreshed 30 s before expiry, one refresh at a
-  time for all streams, and once more after a 401. With ``api_base`` configured the access
-  key's ``id_token`` ``area`` claim is not used (the configured host wins);
-- metadata: ``GET {api_base}/api/v2/recording/{id}`` → ``id, format, size, duration,
-  status, storageState``; the download only starts when ``storageState`` is
-  ``available`` or ``stored`` and ``duration`` ≤ ``max_duration``;
-- media: ``GET {api_base}/api/v2/recording/download/{id}[?format=…]`` by ``Range``
-  segments of ``chunk_size`` bytes (:class:`voxpipe.download.downloader.RangedDownload`),
-  by up to ``connections`` concurrent segment requests per recording
-  (:class:`voxpipe.download.parallel.ParallelDownload`);
-- Media Playback discovery (``acd_call_ids``): ``GET {api_base}/media-playback/v1/contacts
-  ?acd-call-id=…&media-type=voice-only&isDownload=true`` → ``interactions[].data.fileToPlayUrl``,
-  a temporary URL fetched by the same ranged machinery without the bearer token (the URL
-  authorises itself; the token must not travel to a storage host); a 403 on it (expired)
-  fetches a fresh URL and continues from the current byte, at most
-  :data:`MAX_URL_REFRESHES` times per stream (:mod:`.playback`);
-- stream mode: ``GET {api_base}/api/v2/recordings/{id}/stream?offsets=…`` read
-  incrementally as chunked transfer, offsets in groups of at most three (:mod:`.stream_request`);
-- every request but the token's waits for the source's request budget (``rate_limit``,
-  :mod:`voxpipe.download.ratelimit`), which slows down when 429s arrive.
+- login: ``POST {token_url}`` (:mod:`.auth`: the access-key ``password`` grant, or
+  ``client_credentials``), cached, refreshed 30 s before expiry, one refresh at a time for
+  all streams, and once more after a 401. Without ``api_base`` the API host comes from the
+  login (:mod:`.hosts`): ``GET {login host}/.well-known/cxone-configuration?tenantId=`` of
+  the id token's tenant, else the id token's ``area`` claim (``https://api-{area}.niceincontact.com``);
+- ``data-extraction``: the recordings of a time window through Data Extraction jobs
+  (:mod:`.discovery`, :mod:`.extraction`); each segment's media URL from
+  ``GET /media-playback/v1/segments/{segmentId}`` (or the contacts lookup by its contact id);
+- ``playback``: ``GET /media-playback/v1/contacts?acd-call-id=…&media-type=voice-only&isDownload=true``
+  → ``interactions[].data.fileToPlayUrl``;
+- Media Playback URLs are temporary signed URLs fetched without the bearer token (the URL
+  authorises itself; the token must not travel to a storage host), probed for ranges, and
+  renewed on a 403 (expired) to continue from the current byte, at most
+  :data:`MAX_URL_REFRESHES` times per stream. A file without a name or format gets its
+  container from the Content-Type and its first bytes;
+- ``recording-v2`` (seed): metadata ``GET /api/v2/recording/{id}`` → ``id, format, size,
+  duration, status, storageState``, downloaded only when ``storageState`` is ``available``
+  or ``stored`` and ``duration`` ≤ ``max_duration``, from ``GET /api/v2/recording/download/{id}``
+  by ``Range`` segments of ``chunk_size`` bytes, up to ``connections`` at a time;
+- ``stream`` (seed): ``GET /api/v2/recordings/{id}/stream?offsets=…`` read incrementally as
+  chunked transfer, offsets in groups of at most three (:mod:`.stream_request`);
+- every API request but the token's waits for the source's request budget (``rate_limit``,
+  150 per 5 minutes by default with Media Playback), which slows down when 429s arrive.
+
+Every mode fills the stream's :class:`~voxpipe.facts.RecordingFacts` from what CXone says
+(the Data Extraction row, the Media Playback answer, the recording metadata).
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
-from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Mapping
+import dataclasses
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 from urllib.parse import quote
 
-from pydantic import SecretStr, field_validator, model_validator
-
-from voxpipe.download.api import request_json
-from voxpipe.download.httpsource import HTTPSource, HTTPSourceSettings
-from voxpipe.download.parallel import MAX_CONNECTIONS_PER_STREAM
+from voxpipe.audioformat.detect import guess_extension
+from voxpipe.download.api import APIError
+from voxpipe.download.httpsource import HTTPSource
 from voxpipe.download.ratelimit import RateLimiter
 from voxpipe.idlists import read_ids
 from voxpipe.errors import StreamError, StreamRejected, StreamRestart
 from voxpipe.model import Chunk, Stream, StreamSpec
-from voxpipe.settings import setting
 
-from .auth import fetch_token
-from .playback import MediaFile, PlaybackAnswerError, contacts_params, parse_contacts, stream_ids
-from .stream_request import StreamRequestError, check_offsets, plan_requests
+from .auth import Login, fetch_token, token_request
+from .discovery import ExtractionDiscovery
+from .hosts import (HostDiscoveryError, WELL_KNOWN_PATH, api_base_from_configuration, api_host_for_area,
+                    auth_base_of, id_token_claims, tenant_of)
+from .playback import (MediaFile, PlaybackAnswerError, contacts_params, facts_from_answer, parse_contacts,
+                       parse_segment, pick_segment, segment_params, stream_ids)
+from .settings import PLAYBACK_RATE_LIMIT, CxoneSettings, parse_rate_limit
+from .stream_request import plan_requests
+
+__all__ = ["CxoneSource", "CxoneSettings", "parse_rate_limit", "PLAYBACK_RATE_LIMIT"]
 
 #: ``storageState`` values that mean the media can be downloaded now.
 DOWNLOADABLE_STATES = frozenset({"available", "stored"})
@@ -54,120 +63,26 @@ DOWNLOADABLE_STATES = frozenset({"available", "stored"})
 MAX_RECORDINGS = 1_000_000
 #: Fresh temporary URLs fetched per stream after 403s (expired ``fileToPlayUrl``).
 MAX_URL_REFRESHES = 3
-#: CXone Media Playback API's default budget (help.nicecxone.com): requests per window.
-PLAYBACK_RATE_LIMIT = (150, 300.0)
+#: First bytes asked for when only the bytes can tell the container (ftyp box, RIFF header...).
+HEAD_BYTES = 64
 #: Metadata keys that describe the stored file, not a stream-mode answer (not copied then).
 FILE_ONLY_FIELDS = frozenset({"size", "sha256", "hmac", "hmacAlgorithm", "hmacEncoding"})
 
-_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
-_RATE_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 
-
-def parse_rate_limit(spec: str) -> tuple[int, float] | None:
-    """``"150/5m"`` → ``(150, 300.0)``; ``"off"`` → ``None``. Window units: s (default), m, h.
-
-    :raises ValueError: anything else, or a zero count/window.
-    """
-    if spec.strip().lower() == "off":
-        return None
-    m = _RATE_RE.match(spec)
-    if not m:
-        raise ValueError(f"rate_limit {spec!r} is not REQUESTS/WINDOW such as 150/5m, 300/60 or off")
-    count, window = int(m.group(1)), float(m.group(2)) * _RATE_UNITS[m.group(3)]
-    if count < 1 or window <= 0:
-        raise ValueError(f"rate_limit {spec!r} needs at least 1 request per a window longer than 0 s")
-    return count, window
-
-
-class CxoneSettings(HTTPSourceSettings):
-    api_base: str = setting(description="Base URL of the CXone API (no trailing path). When set, the `area` claim "
-                            "of an access-key login's id token is not used to pick the host.",
-                            example="https://api-c32.nice-incontact.com", pattern=r"^https?://")
-    token_url: str = setting(description="OAuth 2.0 token endpoint.",
-                             example="https://cxone.niceincontact.com/auth/token", pattern=r"^https?://")
-    grant: Literal["client_credentials", "access_key"] = setting(
-        "client_credentials", description="`client_credentials` (the recording API's app credentials) or "
-        "`access_key` (CXone's documented password grant with an access key plus the app's client id/secret).")
-    client_id: str = setting(description="OAuth client id of the registered application.", example="${CXONE_CLIENT_ID}")
-    client_secret: SecretStr = setting(description="OAuth client secret (use `${VAR}`; never logged).",
-                                       example="${CXONE_CLIENT_SECRET}")
-    access_key_id: str | None = setting(None, description="Access-key id, for `grant: access_key`.",
-                                        example="${CXONE_ACCESS_KEY_ID}")
-    access_key_secret: SecretStr | None = setting(None, description="Access-key secret, for `grant: access_key`.",
-                                                  example="${CXONE_ACCESS_KEY_SECRET}")
-    scope: str = setting("recording:download recording:read", description="OAuth scopes requested.")
-    recordings: list[str] = setting([], description="Recording ids to archive.", example=["100001", "100002"])
-    recordings_file: Path | None = setting(None, description="File with one recording id per line "
-                                           "(blank lines and `#` comments ignored).", example="./ids.txt")
-    acd_call_ids: list[str] = setting([], description="ACD call ids to archive through the Media Playback API "
-                                      "(`/media-playback/v1/contacts`), instead of `recordings`. Stream id: the call "
-                                      "id, or `{call id}-{n}` for each of a contact's several voice interactions.",
-                                      example=["584930211"])
-    acd_call_ids_file: Path | None = setting(None, description="File with one ACD call id per line (blank lines "
-                                             "and `#` comments ignored).", example="./calls.txt")
-    mode: Literal["download", "stream"] = setting(
-        "download", description="`download`: ranged downloads of the recording file. `stream`: the streaming "
-        "endpoint `/api/v2/recordings/{id}/stream` read as chunked transfer (needs `recordings`).")
-    stream_offsets: tuple[int, ...] = setting((0,), description="Stream mode: offsets in seconds, sent comma-separated in "
-                                        "groups of at most 3 per request; each group is one stream "
-                                        "(`{id}` for one group, else `{id}@{first offset}`).", example=[0, 15, 30])
-    stream_codec: str | None = setting(None, description="Stream mode: `codec` to ask for (default: omitted, "
-                                       "as stored).", example="opus")
-    stream_max_duration: int | None = setting(None, description="Stream mode: `maxDuration` in seconds capping each "
-                                              "offset's segment.", example=180, ge=1)
-    connections: int = setting(1, description="Concurrent ranged requests per recording (split download, like "
-                               "aria2). Each holds up to `chunk_size` bytes in memory; all streams together "
-                               "stay within `max_connections`.", ge=1, le=MAX_CONNECTIONS_PER_STREAM)
-    rate_limit: str | None = setting(None, description="Request budget of the credentials: `REQUESTS/WINDOW` "
-                                     "(window in s, m or h), or `off`. Shared by all streams, applied to every "
-                                     "request but the token's; 429s slow it down further. Default: off with "
-                                     "`recordings`, `150/5m` (CXone Media Playback's default) with `acd_call_ids`.",
-                                     example="150/5m")
-    max_duration: float = setting(4 * 3600.0, description="Longest recording accepted, in seconds "
-                                  "(from metadata `duration`); longer ones fail without downloading.", gt=0)
-    format: str | None = setting(None, description="Media format to ask for (`?format=`), e.g. `mp3`; "
-                                 "default: as stored.", example="mp3")
-
-    @field_validator("rate_limit")
-    @classmethod
-    def _check_rate(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_rate_limit(value)
-        return value
-
-    @model_validator(mode="after")
-    def _check(self) -> "CxoneSettings":
-        by_recording = bool(self.recordings) or self.recordings_file is not None
-        by_call = bool(self.acd_call_ids) or self.acd_call_ids_file is not None
-        if not by_recording and not by_call:
-            raise ValueError("give `recordings`/`recordings_file` (recording ids) or `acd_call_ids`/"
-                             "`acd_call_ids_file` (Media Playback discovery)")
-        if by_recording and by_call:
-            raise ValueError("give recording ids or ACD call ids, not both (one discovery per source)")
-        if self.mode == "stream" and by_call:
-            raise ValueError("`mode: stream` reads the recording API's streaming endpoint: give `recordings`")
-        if self.grant == "access_key" and (not self.access_key_id or self.access_key_secret is None):
-            raise ValueError("`grant: access_key` needs `access_key_id` and `access_key_secret`")
-        try:
-            check_offsets(self.stream_offsets)
-        except StreamRequestError as exc:
-            raise ValueError(f"stream_offsets: {exc}") from None
-        if self.stream_codec is not None and not (self.stream_codec.isascii() and self.stream_codec.isalnum()):
-            raise ValueError(f"stream_codec {self.stream_codec!r} is not a codec name such as opus")
-        return self
-
-    @property
-    def request_budget(self) -> tuple[int, float] | None:
-        """``(requests, window seconds)`` in force, or ``None`` (no client-side limit)."""
-        if self.rate_limit is not None:
-            return parse_rate_limit(self.rate_limit)
-        if self.acd_call_ids or self.acd_call_ids_file is not None:
-            return PLAYBACK_RATE_LIMIT
-        return None
+def streamed_seconds(offsets: tuple[int, ...], max_duration: int | None, duration: float) -> float:
+    """Seconds of audio a stream-mode answer holds: each offset's segment runs to the next
+    offset of the request, ``maxDuration`` after it, or the end (the seed's streaming contract)."""
+    total = 0.0
+    for i, start in enumerate(offsets):
+        stop = float(offsets[i + 1]) if i + 1 < len(offsets) else duration
+        if max_duration is not None:
+            stop = min(stop, start + max_duration)
+        total += max(0.0, min(stop, duration) - start)
+    return total
 
 
 class CxoneSource(HTTPSource):
-    """NICE CXone call recordings: metadata-gated, ranged (optionally parallel), resumable downloads."""
+    """NICE CXone call recordings found by date (Data Extraction) or by id, with their facts; ranged, resumable downloads."""
 
     type = "cxone"
     Settings = CxoneSettings
@@ -176,46 +91,101 @@ class CxoneSource(HTTPSource):
 
     def __init__(self, settings: CxoneSettings, context):
         super().__init__(settings, context)
-        self.api_base = settings.api_base.rstrip("/")
+        #: The API host: configured, or learnt at login (see :meth:`base`).
+        self.api_base: str | None = settings.api_base.rstrip("/") if settings.api_base else None
+        self.extraction: ExtractionDiscovery | None = None
         budget = settings.request_budget
         #: The credentials' request budget shared by every stream (None: unlimited).
         self.limiter = RateLimiter(*budget) if budget else None
 
     @property
     def shareable(self) -> bool:  # type: ignore[override]
-        """Download and Media Playback specs queue in a shared ledger; stream mode's request
-        plans are not JSON, so stream mode keeps its own streams."""
-        return self.settings.mode == "download"
+        """Data Extraction, Media Playback and recording-v2 specs queue in a shared ledger; stream
+        mode's request plans are not JSON, so stream mode keeps its own streams."""
+        return self.settings.effective_mode != "stream"
 
     def identity(self) -> str:
-        """``cxone <api base> client=<client id>`` (plus the access-key id): the tenant, no secret."""
+        """``cxone <api base> client=<client id>`` (plus the access-key id): the tenant, no secret.
+        Without ``api_base`` (the host is learnt at login, later) the login host stands for it."""
         s = self.settings
         key = f" key={s.access_key_id}" if s.grant == "access_key" else ""
-        return f"cxone {self.api_base} client={s.client_id}{key}"
+        host = s.api_base.rstrip("/") if s.api_base else auth_base_of(s.token_url)
+        return f"cxone {host} client={s.client_id}{key}"
 
     # ---------------------------------------------------------------- auth
 
-    def _token_form(self) -> dict[str, str]:
+    def _token_request(self):
         s = self.settings
-        form = {"client_id": s.client_id, "client_secret": s.client_secret.get_secret_value()}
-        if s.grant == "access_key":
-            form.update(grant_type="password", username=s.access_key_id or "",
-                        password=s.access_key_secret.get_secret_value() if s.access_key_secret else "")
-        else:
-            form.update(grant_type="client_credentials", scope=s.scope)
-        return form
+        return token_request(grant=s.grant, client_id=s.client_id, client_secret=s.client_secret.get_secret_value(),
+                             client_auth=s.client_auth, access_key_id=s.access_key_id,
+                             access_key_secret=s.access_key_secret.get_secret_value() if s.access_key_secret else None,
+                             scope=s.scope)
 
     async def fetch_token(self):
-        token = await fetch_token(self.client, self.settings.token_url, self._token_form(), policy=self.policy)
-        self._audit("token-refresh", expires_in=token.expires_in)
-        return token
+        login = await fetch_token(self.client, self.settings.token_url, self._token_request(), policy=self.policy)
+        self._audit("token-refresh", expires_in=login.token.expires_in)
+        if self.api_base is None:
+            self.api_base = await self._discover_host(login)
+        return login.token
+
+    async def base(self) -> str:
+        """The API base URL, logging in first when the host is learnt from the login.
+
+        :raises StreamError: ``auth-failed``, or ``host-discovery-failed`` when neither the
+            tenant's configuration nor the id token names the host.
+        """
+        if self.api_base is None:
+            await self.tokens.get()
+        assert self.api_base is not None
+        return self.api_base
+
+    async def _discover_host(self, login: Login) -> str:
+        """The API host from the login (:mod:`.hosts`): the tenant's ``.well-known`` configuration,
+        else the id token's ``area`` claim."""
+        problems = []
+        claims: dict[str, Any] = {}
+        if login.id_token:
+            try:
+                claims = id_token_claims(login.id_token)
+            except HostDiscoveryError as exc:
+                problems.append(str(exc))
+        else:
+            problems.append("the token answer has no id_token")
+        tenant = tenant_of(claims)
+        if tenant:
+            url = auth_base_of(self.settings.token_url) + WELL_KNOWN_PATH
+            try:
+                _, doc = await self.api_request("GET", url, auth=False, params={"tenantId": tenant},
+                                                what="tenant configuration", headers={"Accept": "application/json"})
+                base = api_base_from_configuration(doc)
+                self._audit("api-host", host=base, found_by="well-known", tenant=tenant)
+                return base
+            except (StreamError, HostDiscoveryError) as exc:
+                problems.append(f"{WELL_KNOWN_PATH}: {exc}")
+        if claims.get("area"):
+            try:
+                base = api_host_for_area(claims["area"])
+                self._audit("api-host", host=base, found_by="area-claim", area=claims["area"])
+                return base
+            except HostDiscoveryError as exc:
+                problems.append(str(exc))
+        raise StreamError("cannot tell the CXone API host from the login (" + "; ".join(problems or ["no area claim"])
+                          + "); set api_base", reason="host-discovery-failed")
 
     # ---------------------------------------------------------------- discovery
 
     async def discover(self) -> AsyncIterator[StreamSpec]:
         s = self.settings
+        mode = s.effective_mode
         seen: set[str] = set()
-        if s.acd_call_ids or s.acd_call_ids_file is not None:
+        if mode == "data-extraction":
+            self.extraction = ExtractionDiscovery(self)
+            await self.base()
+            async for segment in self.extraction.segments():
+                yield StreamSpec(segment.segment_id, {"segment_id": segment.segment_id,
+                                                      "contact_id": segment.contact_id}, facts=segment.facts)
+            return
+        if mode == "playback":
             for call_id in read_ids(s.acd_call_ids, s.acd_call_ids_file, "ACD call id", max_ids=MAX_RECORDINGS):
                 if call_id in seen:
                     continue
@@ -227,13 +197,20 @@ class CxoneSource(HTTPSource):
             if rid in seen:
                 continue
             seen.add(rid)
-            if s.mode == "stream":
+            if mode == "stream":
                 for stream_id, request in plan_requests(rid, s.stream_offsets, codec=s.stream_codec,
                                                         max_duration=s.stream_max_duration):
                     yield StreamSpec(stream_id, {"recording_id": rid, "stream_offsets": ",".join(map(str, request.offsets)),
                                                  "_request": request})
             else:
                 yield StreamSpec(rid)
+
+    async def aclose(self) -> None:
+        try:
+            if self.extraction is not None:
+                await self.extraction.settle()
+        finally:
+            await super().aclose()
 
     async def _discover_call(self, call_id: str) -> AsyncIterator[StreamSpec]:
         """One spec per voice interaction; a failed lookup yields one spec whose ``read`` retries and reports it."""
@@ -244,15 +221,13 @@ class CxoneSource(HTTPSource):
             return
         for index, (stream_id, media) in enumerate(zip(stream_ids(call_id, len(files)), files)):
             yield StreamSpec(stream_id, {"acd_call_id": call_id, "_interaction": index, "_interactions": len(files),
-                                         "_media": media})
+                                         "_media": media}, facts=media.facts)
 
     # ---------------------------------------------------------------- recording API
 
     async def fetch_metadata(self, recording_id: str) -> dict[str, Any]:
-        url = f"{self.api_base}/api/v2/recording/{quote(recording_id, safe='')}"
-        _, body = await request_json(self.client, "GET", url, auth=self.auth_headers, on_401=self.on_401,
-                                     policy=self.policy, rng=self.rng, what=f"recording {recording_id} metadata",
-                                     limiter=self.limiter)
+        url = f"{await self.base()}/api/v2/recording/{quote(recording_id, safe='')}"
+        _, body = await self.api_request("GET", url, what=f"recording {recording_id} metadata")
         if not isinstance(body, dict):
             raise StreamError(f"recording {recording_id}: metadata is not a JSON object", reason="bad-metadata")
         return body
@@ -287,16 +262,43 @@ class CxoneSource(HTTPSource):
         :raises StreamError: the lookup failed (reason from the HTTP status) or the answer has no
             usable media file (reason ``bad-playback-answer``).
         """
-        url = f"{self.api_base}/media-playback/v1/contacts"
-        _, body = await request_json(self.client, "GET", url, params=contacts_params(call_id), auth=self.auth_headers,
-                                     on_401=self.on_401, policy=self.policy, rng=self.rng, limiter=self.limiter,
-                                     what=f"acd call {call_id} media playback lookup")
+        url = f"{await self.base()}/media-playback/v1/contacts"
+        _, body = await self.api_request("GET", url, params=contacts_params(call_id),
+                                         what=f"acd call {call_id} media playback lookup")
         try:
             return parse_contacts(body, call_id)
         except PlaybackAnswerError as exc:
             raise StreamError(str(exc), reason="bad-playback-answer") from None
 
+    async def lookup_segment(self, segment_id: str, contact_id: str | None) -> MediaFile:
+        """The media file of one recording segment (a fresh temporary URL).
+
+        ``media_lookup: segments`` asks ``/media-playback/v1/segments/{id}`` and falls back to
+        the contacts lookup by ``contact_id`` on a 404; ``contacts`` asks the latter directly.
+
+        :raises StreamError: the lookups failed, or no usable media file (``bad-playback-answer``).
+        """
+        if self.settings.media_lookup == "segments" or not contact_id:
+            url = f"{await self.base()}/media-playback/v1/segments/{quote(segment_id, safe='')}"
+            try:
+                _, body = await self.api_request("GET", url, params=segment_params(),
+                                                 what=f"segment {segment_id} media playback lookup")
+                return parse_segment(body, segment_id)
+            except PlaybackAnswerError as exc:
+                if not contact_id:
+                    raise StreamError(str(exc), reason="bad-playback-answer") from None
+            except APIError as exc:
+                if exc.status != 404 or not contact_id:
+                    raise
+        assert contact_id is not None
+        try:
+            return pick_segment(await self.lookup_media(contact_id), segment_id, contact_id)
+        except PlaybackAnswerError as exc:
+            raise StreamError(str(exc), reason="bad-playback-answer") from None
+
     async def _media_for(self, stream: Stream) -> MediaFile:
+        if "segment_id" in stream.metadata:
+            return await self.lookup_segment(str(stream.metadata["segment_id"]), stream.metadata.get("contact_id"))
         call_id = str(stream.metadata.get("acd_call_id", stream.id))
         index = int(stream.metadata.get("_interaction", 0))
         files = await self.lookup_media(call_id)
@@ -311,7 +313,7 @@ class CxoneSource(HTTPSource):
     async def read(self, stream: Stream) -> AsyncIterator[Chunk]:
         if "_request" in stream.metadata:
             source = self._read_stream_mode(stream)
-        elif "acd_call_id" in stream.metadata:
+        elif "acd_call_id" in stream.metadata or "segment_id" in stream.metadata:
             source = self._read_playback(stream)
         else:
             source = self._read_recording(stream)
@@ -335,6 +337,7 @@ class CxoneSource(HTTPSource):
 
     async def _read_recording(self, stream: Stream) -> AsyncIterator[Chunk]:
         meta = await self.fetch_metadata(stream.id)
+        stream.update_facts(facts_from_answer(meta))  # known even when the gate refuses the recording
         self.gate(stream.id, meta)
         size = meta.get("size")
         if not isinstance(size, int) or size < 0:
@@ -342,7 +345,8 @@ class CxoneSource(HTTPSource):
         self._check_resume_size(stream, size)
         self._check_resume_etag(stream, meta.get("etag"))
         stream.metadata.update({k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))})
-        stream.metadata["format"] = (self.settings.format or str(meta.get("format") or "bin")).lower()
+        stream.metadata["format"] = (self.settings.format or str(meta.get("format") or "")).lower() or \
+            guess_extension(content_type=meta.get("contentType")) or "bin"
         if size is not None:
             stream.metadata["size"] = size
         url = f"{self.api_base}/api/v2/recording/download/{quote(stream.id, safe='')}"
@@ -356,10 +360,19 @@ class CxoneSource(HTTPSource):
             # a checkpoint is old (its URL has likely expired); a restart means the file changed
             # since discovery (the discovered ETag and size are stale)
             media = await self._media_for(stream)
-        if media.duration is not None:
-            self._check_duration(stream.id, media.duration)
-            stream.metadata["duration"] = media.duration
-        stream.metadata["format"] = (self.settings.format or media.format or "bin").lower()
+        stream.update_facts(media.facts.merged(stream.facts))  # what discovery said wins
+        duration = media.duration if media.duration is not None else stream.facts.duration
+        if duration is not None:
+            self._check_duration(stream.id, duration)
+            stream.metadata["duration"] = duration
+        fmt = (self.settings.format or media.format or "").lower() or guess_extension(content_type=media.content_type)
+        if fmt is None:
+            # no file name, format or telling Content-Type: ask for the first bytes
+            probe = await self.probe(media.url, what=f"recording {stream.id}: media URL", head_bytes=HEAD_BYTES)
+            fmt = guess_extension(probe.head, content_type=probe.content_type)
+            if media.size is None and probe.size is not None:
+                media = dataclasses.replace(media, size=probe.size, etag=media.etag or probe.etag)
+        stream.metadata["format"] = fmt or "bin"
 
         def settle(size: int | None, etag: str | None) -> None:
             self._check_resume_size(stream, size)
@@ -385,6 +398,7 @@ class CxoneSource(HTTPSource):
         request = stream.metadata["_request"]
         rid = request.recording_id
         meta = await self.fetch_metadata(rid)
+        stream.update_facts(facts_from_answer(meta))
         self.gate(rid, meta)
         duration = float(meta["duration"])  # numeric: checked by the gate
         late = [t for t in request.offsets if t >= duration]
@@ -394,9 +408,12 @@ class CxoneSource(HTTPSource):
         # size, sha256 and MACs describe the stored file, not this answer's bytes
         stream.metadata.update({k: v for k, v in meta.items()
                                 if isinstance(v, (str, int, float, bool)) and k not in FILE_ONLY_FIELDS and k != "id"})
+        # the answer holds each offset's segment, not the whole recording: its duration is theirs
+        stream.metadata["recording_duration"] = duration
+        stream.metadata["duration"] = streamed_seconds(request.offsets, request.max_duration, duration)
         codec = (request.codec or "").lower()
         stream.metadata["format"] = (codec if codec and codec != "original" else str(meta.get("format") or "bin")).lower()
-        async for chunk in self._download(stream, f"{self.api_base}{request.path}", size=None, params=request.params(),
+        async for chunk in self._download(stream, f"{await self.base()}{request.path}", size=None, params=request.params(),
                                           auth=self.auth_headers):
             yield chunk
 

@@ -4,8 +4,8 @@ Wraps :class:`voxpipe.audioformat.AudioFormatChecker` (sans-IO, bounded memory):
 container and codec are identified from the bytes, never the file name -- RIFF/WAVE
 (PCM, G.711 μ-law/A-law, ...: format tag, sample rate, channels, data length against
 the header), MPEG audio (ID3v2 skipped, frame sync and consistent headers frame after
-frame), Ogg (OpusHead / Vorbis identification header, page CRCs and sequence), and
-WebM/Matroska (EBML structure).
+frame), Ogg (OpusHead / Vorbis identification header, page CRCs and sequence),
+WebM/Matroska (EBML structure) and MP4/M4A (ISO BMFF boxes, the audio track, ``mdat``).
 
 - **Early**: every chunk is fed as it arrives; the head (container, codec, declared
   duration and size) is judged within the first

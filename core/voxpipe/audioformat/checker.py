@@ -20,6 +20,7 @@ from .formats import DeclaredFormat, parse_declared_format
 from .matroska import MatroskaParser
 from .model import AudioInfo, HeadInfo
 from .mp3 import Mp3Parser
+from .mp4 import Mp4Parser
 from .ogg import OggParser
 from .wav import WavParser
 
@@ -35,7 +36,8 @@ __all__ = [
 
 #: How far into the recording (bytes, not counting an MP3's ID3v2 tag) the head
 #: must be identified: WAV up to the data chunk, MP3 three chained frames, Ogg
-#: the first page, Matroska the first Cluster. Beyond this the recording is
+#: the first page, Matroska the first Cluster, MP4 the end of ``moov`` (not
+#: counting an ``mdat`` before it). Beyond this the recording is
 #: rejected rather than downloaded further on trust.
 MAX_HEAD_BYTES = 1024 * 1024
 #: Duration tolerance: |derived − expected| may be up to the larger of this many
@@ -47,7 +49,7 @@ DEFAULT_DURATION_TOLERANCE_FRACTION = 0.02
 #: Read size for :func:`inspect_file`.
 FILE_READ_CHUNK_BYTES = 1024 * 1024
 
-_Parser = WavParser | Mp3Parser | OggParser | MatroskaParser
+_Parser = WavParser | Mp3Parser | OggParser | MatroskaParser | Mp4Parser
 
 # Checker states (transition table below).
 _DETECTING, _PARSING, _FINISHED, _FAILED = "detecting", "parsing", "finished", "failed"
@@ -262,6 +264,8 @@ class AudioFormatChecker:
             parser = Mp3Parser(starts_with_id3=bytes(self._detect_buf[:3]) == b"ID3")
         elif container == "ogg":
             parser = OggParser()
+        elif container == "mp4":
+            parser = Mp4Parser()
         else:
             parser = MatroskaParser()
         parser.head_callback = self._on_head

@@ -36,6 +36,7 @@ _WAV = frozenset({"wav"})
 _MP3 = frozenset({"mp3"})
 _OGG = frozenset({"ogg"})
 _MKV = frozenset({"webm", "matroska"})
+_MP4 = frozenset({"mp4"})
 
 #: Lower-cased declared name -> (containers, codecs or None).
 DECLARED_FORMATS: dict[str, tuple[frozenset[str], frozenset[str] | None]] = {
@@ -65,6 +66,14 @@ DECLARED_FORMATS: dict[str, tuple[frozenset[str], frozenset[str] | None]] = {
     "mkv": (_MKV, None),
     "mka": (_MKV, None),
     "audio/x-matroska": (_MKV, None),
+    "mp4": (_MP4, None),
+    "m4a": (_MP4, None),
+    "aac": (_MP4, frozenset({"aac"})),
+    "audio/mp4": (_MP4, None),
+    "audio/m4a": (_MP4, None),
+    "audio/x-m4a": (_MP4, None),
+    "audio/aac": (_MP4, frozenset({"aac"})),
+    "video/mp4": (_MP4, None),
 }
 
 

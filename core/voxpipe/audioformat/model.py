@@ -14,13 +14,13 @@ class HeadInfo:
 
     Fields:
         container: ``"wav"``, ``"mp3"`` (MPEG audio elementary stream, any layer),
-            ``"ogg"``, ``"webm"`` or ``"matroska"``.
+            ``"ogg"``, ``"webm"``, ``"matroska"`` or ``"mp4"`` (ISO BMFF: MP4/M4A).
         codec: ``"pcm_u8"``, ``"pcm_s16le"``, ``"pcm_s24le"``, ``"pcm_s32le"``,
             ``"pcm_f32le"``, ``"pcm_f64le"``, ``"pcm_mulaw"``, ``"pcm_alaw"``,
             ``"gsm_ms"``, ``"adpcm_ima_wav"``, ``"adpcm_ms"``, ``"g722"``,
             ``"g729"``, ``"mp3"``, ``"mp2"``, ``"mp1"``, ``"opus"``,
-            ``"vorbis"``, ``"aac"``, ``"flac"``; ``None`` when a Matroska head
-            names no track within the bounded head.
+            ``"vorbis"``, ``"aac"``, ``"flac"``, ``"alac"``, ``"amr_nb"``...; ``None``
+            when a Matroska head names no track within the bounded head.
         sample_rate: Hz. For Opus this is 48000, the rate Opus decodes at and
             granule positions count in; the encoder's input rate is
             ``input_sample_rate``.

@@ -22,7 +22,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mapping, TypeVar
 
 import httpx
 import trio
@@ -40,10 +40,11 @@ from .retry import RetryPolicy
 from .status import Action, RetriesExhausted, RetryBudget, classify
 from .tokens import BearerTokens, Token
 
-if False:  # pragma: no cover - typing only
+if TYPE_CHECKING:  # pragma: no cover
     from .ratelimit import RateLimiter
 
 log = logging.getLogger("voxpipe.download")
+T = TypeVar("T")
 
 #: Fresh signed URLs fetched per stream after 403s (expired temporary URLs), by default.
 DEFAULT_MAX_REFRESHES = 3
@@ -107,45 +108,30 @@ class RangeProbe:
 PROBE_HEAD_BYTES = 64
 
 
-async def probe_range(client: httpx.AsyncClient, url: str, *, what: str, policy: RetryPolicy | None = None,
-                      rng: random.Random | None = None, limiter: "RateLimiter | None" = None,
-                      headers: Mapping[str, str] | None = None) -> RangeProbe:
-    """Ask ``url`` for its first byte to learn whether it honours ranges, its size and ETag.
+async def get_with_retries(client: httpx.AsyncClient, url: str, on_answer: Callable[[httpx.Response], Awaitable[T]],
+                           *, what: str, policy: RetryPolicy | None = None, rng: random.Random | None = None,
+                           limiter: "RateLimiter | None" = None, headers: Mapping[str, str] | None = None,
+                           ok: tuple[int, ...] = (200,)) -> T:
+    """``GET url`` (streamed) until an answer in ``ok`` arrives, then ``await on_answer(response)``.
 
-    Whether CXone's media URLs and Genesys' result URLs honour ranges is not documented;
-    a 206 gives the size for ranged (resumable, parallel) downloads, a 200 means one
-    streaming GET. Statuses follow :func:`voxpipe.download.status.classify`.
+    Statuses follow :func:`voxpipe.download.status.classify`; transient failures (5xx, 408,
+    429 with ``Retry-After``, transport errors, also while ``on_answer`` reads the body) are
+    retried within ``policy``. No bearer token is sent: for signed URLs that authorise
+    themselves. ``what`` names the resource in messages; the URL never does.
 
-    :param what: context for messages, e.g. ``"recording 42: media URL"`` (the URL itself is
-        never put in a message: a signed URL's query is a secret).
     :raises HTTPStatusError: a final status (reason ``http-403`` for an expired signed URL).
-    :raises StreamError: retries exhausted (``download-failed``, ``http-429-exhausted``) or a
-        malformed ``Content-Range`` (``bad-content-range``).
+    :raises StreamError: retries exhausted (``download-failed``, ``http-429-exhausted``).
     """
     budget = RetryBudget(policy or RetryPolicy(), rng, can_refresh=False)
-    sent = {"Range": "bytes=0-0", "Accept-Encoding": "identity", **(headers or {})}
     while True:
         if limiter is not None:
             await limiter.acquire()
         try:
-            async with client.stream("GET", url, headers=sent) as response:
+            async with client.stream("GET", url, headers=dict(headers or {})) as response:
                 status = response.status_code
-                decision = classify(status, response.headers, now=time.time(), ok=(200, 206))
-                ctype = response.headers.get("content-type", "").split(";")[0].strip().lower() or None
+                decision = classify(status, response.headers, now=time.time(), ok=ok)
                 if decision.action is Action.ACCEPT:
-                    etag = response.headers.get("etag")
-                    if status == 206:
-                        try:
-                            cr = parse_content_range(response.headers.get("content-range"))
-                        except ContentRangeError as exc:
-                            raise StreamError(f"{what}: {exc}", reason="bad-content-range") from None
-                        return RangeProbe(cr.complete_length, etag, ctype)
-                    head = b""
-                    async for data in response.aiter_raw(PROBE_HEAD_BYTES):
-                        head += data
-                        if len(head) >= PROBE_HEAD_BYTES:
-                            break
-                    return RangeProbe(None, etag, ctype, head[:PROBE_HEAD_BYTES])
+                    return await on_answer(response)
                 if decision.action is Action.RATE_LIMITED and limiter is not None:
                     limiter.on_rate_limited(decision.wait)
                 if not decision.retryable:
@@ -160,8 +146,50 @@ async def probe_range(client: httpx.AsyncClient, url: str, *, what: str, policy:
             except RetriesExhausted:
                 raise StreamError(f"{what}: unreachable ({type(exc).__name__}) after {budget.failures} attempts",
                                   reason="download-failed") from None
-        log.info("%s: range probe of %s retrying in %.2f s", what, redact_url(url), wait)
+        log.info("%s: GET %s retrying in %.2f s", what, redact_url(url), wait)
         await trio.sleep(wait)
+
+
+async def probe_range(client: httpx.AsyncClient, url: str, *, what: str, policy: RetryPolicy | None = None,
+                      rng: random.Random | None = None, limiter: "RateLimiter | None" = None,
+                      headers: Mapping[str, str] | None = None, head_bytes: int = 1) -> RangeProbe:
+    """Ask ``url`` for its first byte(s) to learn whether it honours ranges, its size and ETag.
+
+    Whether CXone's media URLs and Genesys' result URLs honour ranges is not documented;
+    a 206 gives the size for ranged (resumable, parallel) downloads, a 200 means one
+    streaming GET. Statuses and retries as :func:`get_with_retries`.
+
+    :param what: context for messages, e.g. ``"recording 42: media URL"`` (the URL itself is
+        never put in a message: a signed URL's query is a secret).
+    :param head_bytes: bytes asked for (``Range: bytes=0-{head_bytes-1}``, at most
+        :data:`PROBE_HEAD_BYTES`), kept in :attr:`RangeProbe.head` to sniff the container.
+    :raises HTTPStatusError: a final status (reason ``http-403`` for an expired signed URL).
+    :raises StreamError: retries exhausted (``download-failed``, ``http-429-exhausted``) or a
+        malformed ``Content-Range`` (``bad-content-range``).
+    """
+    head_bytes = max(1, min(head_bytes, PROBE_HEAD_BYTES))
+
+    async def answer(response: httpx.Response) -> RangeProbe:
+        status = response.status_code
+        ctype = response.headers.get("content-type", "").split(";")[0].strip().lower() or None
+        size = None
+        if status == 206:
+            try:
+                size = parse_content_range(response.headers.get("content-range")).complete_length
+            except ContentRangeError as exc:
+                raise StreamError(f"{what}: {exc}", reason="bad-content-range") from None
+        head = b""
+        if head_bytes > 1 or status == 200:
+            async for data in response.aiter_raw(PROBE_HEAD_BYTES):
+                head += data
+                if len(head) >= head_bytes:
+                    break
+        return RangeProbe(size, response.headers.get("etag"), ctype,
+                          head[:head_bytes if status == 206 else PROBE_HEAD_BYTES])
+
+    sent = {"Range": f"bytes=0-{head_bytes - 1}", "Accept-Encoding": "identity", **(headers or {})}
+    return await get_with_retries(client, url, answer, what=what, policy=policy, rng=rng, limiter=limiter,
+                                  headers=sent, ok=(200, 206))
 
 
 class HTTPSource(Source):
@@ -223,10 +251,15 @@ class HTTPSource(Source):
                                   on_401=self.on_401 if auth else None, policy=self.policy, rng=self.rng, what=what,
                                   ok=ok, limiter=self.limiter, **kwargs)
 
-    async def probe(self, url: str, *, what: str) -> RangeProbe:
-        """:func:`probe_range` with the source's client, policy and budget."""
+    def _limiter_for(self, auth: AuthHeaders | None) -> "RateLimiter | None":
+        """The budget an API request (``auth``) always spends; media from signed URLs only when
+        :attr:`media_uses_api_budget`."""
+        return self.limiter if auth is not None or self.media_uses_api_budget else None
+
+    async def probe(self, url: str, *, what: str, head_bytes: int = 1) -> RangeProbe:
+        """:func:`probe_range` of a signed URL with the source's client, policy and budget."""
         return await probe_range(self.client, url, what=what, policy=self.policy, rng=self.rng,
-                                 limiter=self.limiter if self.media_uses_api_budget else None)
+                                 limiter=self._limiter_for(None), head_bytes=head_bytes)
 
     def make_download(self, stream: Stream, url: str, *, size: int | None, start: int, etag: str | None,
                       auth: AuthHeaders | None, params: Mapping[str, str] | None = None,
@@ -237,7 +270,7 @@ class HTTPSource(Source):
         common = dict(recording_id=stream.id, segment_size=s.chunk_size, auth=auth,
                       on_401=self.on_401 if auth else None, policy=self.policy, read_size=read_size_for(s.chunk_size),
                       params=params, rng=self.rng, on_segment=lambda event: stream.audit("segment", **event),
-                      start=start, etag=etag, limiter=self.limiter if self.media_uses_api_budget else None,
+                      start=start, etag=etag, limiter=self._limiter_for(auth),
                       on_response=ResponseLog.recorder(stream))
         connections = effective_connections(size, s.chunk_size, connections, start)
         if connections > 1 and size is not None and self._nursery is not None:

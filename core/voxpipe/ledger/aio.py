@@ -29,7 +29,7 @@ LEDGER_THREADS = 8
 _METHODS = ("close", "get", "recordings", "counts", "held_checkpoints", "start_run", "heartbeat", "finish_run", "runs",
             "workers", "outcomes", "record_outcome", "begin_discovery", "end_discovery", "enqueue", "claim",
             "queue_status", "acquire", "begin_attempt", "checkpoint", "clear_checkpoint", "verified", "finish",
-            "reset", "forget")
+            "reset", "forget", "get_watermark", "set_watermark")
 
 
 #: Writes of one recording's attempt that go through the group commit (when the backend can).

@@ -339,6 +339,15 @@ class LedgerBackend(Protocol):
         outcome row, in one transaction; the lease is released. A stored recording's
         checkpoint is cleared."""
 
+    # ------------------------------------------------------------------ watermarks
+    def get_watermark(self, pipeline: str, source_key: str) -> float | None:
+        """Where discovery by time stopped for ``(pipeline, source_key)`` (Unix seconds), or
+        ``None``. A source that finds recordings by date (CXone ``since: last-run``) starts
+        its next window there, minus its overlap."""
+
+    def set_watermark(self, pipeline: str, source_key: str, value: float) -> None:
+        """Record the watermark of ``(pipeline, source_key)`` (Unix seconds), durably."""
+
     # ------------------------------------------------------------------ administration
     def reset(self, *, source: str | None = None, ids: Iterable[str] | None = None,
               state: str = "failed") -> int:

@@ -13,6 +13,7 @@ Versions:
 1. ``runs``, ``workers`` (heartbeats), ``recordings`` keyed by pipeline, source
    identity, source type and recording id (with lease columns and the queued spec),
    ``outcomes`` per run; an index of each run's open recordings for claims.
+2. ``watermarks``: where discovery by time stopped, per pipeline, source identity and key.
 """
 
 from __future__ import annotations
@@ -77,6 +78,16 @@ CREATE TABLE voxpipe.outcomes (
     status text NOT NULL,
     result jsonb NOT NULL,
     PRIMARY KEY (run_id, source, id)
+);
+""",
+    2: """
+CREATE TABLE voxpipe.watermarks (
+    pipeline   text NOT NULL,
+    identity   text NOT NULL,
+    source_key text NOT NULL,
+    value      double precision NOT NULL,
+    updated_at double precision NOT NULL,
+    PRIMARY KEY (pipeline, identity, source_key)
 );
 """,
 }

@@ -490,12 +490,27 @@ class PostgresLedger:
             return conn.execute(sql, params).rowcount
 
     @_translated
+    @_translated
+    def get_watermark(self, pipeline: str, source_key: str) -> float | None:
+        row = self._one("SELECT value FROM voxpipe.watermarks WHERE pipeline = %(wm_pipeline)s AND "
+                        "identity = %(identity)s AND source_key = %(key)s", {"wm_pipeline": pipeline, "key": source_key})
+        return float(row[0]) if row else None
+
+    @_translated
+    def set_watermark(self, pipeline: str, source_key: str, value: float) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(_UPSERT_WATERMARK, {**self._scope, "wm_pipeline": pipeline, "key": source_key,
+                                             "value": float(value)})
+
     def forget(self, source: str, recording_id: str) -> bool:
         with self._pool.connection() as conn:
             return conn.execute(f"DELETE FROM voxpipe.recordings WHERE {_SCOPE} AND source = %(source)s "
                                 "AND id = %(id)s", {**self._scope, "source": source, "id": recording_id}).rowcount == 1
 
 
+_UPSERT_WATERMARK = ("INSERT INTO voxpipe.watermarks (pipeline, identity, source_key, value, updated_at) VALUES "
+                     f"(%(wm_pipeline)s, %(identity)s, %(key)s, %(value)s, {_NOW}) ON CONFLICT (pipeline, identity, "
+                     "source_key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at")
 _UPSERT_OUTCOME = ("INSERT INTO voxpipe.outcomes (run_id, source, id, status, result) VALUES (%(run)s, %(source)s, "
                    "%(id)s, %(status)s, %(result)s) ON CONFLICT (run_id, source, id) DO UPDATE SET "
                    "status = EXCLUDED.status, result = EXCLUDED.result")

@@ -41,7 +41,7 @@ from . import leases as rules
 from .interface import (OPEN_STATES, Claim, Finish, Lease, LeaseLost, LedgerError, QueueStatus, RecordingState,
                         RunHandle, WorkerInfo, check_transition)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS recordings (
@@ -96,6 +96,17 @@ CREATE TABLE workers (
     PRIMARY KEY (run_id, worker)
 );
 CREATE INDEX recordings_state ON recordings (state);
+""",
+    # discovery watermarks (sources that find recordings by time); IF NOT EXISTS: files of
+    # the single-file ledger before the interface may have the table already
+    3: """
+CREATE TABLE IF NOT EXISTS watermarks (
+    pipeline TEXT NOT NULL,
+    source_key TEXT NOT NULL,
+    value REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (pipeline, source_key)
+);
 """,
 }
 _COLUMNS = ("source, id, state, reason, message, attempts, size, etag, resume_offset, checkpoint, sha256, stored, "
@@ -395,6 +406,19 @@ class SqliteLedger:
                                     (source, recording_id)).rowcount == 1
 
     # ------------------------------------------------------------------ internals (caller holds the lock)
+
+    # ------------------------------------------------------------------ watermarks
+
+    def get_watermark(self, pipeline: str, source_key: str) -> float | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM watermarks WHERE pipeline=? AND source_key=?",
+                                   (pipeline, source_key)).fetchone()
+        return float(row[0]) if row else None
+
+    def set_watermark(self, pipeline: str, source_key: str, value: float) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO watermarks VALUES (?, ?, ?, ?)",
+                             (pipeline, source_key, float(value), time.time()))
 
     def _fenced_row(self, lease: Lease) -> RecordingState:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM recordings WHERE source=? AND id=?",

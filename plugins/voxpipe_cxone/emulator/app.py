@@ -48,6 +48,9 @@ import trio
 
 from voxpipe.download import ranges
 from .auth import Credentials, TokenService
+from .calls import CallCatalogue, CallRecord
+from .extraction import ExtractionJobs
+from .tenant import TenantRoutes
 from .faults import FaultAction, FaultKind, FaultPlan, RequestKind, drop_point
 from .ratelimit import WindowRateLimiter, retry_after_value
 from .settings import EmulatorSettings
@@ -194,7 +197,7 @@ class _Exchange:
 _Handler = Callable[["CxoneEmulator", _Request, _Exchange, re.Match[str]], Awaitable[None]]
 
 
-class CxoneEmulator:
+class CxoneEmulator(TenantRoutes):
     """ASGI application emulating the CXone recording APIs over a directory of audio files.
 
     ``clock`` returns Unix seconds; tests may inject one to expire tokens and
@@ -222,6 +225,7 @@ class CxoneEmulator:
                 access_key_id=settings.access_key_id,
                 access_key_secret=settings.access_key_secret.get_secret_value(),
                 area=settings.area,
+                tenant_id=settings.tenant_id,
             ),
             token_ttl=settings.token_ttl,
         )
@@ -230,6 +234,27 @@ class CxoneEmulator:
         self.stats = EmulatorStats()
         self.signer = MediaUrlSigner(settings.media_url_ttl)
         self._hmac_key = settings.hmac_key_bytes
+        self.calls_end = settings.calls_end if settings.calls_end is not None else float(int(clock()) // 60 * 60)
+        self.calls = CallCatalogue({rid: self.store.get(rid).duration or 0.0 for rid in self.store.ids()},
+                                   calls_end=self.calls_end, spacing=settings.call_spacing)
+        self.extraction = ExtractionJobs(running_polls=settings.extraction_running_polls,
+                                         running_seconds=settings.extraction_running_seconds,
+                                         result_ttl=settings.extraction_result_ttl,
+                                         max_days=settings.extraction_max_days, id_shape=settings.job_id_shape)
+        self.extraction.script(*settings.job_fates)
+        self.result_signer = MediaUrlSigner(settings.extraction_result_ttl)
+
+    def add_recording(self, rec_id: str, content: bytes, fmt: str, *, started_at: float) -> CallRecord:
+        """A new recording of a call that started at ``started_at`` (Unix s): visible to every
+        endpoint, including Data Extraction jobs created from now on."""
+        rec = self.store.add(rec_id, content, fmt)
+        return self.calls.add(rec_id, started_at=started_at, duration=rec.duration or 0.0)
+
+    def _call(self, rec: Recording) -> CallRecord:
+        call = self.calls.get(rec.id)
+        if call is None:  # a recording without a described call: describe it now
+            call = self.calls.add(rec.id, started_at=self.clock(), duration=rec.duration or 0.0)
+        return call
 
     def __repr__(self) -> str:
         return f"CxoneEmulator(recordings={str(self.settings.recordings)!r}, {len(self.store)} recordings)"
@@ -363,6 +388,7 @@ class CxoneEmulator:
             "storageState": rec.storage_state,
             "etag": rec.etag,
             "fileName": f"{rec.id}.{rec.format}",
+            **{k: v for k, v in self._call(rec).json_fields().items() if k != "acdCallId"},
         }
         if self.settings.sha256_in_metadata:
             body["sha256"] = rec.sha256
@@ -422,10 +448,11 @@ class CxoneEmulator:
             await self._serve_recording(req, ex, m["id"], action)
 
     async def _playback_route(self, req: _Request, ex: _Exchange, m: re.Match[str]) -> None:
-        """Contacts lookup by ACD call id (= recording id), or a segment by id (= recording id)."""
+        """Contacts lookup by ACD call id (= recording id), or a segment by its id (or recording id)."""
         if await self._guard(req, ex, RequestKind.PLAYBACK, "recording:read") is None:
             return
-        call_id = m.groupdict().get("segment") or req.query.get("acd-call-id")
+        segment = m.groupdict().get("segment")
+        call_id = (self.calls.recording_of_segment(segment) or segment) if segment else req.query.get("acd-call-id")
         media_type = req.query.get("media-type", "voice-only")
         if not call_id:
             await ex.error(400, "missing_parameter", "acd-call-id query parameter is required")
@@ -438,6 +465,21 @@ class CxoneEmulator:
             return
         params = self.signer.sign(rec.id, self.clock())
         url = f"{req.base_url()}/media-playback/v1/files/{quote(rec.id)}?{urlencode(params)}"
+        call = self._call(rec)
+        facts = call.json_fields()
+        if segment is not None:
+            # a segment answer names no file or format: the container is told by the media's
+            # Content-Type and first bytes (as CXone's often is)
+            data = {"fileToPlayUrl": url, "size": rec.size, "duration": rec.duration, "etag": rec.etag,
+                    "expiresIn": int(self.signer.ttl), **facts}
+            shape = self.settings.segment_answer
+            if shape == "interactions":
+                body: dict[str, Any] = {"segmentId": call.segment_id, "contactId": call.contact_id,
+                                        "interactions": [{"mediaType": "voice-only", "data": data}]}
+            else:
+                body = {**{k: v for k, v in data.items() if k != "fileToPlayUrl"}, shape: url}
+            await ex.json(200, body)
+            return
         await ex.json(
             200,
             {
@@ -456,6 +498,7 @@ class CxoneEmulator:
                             "etag": rec.etag,
                             "expiresIn": int(self.signer.ttl),
                             "isDownload": req.query.get("isDownload", "false").lower() == "true",
+                            **facts,
                         },
                     }
                 ],
@@ -780,6 +823,10 @@ _ROUTES: Final[list[tuple[re.Pattern[str], str, dict[str, _Handler]]]] = [
     (re.compile(r"^/media-playback/v1/contacts$"), "playback", {"GET": CxoneEmulator._playback_route}),
     (re.compile(r"^/media-playback/v1/segments/(?P<segment>[^/]+)$"), "playback", {"GET": CxoneEmulator._playback_route}),
     (re.compile(r"^/media-playback/v1/files/(?P<id>[^/]+)$"), "media_file", {"GET": CxoneEmulator._media_file_route, "HEAD": CxoneEmulator._media_file_route}),
+    (re.compile(r"^/data-extraction/v1/jobs$"), "extraction", {"POST": CxoneEmulator._job_create_route}),
+    (re.compile(r"^/data-extraction/v1/jobs/(?P<job>[^/]+)$"), "extraction", {"GET": CxoneEmulator._job_status_route}),
+    (re.compile(r"^/data-extraction/v1/files/(?P<job>[^/]+)$"), "extraction_file", {"GET": CxoneEmulator._job_file_route}),
+    (re.compile(r"^/\.well-known/(?P<doc>cxone-configuration|openid-configuration)$"), "well_known", {"GET": CxoneEmulator._well_known_route}),
     (re.compile(r"^/_emulator/stats$"), "emulator", {"GET": CxoneEmulator._stats_route}),
     (re.compile(r"^/_emulator/reset$"), "emulator", {"POST": CxoneEmulator._reset_route}),
     (

@@ -60,6 +60,7 @@ class Credentials:
     access_key_id: str
     access_key_secret: str
     area: str = "na1"
+    tenant_id: str = "emulator-tenant"
 
     def __repr__(self) -> str:  # secrets never in reprs
         return f"Credentials(client_id={self.client_id!r}, access_key_id={self.access_key_id!r}, area={self.area!r})"
@@ -224,7 +225,7 @@ class TokenService:
             "iat": int(now),
             "exp": int(now + self.token_ttl),
             "area": self.credentials.area,
-            "tenantId": "emulator-tenant",
+            "tenantId": self.credentials.tenant_id,
         }
         return f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(payload).encode())}."
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -69,6 +70,7 @@ def build_settings(**options: object) -> EmulatorSettings:
         faults=faults,
         hmac_key=SecretStr(hmac_key) if hmac_key else None,  # type: ignore[arg-type]
         tamper=tuple(options.pop("tamper")),  # type: ignore[arg-type]
+        job_fates=tuple(options.pop("job_fates", ()) or ()),  # type: ignore[arg-type]
         **options,  # type: ignore[arg-type]
     )
 
@@ -107,6 +109,23 @@ def build_settings(**options: object) -> EmulatorSettings:
 @click.option("--sha256-in-metadata/--no-sha256-in-metadata", default=True, show_default=True)
 @click.option("--storage-state", "storage_states", multiple=True, callback=_storage_states, metavar="ID=STATE",
               help="Report a storageState (available, stored, archived, purged) for a recording (repeatable).")
+@click.option("--calls-end", type=float, default=None, metavar="UNIX_SECONDS",
+              help="Calls end before this time (default: now, to the minute); one starts every --call-spacing seconds.")
+@click.option("--call-spacing", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
+              help="Seconds between the starts of consecutive calls (recordings sorted by id).")
+@click.option("--tenant-id", default="emulator-tenant", show_default=True,
+              help="Tenant id of the id token and of /.well-known/cxone-configuration.")
+@click.option("--segment-answer", type=click.Choice(["interactions", "redirectUrl", "fileToPlayUrl"]),
+              default="interactions", show_default=True, help="Where segment lookups put the media URL.")
+@click.option("--extraction-running-polls", type=click.IntRange(0, 10_000), default=1, show_default=True,
+              help="Status polls a Data Extraction job answers RUNNING before it ends.")
+@click.option("--extraction-running-seconds", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Seconds a Data Extraction job stays RUNNING at least (a slow extraction).")
+@click.option("--extraction-result-ttl", type=click.FloatRange(min=0, min_open=True), default=3600.0,
+              show_default=True, help="Seconds a finished job's CSV stays available (then EXPIRED).")
+@click.option("--job-fate", "job_fates", multiple=True,
+              type=click.Choice(["SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"]),
+              help="Fate of the next Data Extraction job (repeatable, in order; then SUCCEEDED).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True)
 def cxone(log_level: str, **options: object) -> None:
     """Run a NICE CXone emulator on loopback over the audio files in --recordings."""
@@ -137,6 +156,15 @@ def cxone(log_level: str, **options: object) -> None:
         emulator.close()
 
 
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def min_start(emulator: CxoneEmulator) -> float:
+    starts = [c.started_at for rid in emulator.store.ids() if (c := emulator.calls.get(rid)) is not None]
+    return min(starts) if starts else emulator.calls_end
+
+
 def _banner(emulator: CxoneEmulator, base_url: str) -> None:
     s = emulator.settings
     client_secret = s.client_secret.get_secret_value()
@@ -149,6 +177,9 @@ def _banner(emulator: CxoneEmulator, base_url: str) -> None:
         f"  client secret: {client_secret if client_secret == DEMO_CLIENT_SECRET else '(as configured, not shown)'}",
         f"  access key: {s.access_key_id} / {key_secret if key_secret == DEMO_ACCESS_KEY_SECRET else '(as configured, not shown)'}",
         f"  token ttl:  {s.token_ttl:g} s; fault seed: {emulator.faults.seed}",
+        f"  tenant:     {s.tenant_id} (area {s.area}); {base_url}/.well-known/cxone-configuration?tenantId={s.tenant_id}",
+        f"  calls:      {len(emulator.store)} between {_utc(min_start(emulator))} and {_utc(emulator.calls_end)} "
+        f"(Data Extraction: POST {base_url}/data-extraction/v1/jobs)",
         f"  stats:      {base_url}/_emulator/stats",
         "Press Ctrl-C to stop.",
     ]

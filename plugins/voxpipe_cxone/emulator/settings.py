@@ -53,6 +53,26 @@ class EmulatorSettings(BaseModel):
     storage_states: dict[str, str] = Field(default_factory=dict)
     stream_chunk_size: int = Field(256 * 1024, ge=1, le=16 << 20)
     """Bytes per chunk of the streaming endpoint's chunked body."""
+    calls_end: float | None = None
+    """Unix seconds the emulated calls end before (default: start-up time, to the minute)."""
+    call_spacing: float = Field(600.0, gt=0, le=86400 * 31)
+    """Seconds between the starts of consecutive calls (recordings sorted by id)."""
+    tenant_id: str = "emulator-tenant"
+    """Tenant id of the id token and of ``/.well-known/cxone-configuration``."""
+    segment_answer: Literal["interactions", "redirectUrl", "fileToPlayUrl"] = "interactions"
+    """Where ``/media-playback/v1/segments/{id}`` puts the media URL (all three shapes are seen)."""
+    extraction_running_polls: int = Field(1, ge=0, le=10_000)
+    """Status polls a Data Extraction job answers RUNNING before it ends."""
+    extraction_running_seconds: float = Field(0.0, ge=0, le=86400)
+    """Seconds a Data Extraction job stays RUNNING at least (a slow extraction)."""
+    extraction_result_ttl: float = Field(3600.0, gt=0)
+    """Seconds a SUCCEEDED job's CSV stays available (then EXPIRED)."""
+    extraction_max_days: int = Field(31, ge=1, le=366)
+    """Most days one Data Extraction job may cover (400 beyond)."""
+    job_id_shape: Literal["object", "string"] = "object"
+    """Job creation answer: ``{"jobId": …}`` or the bare id as a JSON string (both are seen)."""
+    job_fates: tuple[str, ...] = ()
+    """Fates of the first jobs created (SUCCEEDED, FAILED, CANCELLED, EXPIRED); then SUCCEEDED."""
 
     @field_validator("rate_limit", mode="before")
     @classmethod

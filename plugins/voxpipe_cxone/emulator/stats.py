@@ -17,7 +17,7 @@ __all__ = ["EmulatorStats"]
 class EmulatorStats:
     """Request, response and byte counters."""
 
-    _EVENTS = ("rate_limited", "server_errors", "drops", "ignored_ranges", "json_errors", "etag_changes", "unauthorized", "tokens_issued")
+    _EVENTS = ("rate_limited", "server_errors", "drops", "ignored_ranges", "json_errors", "etag_changes", "unauthorized", "tokens_issued", "extraction_jobs", "extraction_files")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -324,6 +324,29 @@ class RecordingStore:
                 f.write(bytes([old[0] ^ 0xFF]))
         return self._install_version(rec, write)
 
+    def add(self, rec_id: str, content: bytes, fmt: str) -> Recording:
+        """Add a new recording (a call that just ended) from ``content``; returns it.
+
+        :raises RecordingStoreError: a bad or taken id, or an unknown format.
+        """
+        fmt = fmt.lower()
+        if fmt not in AUDIO_CONTENT_TYPES or not _ID_RE.match(rec_id):
+            raise RecordingStoreError(f"cannot add recording {rec_id!r} as {fmt!r}")
+        with self._lock:
+            if rec_id in self._recordings:
+                raise RecordingStoreError(f"recording {rec_id!r} exists already")
+            if self._overlay is None:
+                self._overlay = Path(tempfile.mkdtemp(prefix="voxpipe-cxone-emulator-"))
+            overlay = self._overlay
+        final = overlay / f"{rec_id}.v1.{fmt}"
+        tmp = overlay / f".{final.name}.tmp"
+        tmp.write_bytes(content)
+        os.replace(tmp, final)
+        rec = _describe(rec_id, final, fmt, self._hmac_key, version=1)
+        with self._lock:
+            self._recordings[rec_id] = rec
+        return rec
+
     def replace(self, rec_id: str, content: bytes) -> Recording:
         """Make ``content`` the new version of ``rec_id``; returns it (new ETag)."""
         with self._lock:

@@ -153,9 +153,27 @@ def plan_stream(rec: Recording, offsets: tuple[int, ...], max_duration: int | No
         spans.append(StreamSpan(pos(t), end))
     body_header = b""
     if rec.wav is not None:
-        data_len = sum(s.length for s in spans)
-        hdr = bytearray(header[: rec.wav.data_offset])
-        struct.pack_into("<I", hdr, 4, len(hdr) - 8 + data_len)
-        struct.pack_into("<I", hdr, rec.wav.data_size_field_offset, data_len)
-        body_header = bytes(hdr)
+        body_header = rewrite_wav_header(header[: rec.wav.data_offset], sum(s.length for s in spans),
+                                         data_size_field=rec.wav.data_size_field_offset,
+                                         block_align=rec.wav.block_align)
     return StreamPlan(offsets=offsets, header=body_header, spans=tuple(spans))
+
+
+def rewrite_wav_header(header: bytes, data_len: int, *, data_size_field: int, block_align: int) -> bytes:
+    """A WAV header (the bytes before the data) made true for ``data_len`` data bytes.
+
+    Rewrites the RIFF size, the ``data`` chunk size and, when present, the ``fact`` chunk's
+    sample count (``dwSampleLength``: sample frames, required for non-PCM formats such as
+    G.711 μ-law/A-law; Microsoft "Multimedia Programming Interface and Data Specifications
+    1.0", fact chunk), so the streamed answer is a self-consistent WAV.
+    """
+    hdr = bytearray(header)
+    struct.pack_into("<I", hdr, 4, len(hdr) - 8 + data_len)
+    struct.pack_into("<I", hdr, data_size_field, data_len)
+    pos = 12
+    while pos + 8 <= len(hdr):
+        cid, size = bytes(hdr[pos:pos + 4]), struct.unpack_from("<I", hdr, pos + 4)[0]
+        if cid == b"fact" and size >= 4 and pos + 12 <= len(hdr):
+            struct.pack_into("<I", hdr, pos + 8, data_len // max(1, block_align))
+        pos += 8 + size + (size & 1)
+    return bytes(hdr)
