@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import trio
@@ -82,9 +83,22 @@ def load_or_exit(path: Path) -> ConfigFile:
     try:
         return load_config(path, get_registry())
     except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        raise SystemExit(EXIT_CONFIG) from None
+        _config_exit(exc)
+
+
+def load_pipeline_or_exit(path: Path, name: str | None) -> PipelineConfig:
+    """Pipeline ``name`` (``None``: the file's only one) of a pipeline file, or print every
+    problem (invalid file, unknown or ambiguous name) and exit 2."""
+    try:
+        return load_or_exit(path).pipeline(name)
+    except ConfigError as exc:
+        _config_exit(exc)
+
+
+def _config_exit(exc: ConfigError) -> NoReturn:
+    for problem in exc.problems:
+        click.echo(problem, err=True)
+    raise SystemExit(EXIT_CONFIG) from None
 
 
 def execute(pipeline: PipelineConfig, *, json_output: bool = False, progress: bool | None = None,

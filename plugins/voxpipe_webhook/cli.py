@@ -44,13 +44,6 @@ def _row(event: OutboxEvent) -> dict:
             "delivered_at": iso_utc(event.delivered_at) if event.delivered_at else None}
 
 
-def _config(config_path: Path) -> Any:
-    """The loaded pipeline file; an invalid one exits with status 2."""
-    from voxpipe.cli import load_or_exit
-
-    return load_or_exit(config_path)
-
-
 @contextlib.contextmanager
 def pipeline_outbox(config_path: Path, pipeline: str | None) -> Iterator[Any]:
     """The outbox the webhook sinks of ``pipeline`` in ``config_path`` use when it runs
@@ -61,17 +54,12 @@ def pipeline_outbox(config_path: Path, pipeline: str | None) -> Iterator[Any]:
     """
     from voxpipe.components import PipelineContext
     from voxpipe.engine import state_dir_for
-    from voxpipe.errors import ConfigError
     from voxpipe.ledger import LedgerError
+    from voxpipe.cli import load_pipeline_or_exit
     from voxpipe.ledger.cli import pipeline_ledger
     from voxpipe.ledger.locate import is_url
 
-    try:
-        config = _config(config_path).pipeline(pipeline)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        raise SystemExit(EXIT_USAGE) from None
+    config = load_pipeline_or_exit(config_path, pipeline)
     hooks = [s.settings for s in config.sinks if isinstance(s.settings, WebhookSettings)]
     if not hooks:
         click.echo(f"pipeline {config.name!r} of {config_path} has no webhook sink: no outbox", err=True)
@@ -118,7 +106,9 @@ def _open_outbox(state_db: Path | None, config_path: Path | None, pipeline: str 
 
 
 def _endpoints(config_path: Path, pipeline: str | None) -> dict[str, tuple[Endpoint, Schedule]]:
-    config = _config(config_path)
+    from voxpipe.cli import load_or_exit
+
+    config = load_or_exit(config_path)
     out: dict[str, tuple[Endpoint, Schedule]] = {}
     for name, p in config.pipelines.items():
         if pipeline is not None and name != pipeline:
