@@ -78,7 +78,8 @@ def test_deferred_recordings_are_reported_not_failed(register_plugin, tmp_path):
     assert [e for e in entries] == ["a", "b", "later-1", "later-2"]  # sorted by id
     assert entries["later-2"] == {"source": "notyet", "id": "later-2", "status": "deferred", "reason": "not-ready",
                                   "sha256": None, "stored_path": None, "bytes": 0, "attempts": 0, "verdicts": [],
-                                  "error": "recording later-2 is still being uploaded"}
+                                  "error": "recording later-2 is still being uploaded", "recording_date": None,
+                                  "interaction_ids": []}
     rows = list(csv.DictReader(summary.report_paths[1].open()))
     assert [r["status"] for r in rows if r["kind"] == "recording"] == ["ok", "ok", "deferred", "deferred"]
     assert [r["deferred"] for r in rows if r["kind"] == "total"] == ["2", "2"]

@@ -120,6 +120,7 @@ def test_still_uploading_is_left_for_the_next_run_without_an_attempt(tmp_path):
     assert report["totals"]["processed"] == 5 and report["sources"]["genesys"]["totals"]["deferred"] == 1
     [entry] = [e for e in report["sources"]["genesys"]["recordings"] if e["status"] == "deferred"]
     assert (entry["id"], entry["attempts"], entry["reason"]) == (rid("call-a.wav"), 0, "file-state-uploading")
+    assert entry["interaction_ids"] == [cid("call-a.wav")]  # found by its conversation id
     csv_rows = summary.report_paths[1].read_text().splitlines()
     assert sum(f"recording,genesys,{rid('call-a.wav')},deferred,file-state-uploading," in r for r in csv_rows) == 1
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .atomic import write_atomic
-from .facts import RecordingFacts, iso_utc
+from .facts import ID_FIELDS, RecordingFacts, iso_utc
 from .audioformat import REASONS as AUDIO_FORMAT_REASONS
 from .ledger import LedgerBackend
 from .model import Deferral
@@ -109,8 +109,11 @@ def _entry(outcome: dict[str, Any]) -> dict[str, Any]:
 
 
 def _deferred_entry(d: Deferral) -> dict[str, Any]:
-    return {"source": d.source, "id": d.id, "status": d.status, "reason": d.reason, "sha256": None,
-            "stored_path": None, "bytes": 0, "attempts": 0, "verdicts": [], "error": d.message or None}
+    """A deferral as a recording entry: every :data:`RECORDING_KEYS` key, nothing stored,
+    no attempt; platform ids from the details the source gave (``conversation_id``...)."""
+    return {**dict.fromkeys(RECORDING_KEYS), "source": d.source, "id": d.id, "status": d.status,
+            "reason": d.reason, "bytes": 0, "attempts": 0, "verdicts": [], "error": d.message or None,
+            "interaction_ids": list(dict.fromkeys(str(d.details[k]) for k in ID_FIELDS if d.details.get(k)))}
 
 
 def _totals(outcomes: Iterable[dict[str, Any]]) -> dict[str, int]:

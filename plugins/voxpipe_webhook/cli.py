@@ -52,10 +52,10 @@ def pipeline_outbox(config_path: Path, pipeline: str | None) -> Iterator[Any]:
     Exits with status 2 (message on stderr) when the pipeline is ambiguous, has no webhook
     sink, its sinks use several outboxes, or the outbox or ledger cannot be opened.
     """
+    from voxpipe.cli import load_pipeline_or_exit
     from voxpipe.components import PipelineContext
     from voxpipe.engine import state_dir_for
     from voxpipe.ledger import LedgerError
-    from voxpipe.cli import load_pipeline_or_exit
     from voxpipe.ledger.cli import pipeline_ledger
     from voxpipe.ledger.locate import is_url
 
