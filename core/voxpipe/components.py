@@ -195,6 +195,14 @@ class SinkWriter:
     nothing under a final name.
     """
 
+    #: Set by :meth:`Sink.resume`: the stream byte offset the resumed writer expects its
+    #: next ``write`` at. ``None`` (the default): the offset of the ledger's checkpoint.
+    #: A writer that cannot hold the bytes written since its durable state (an object
+    #: store holds whole parts only) asks for an earlier offset, down to 0; the engine
+    #: then reads the source from there and gives each writer only the bytes after its own
+    #: offset (see ``docs/architecture.md``, resume).
+    resume_offset: int | None = None
+
     async def write(self, chunk: Chunk) -> None:
         """Store the next chunk (offsets are contiguous; ``chunk.data`` is immutable bytes)."""
         raise NotImplementedError
@@ -240,6 +248,11 @@ class Sink(Component):
 
     kind = "sink"
     announces: ClassVar[bool] = False
+    #: Whether :meth:`replay` can give back the bytes a checkpoint holds. A sink whose
+    #: storage cannot be read back before it is complete (a multipart upload) sets this
+    #: to ``False`` and resumes its writers at offset 0 (:attr:`SinkWriter.resume_offset`),
+    #: so the verifiers see the re-read prefix from the source instead.
+    replays: ClassVar[bool] = True
     #: Whether another machine can resume this sink's checkpoints (its partial state lives
     #: in shared storage, e.g. an S3 multipart upload). Otherwise a recording taken over
     #: from another worker restarts at byte 0 (see :mod:`voxpipe.ledger.leases`).

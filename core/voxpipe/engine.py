@@ -515,7 +515,12 @@ class Runner:
                 await self._discard(storing, entries)
                 entries = None
             else:
-                stream.resume_offset = result.resumed_from = state.resume_offset
+                # each writer may ask for an earlier offset than the ledger's (it holds less,
+                # e.g. only whole multipart-upload parts): read the source from the earliest
+                for _, writer in writers:
+                    if writer.resume_offset is None:
+                        writer.resume_offset = state.resume_offset
+                stream.resume_offset = result.resumed_from = min(w.resume_offset for _, w in writers)
                 if state.etag:
                     stream.metadata["etag"] = state.etag
                 if state.size is not None:
@@ -565,7 +570,7 @@ class Runner:
             verifier_runs = [_TrackedRun(v.type, v.begin(stream)) for v in self.verifiers]
             transform_runs = [t.begin(stream) for t in self.transforms]
             entries = await self._open_writers(stream, result, writers, held, takeover)
-            if entries is not None and verifier_runs:
+            if entries is not None and verifier_runs and stream.resume_offset:
                 await self._replay(stream, entries, verifier_runs)
             await self._pump(stream, verifier_runs, transform_runs, writers, result, lease)
             result.verdicts = [run.finish() for run in verifier_runs]
@@ -684,12 +689,16 @@ class Runner:
 
     async def _replay(self, stream: Stream, entries: list[dict[str, Any]], verifier_runs: list[VerifierRun]) -> None:
         """Feed the bytes a checkpoint holds to the verifiers, so their digests cover the whole stream."""
-        sink = next(s for s in self.sinks if not s.announces)
+        storing = [s for s in self.sinks if not s.announces]
+        # A resume offset above 0 means every storing writer holds at least that much, so
+        # any sink able to read its checkpoint back will do.
+        index = next(i for i, s in enumerate(storing) if s.replays)
+        sink = storing[index]
         limit = stream.resume_offset
 
         def feed() -> None:
             offset = 0
-            for block in sink.replay(entries[0]):
+            for block in sink.replay(entries[index]):
                 block = block[: max(0, limit - offset)]
                 if not block:
                     break
@@ -733,7 +742,11 @@ class Runner:
             if self._can_resume else None
         # One consumer for the verifiers and the writers that can write from a worker
         # thread: one hop per chunk for all of them (see the module docstring).
-        fused = [(s, w) for s, w in writers if getattr(w, "threaded_write", None) is not None]
+        # A resumed writer holding more than the read starts at sees only what follows: it
+        # gets a channel of its own, which drops those bytes (_feed_sink).
+        skip = {id(w): max(0, (stream.resume_offset if w.resume_offset is None else w.resume_offset)
+                           - stream.resume_offset) for _, w in writers}
+        fused = [(s, w) for s, w in writers if getattr(w, "threaded_write", None) is not None and not skip[id(w)]]
         separate = [(s, w) for s, w in writers if (s, w) not in fused]
         async with trio.open_nursery() as nursery:
             if checkpoints is not None:
@@ -746,13 +759,16 @@ class Runner:
             sink_channels = []
             for sink, writer in separate:
                 send, receive = trio.open_memory_channel[Any](STREAM_CHANNEL_CHUNKS)
-                nursery.start_soon(_feed_sink, writer, receive, None if sink.announces else checkpoints)
+                nursery.start_soon(_feed_sink, writer, receive, None if sink.announces else checkpoints,
+                                   skip[id(writer)])
                 sink_channels.append((sink, send))
             with contextlib.ExitStack() as closing:
                 for channel in [c for c in [fused_channel] if c is not None] + [c for _, c in sink_channels]:
                     closing.enter_context(channel)
                 expected = out_offset = result.bytes = stream.resume_offset
-                next_checkpoint = expected + self.settings.checkpoint_bytes
+                # no checkpoint before every resumed writer has caught up with what it held
+                caught_up = max([expected] + [w.resume_offset for _, w in writers if w.resume_offset is not None])
+                next_checkpoint = caught_up + self.settings.checkpoint_bytes
                 chunks = self.source.read(stream)
                 async with contextlib.aclosing(chunks):
                     async for chunk in chunks:
@@ -919,12 +935,20 @@ async def _feed_fused(verifier_runs: list[VerifierRun], writers: list[SinkWriter
 
 
 async def _feed_sink(writer: SinkWriter, receive: trio.MemoryReceiveChannel[Any],
-                     checkpoints: _Checkpoints | None) -> None:
+                     checkpoints: _Checkpoints | None, skip: int = 0) -> None:
+    """Pass chunks and checkpoint markers to ``writer``, dropping the first ``skip`` bytes
+    (those a resumed writer already holds when the read starts earlier for another one)."""
     with receive:  # see _feed_fused
         async for item in receive:
             if isinstance(item, _Marker):
                 if checkpoints is not None:
                     await checkpoints.reached(item, writer)
+            elif skip:
+                if len(item.data) <= skip:
+                    skip -= len(item.data)
+                    continue
+                item, skip = Chunk(item.offset + skip, item.data[skip:]), 0
+                await writer.write(item)
             else:
                 await writer.write(item)
 

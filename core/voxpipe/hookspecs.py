@@ -54,3 +54,14 @@ def register_commands(cli):
     ``voxpipe emulate``, where emulators of vendor platforms add their sub-command
     (``cli.emulate.add_command(cmd)``).
     """
+
+
+@hookspec(firstresult=True)
+def open_archive_storage(location):
+    """Open an archive that is not a local directory, for ``voxpipe serve`` and ``voxpipe retention``.
+
+    ``location`` is what the user gave, e.g. ``s3://bucket/prefix?endpoint_url=...``.
+    Return a :class:`voxpipe.archive_storage.ArchiveStorage` when this plugin handles the
+    location's scheme, else ``None``. Raise ``ValueError`` with a message naming what is
+    wrong when the location is for this plugin but unusable (bad bucket, unreachable store).
+    """

@@ -97,7 +97,8 @@ def _entry(outcome: dict[str, Any]) -> dict[str, Any]:
         "source": outcome.get("source"), "id": outcome.get("id"), "status": status,
         "reason": outcome.get("reason") if status != "ok" else None,
         "sha256": (outcome.get("digests") or {}).get("sha256"),
-        "stored_path": stored[0].get("path") if stored else None,
+        # a file's path, or an object's URL (s3://bucket/key) for object-storage sinks
+        "stored_path": (stored[0].get("path") or stored[0].get("url")) if stored else None,
         "bytes": outcome.get("bytes"), "attempts": outcome.get("attempts"),
         "verdicts": [{"verifier": v.get("verifier"), "ok": v.get("ok"), "reason": v.get("reason")}
                      for v in outcome.get("verdicts") or []],

@@ -32,8 +32,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
-import stat
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlencode
@@ -43,9 +41,12 @@ import trio
 from .auth import BearerAuth
 from .bodies import BodyError, FileBody, GunzipBody
 from .conditional import evaluate
-from .index import ArchiveIndex, Entry
+from voxpipe.archive_storage import ArchiveStorage, Entry, NotStored
+
+from .index import ArchiveIndex
+from .storage import DirectoryStorage
 from voxpipe.manifest import parse_time
-from .paths import OutsideArchive, UnsafeId, check_id, resolve_inside
+from .paths import UnsafeId, check_id
 
 log = logging.getLogger("voxpipe.archive")
 
@@ -92,8 +93,11 @@ class ArchiveApp:
     :param auth: the bearer-token checker.
     """
 
-    def __init__(self, index: ArchiveIndex, auth: BearerAuth):
-        self.index = index
+    def __init__(self, index: ArchiveIndex | None, auth: BearerAuth, *, storage: ArchiveStorage | None = None):
+        #: Where the recordings are read from: the directory of ``index``, or ``storage``
+        #: (an object store); ``index`` is its catalogue either way.
+        self.storage: ArchiveStorage = storage if storage is not None else DirectoryStorage(index)
+        self.index = self.storage.catalogue
         self.auth = auth
 
     # -- ASGI entry ---------------------------------------------------------------------
@@ -200,9 +204,12 @@ class ArchiveApp:
         m = entry.manifest
         decompress = _bool_param(query, "decompress")
         label = f"recording {m.recording_id}"
-        fd = await trio.to_thread.run_sync(self._open, entry)
         try:
-            size = os.fstat(fd).st_size
+            stored = await trio.to_thread.run_sync(self.storage.open, entry)
+        except NotStored as exc:
+            raise HTTPError(404, str(exc), exc.reason) from None
+        try:
+            size = stored.size
             if size != m.stored_size:
                 log.error("archive: %s: stored file %s is %d bytes, its manifest says %d; refused",
                           label, entry.relative, size, m.stored_size)
@@ -210,30 +217,13 @@ class ArchiveApp:
             common = [(b"cache-control", b"private, no-cache"), (b"x-content-type-options", b"nosniff"),
                       (b"x-voxpipe-recording-id", m.recording_id.encode())]
             if decompress and m.compression == "gzip":
-                await self._send_original(send, method, headers, fd, entry, common, label)
+                await self._send_original(send, method, headers, stored, entry, common, label)
             else:
-                await self._send_stored(send, method, headers, fd, entry, common, label)
+                await self._send_stored(send, method, headers, stored, entry, common, label)
         finally:
-            os.close(fd)
+            await trio.to_thread.run_sync(stored.close)
 
-    def _open(self, entry: Entry) -> int:
-        """Open the stored file read-only after checking it resolves inside the archive."""
-        try:
-            resolved = resolve_inside(self.index.root, entry.manifest.stored)
-        except OutsideArchive:
-            log.warning("archive: recording %s: stored file %s resolves outside the archive; refused",
-                        entry.manifest.recording_id, entry.relative)
-            raise HTTPError(404, f"recording {entry.manifest.recording_id} is not in the archive", "outside") from None
-        try:
-            fd = os.open(resolved.real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        except OSError:
-            raise HTTPError(404, f"recording {entry.manifest.recording_id} is not in the archive", "gone") from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise HTTPError(404, f"recording {entry.manifest.recording_id} is not in the archive", "not-a-file")
-        return fd
-
-    async def _send_stored(self, send, method, headers, fd, entry, common, label) -> None:
+    async def _send_stored(self, send, method, headers, stored, entry, common, label) -> None:
         m = entry.manifest
         etag = f'"{m.stored_sha256}"'
         ctype = "application/gzip" if m.compression == "gzip" else content_type(m.format)
@@ -252,15 +242,15 @@ class ArchiveApp:
             assert r is not None
             hdrs = base + [(b"content-type", ctype.encode()), (b"content-length", str(r.length).encode()),
                            (b"content-range", r.content_range(m.stored_size).encode())]
-            body = FileBody(fd, r.first, r.length, label=label)
+            body = FileBody(stored, r.first, r.length, label=label)
             await _stream(send, method, 206, hdrs, body, label)
             return
         hdrs = base + [(b"content-type", ctype.encode()), (b"content-length", str(m.stored_size).encode()),
                        (b"repr-digest", repr_digest(m.stored_sha256))]
-        body = FileBody(fd, 0, m.stored_size, label=label, expected_sha256=m.stored_sha256)
+        body = FileBody(stored, 0, m.stored_size, label=label, expected_sha256=m.stored_sha256)
         await _stream(send, method, 200, hdrs, body, label)
 
-    async def _send_original(self, send, method, headers, fd, entry, common, label) -> None:
+    async def _send_original(self, send, method, headers, stored, entry, common, label) -> None:
         m = entry.manifest
         ctype = content_type(m.format)
         hdrs = common + [(b"content-type", ctype.encode()), (b"accept-ranges", b"none"),
@@ -274,7 +264,7 @@ class ArchiveApp:
                 return
         if m.original_size is not None:
             hdrs.append((b"content-length", str(m.original_size).encode()))
-        body = GunzipBody(fd, label=label, expected_size=m.original_size, expected_sha256=m.original_sha256)
+        body = GunzipBody(stored, label=label, expected_size=m.original_size, expected_sha256=m.original_sha256)
         await _stream(send, method, 200, hdrs, body, label)
 
 

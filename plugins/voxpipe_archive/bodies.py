@@ -11,6 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
+from typing import Any
+
+from .storage import FdRange
 
 #: Bytes per response body block.
 BLOCK_SIZE = 256 * 1024
@@ -22,15 +25,25 @@ class BodyError(Exception):
     """The stored data does not match its manifest; the message names the recording and byte offset."""
 
 
+def _reader(source: Any, start: int, length: int | None) -> Any:
+    """A :class:`voxpipe.archive_storage.RangeReader` for ``source``: an open file
+    descriptor (read with ``pread``) or a :class:`voxpipe.archive_storage.StoredObject`."""
+    if isinstance(source, int):
+        return FdRange(source, start, os.fstat(source).st_size - start if length is None else length)
+    return source.open_range(start, source.size - start if length is None else length)
+
+
 class FileBody:
-    """Bytes ``start`` .. ``start + length - 1`` of an open file descriptor, in blocks.
+    """Bytes ``start`` .. ``start + length - 1`` of a stored recording (an open file
+    descriptor or a :class:`voxpipe.archive_storage.StoredObject`), in blocks.
 
     :param expected_sha256: when given (whole-file responses), :meth:`finish` raises
         :class:`BodyError` unless the bytes read hash to it.
     """
 
-    def __init__(self, fd: int, start: int, length: int, *, label: str, expected_sha256: str | None = None):
-        self.fd, self.offset, self.end, self.label = fd, start, start + length, label
+    def __init__(self, source: Any, start: int, length: int, *, label: str, expected_sha256: str | None = None):
+        self.reader = _reader(source, start, length)
+        self.offset, self.end, self.label = start, start + length, label
         self.expected = expected_sha256
         self.hash = hashlib.sha256() if expected_sha256 else None
 
@@ -38,13 +51,16 @@ class FileBody:
         """The next block (``b""`` at the end). :raises BodyError: the file ended early."""
         if self.offset >= self.end:
             return b""
-        data = os.pread(self.fd, min(BLOCK_SIZE, self.end - self.offset), self.offset)
+        data = self.reader.read(min(BLOCK_SIZE, self.end - self.offset))
         if not data:
             raise BodyError(f"{self.label}: stored file ended at byte {self.offset}, expected {self.end}")
         self.offset += len(data)
         if self.hash is not None:
             self.hash.update(data)
         return data
+
+    def close(self) -> None:
+        self.reader.close()
 
     def finish(self) -> None:
         """:raises BodyError: the SHA-256 of what was read differs from the expected one."""
@@ -54,15 +70,18 @@ class FileBody:
 
 
 class GunzipBody:
-    """The original bytes of a gzip (RFC 1952) file, possibly of several members, in blocks.
+    """The original bytes of a gzip (RFC 1952) file, possibly of several members, in blocks
+    (``source``: an open file descriptor or a :class:`voxpipe.archive_storage.StoredObject`).
 
     :param expected_size: original size in bytes from the manifest (``None`` if unknown);
         output beyond it is an error raised at once, not after inflating it all.
     :param expected_sha256: original SHA-256 from the manifest (``None`` if unknown).
     """
 
-    def __init__(self, fd: int, *, label: str, expected_size: int | None, expected_sha256: str | None):
-        self.fd, self.label = fd, label
+    def __init__(self, source: Any, *, label: str, expected_size: int | None, expected_sha256: str | None,
+                 stored_size: int | None = None):
+        self.reader = _reader(source, 0, stored_size)
+        self.label = label
         self.expected_size, self.expected_sha256 = expected_size, expected_sha256
         self.read_offset = 0
         self.produced = 0
@@ -106,7 +125,7 @@ class GunzipBody:
                 if out:
                     return self._emit(out)
                 continue
-            data = os.pread(self.fd, READ_SIZE, self.read_offset)
+            data = self.reader.read(READ_SIZE)
             if not data and self._in_member:
                 # All input consumed: zlib may still hold output of the last match.
                 out = self._z.decompress(b"", limit)
@@ -134,6 +153,9 @@ class GunzipBody:
                             f"{self.expected_size} bytes")
         self.hash.update(out)
         return out
+
+    def close(self) -> None:
+        self.reader.close()
 
     def finish(self) -> None:
         """:raises BodyError: size or SHA-256 of the decompressed bytes differ from the manifest."""

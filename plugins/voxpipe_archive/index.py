@@ -18,11 +18,11 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable
 
-from voxpipe.manifest import Manifest, ManifestError, load_manifest, recording_time
+from voxpipe.archive_storage import Entry, EntryLookup
+from voxpipe.manifest import ManifestError, load_manifest, recording_time
 from .paths import MANIFEST_SUFFIX, OutsideArchive, is_hidden, real_root, resolve_inside
 
 log = logging.getLogger("voxpipe.archive")
@@ -35,17 +35,6 @@ MAX_MANIFESTS = 2_000_000
 FULL_RESCAN_SECONDS = 300.0
 #: Default seconds a catalogue is trusted before directory mtimes are checked again.
 DEFAULT_TTL = 2.0
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One catalogued recording: its manifest, stored file's path relative to the root
-    (POSIX form), and its time (``when``, UTC) with the manifest key it came from."""
-
-    manifest: Manifest
-    relative: str
-    when: datetime | None
-    when_key: str | None
 
 
 @dataclass(frozen=True)
@@ -95,9 +84,7 @@ class ArchiveIndex:
         self._clock = clock
         self._lock = threading.Lock()
         self._dirs: dict[str, _Dir] = {}
-        self._by_id: dict[str, tuple[Entry, ...]] = {}
-        self._by_interaction: dict[str, tuple[Entry, ...]] = {}
-        self._all: tuple[Entry, ...] = ()
+        self._lookup = EntryLookup()
         self._checked_at: float | None = None
         self._full_at: float | None = None
         self.truncated = False
@@ -144,15 +131,7 @@ class ArchiveIndex:
             if depth < MAX_DEPTH:
                 stack.extend((sub, depth + 1) for sub in cached.subdirs)
         self._dirs = new_dirs
-        by_id: dict[str, list[Entry]] = {}
-        by_interaction: dict[str, list[Entry]] = {}
-        for entry in entries:
-            by_id.setdefault(entry.manifest.recording_id, []).append(entry)
-            for iid in entry.manifest.interaction_ids:
-                by_interaction.setdefault(iid, []).append(entry)
-        self._by_id = {k: tuple(v) for k, v in by_id.items()}
-        self._by_interaction = {k: tuple(v) for k, v in by_interaction.items()}
-        self._all = tuple(sorted(entries, key=lambda e: (e.when is None, e.when or datetime.min, e.relative)))
+        self._lookup = EntryLookup.of(entries)
 
     def _read_dir(self, rel: str, path: Path, st: os.stat_result) -> _Dir:
         try:
@@ -185,12 +164,12 @@ class ArchiveIndex:
 
     def by_recording_id(self, recording_id: str) -> tuple[Entry, ...]:
         """Entries stored under ``recording_id`` (several when sources or pipelines share ids)."""
-        return self._by_id.get(recording_id, ())
+        return self._lookup.by_id.get(recording_id, ())
 
     def by_interaction_id(self, interaction_id: str) -> tuple[Entry, ...]:
         """Entries whose metadata names ``interaction_id`` (Genesys conversationId, CXone contactId, ...)."""
-        return self._by_interaction.get(interaction_id, ())
+        return self._lookup.by_interaction.get(interaction_id, ())
 
     def entries(self) -> tuple[Entry, ...]:
         """Every entry, oldest recording first (entries without a date last)."""
-        return self._all
+        return self._lookup.all
