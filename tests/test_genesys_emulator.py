@@ -52,6 +52,10 @@ def test_token_needs_basic_client_authentication(recordings):
                           data={"grant_type": "password"}).status_code == 400
         answer = httpx.get(url + "/api/v2/conversations/x/recordingmetadata")
         assert answer.status_code == 401 and answer.json()["code"] == "authentication.required"
+        from voxpipe_genesys.emulator.app import MAX_BODY
+
+        huge = httpx.post(url + "/oauth/token", content=b"x" * (MAX_BODY + 1))  # read in pieces, refused past the limit
+        assert huge.status_code == 413 and huge.json()["code"] == "request.too.large"
 
 
 def test_analytics_query_pages_and_interval(recordings):

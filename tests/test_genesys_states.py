@@ -110,6 +110,19 @@ def test_still_uploading_is_left_for_the_next_run_without_an_attempt(tmp_path):
     assert doc["recordings"][rid("call-a.wav")]["fileState"] == "UPLOADING"
     [deferred] = [e for e in read_audit(state / "audit.jsonl") if e["event"] == "recording-deferred"]
     assert deferred["recording"] == rid("call-a.wav") and deferred["runs"] == 1
+    # ... and visible as deferred (not failed, no attempt) in the run summary and compliance report
+    assert summary.deferred_count == 1 and not summary.failed
+    [d] = summary.deferred
+    assert (d.id, d.source, d.status, d.reason) == (rid("call-a.wav"), "genesys", "deferred", "file-state-uploading")
+    assert d.details["conversation_id"] == cid("call-a.wav") and "UPLOADING" in d.message
+    report = json.loads(summary.report_paths[0].read_text())
+    assert report["totals"]["deferred"] == 1 and report["totals"]["failed"] == 0
+    assert report["totals"]["processed"] == 5 and report["sources"]["genesys"]["totals"]["deferred"] == 1
+    [entry] = [e for e in report["sources"]["genesys"]["recordings"] if e["status"] == "deferred"]
+    assert (entry["id"], entry["attempts"], entry["reason"]) == (rid("call-a.wav"), 0, "file-state-uploading")
+    assert entry["interaction_ids"] == [cid("call-a.wav")]  # found by its conversation id
+    csv_rows = summary.report_paths[1].read_text().splitlines()
+    assert sum(f"recording,genesys,{rid('call-a.wav')},deferred,file-state-uploading," in r for r in csv_rows) == 1
 
     # the next night's run covers another interval: the deferred recording is looked up anyway,
     # and now that it is uploaded it is archived, at its first attempt
@@ -123,3 +136,29 @@ def test_still_uploading_is_left_for_the_next_run_without_an_attempt(tmp_path):
     [path] = list(archive.glob(f"{rid('call-a.wav')}.*.gz"))
     assert gzip.decompress(path.read_bytes()) == originals["call-a.wav"]
     assert not (state / "genesys-deferred.json").exists()
+
+
+def test_voxpipe_run_shows_deferred_recordings_in_json_and_terminal_output(tmp_path):
+    from click.testing import CliRunner
+
+    from voxpipe.cli import cli
+
+    make_recordings(tmp_path / "rec")
+    archive = tmp_path / "archive"
+    config = tmp_path / "g.yaml"
+    with emulator(tmp_path / "rec", uploading=frozenset({"call-a.wav"}), transient_polls=1000) as (url, _):
+        config.write_text(pipeline_yaml(url, archive, source=f"""
+            interval: {ALL}
+            transient_wait: 0.2
+        """))
+        as_json = CliRunner().invoke(cli, ["run", str(config), "--json"])
+        assert as_json.exit_code == 0, as_json.output  # deferred is not a failure
+        rows = [json.loads(line) for line in as_json.stdout.splitlines() if line.startswith("{")]
+        [deferred] = [r for r in rows if r["status"] == "deferred"]
+        assert deferred["id"] == rid("call-a.wav") and deferred["reason"] == "file-state-uploading"
+        assert deferred["details"]["file_state"] == "UPLOADING" and deferred["details"]["runs"] == 1
+        assert sorted(r["status"] for r in rows) == ["deferred"] + ["ok"] * 5
+        plain = CliRunner().invoke(cli, ["run", str(config), "--no-progress"])
+    assert plain.exit_code == 0, plain.output
+    assert f"deferred {rid('call-a.wav')}: still UPLOADING" in plain.output
+    assert "1 recording(s) deferred to a later run (not failed)" in plain.output

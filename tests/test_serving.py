@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 import trio
 
 from voxpipe.serving import serve_asgi, serve_in_thread
@@ -43,3 +44,27 @@ def test_ipv6_loopback_is_bound_in_brackets():
 
     assert hypercorn_config("::1", 8080).bind == ["[::1]:8080"]
     assert hypercorn_config("127.0.0.1", 0).bind == ["127.0.0.1:0"]
+
+
+def test_read_body_joins_messages_stops_at_disconnect_and_bounds_the_size():
+    from voxpipe.serving import BodyTooLarge, read_body
+
+    def receiver(*messages):
+        it = iter(messages)
+
+        async def receive():
+            return next(it)
+        return receive
+
+    async def main():
+        parts = receiver({"type": "http.request", "body": b"ab", "more_body": True},
+                         {"type": "http.request", "body": b"cd", "more_body": False})
+        assert await read_body(parts, 4) == b"abcd"
+        gone = receiver({"type": "http.request", "body": b"ab", "more_body": True}, {"type": "http.disconnect"})
+        assert await read_body(gone, 4) == b"ab"
+        big = receiver({"type": "http.request", "body": b"abc", "more_body": True},
+                       {"type": "http.request", "body": b"de", "more_body": True})
+        with pytest.raises(BodyTooLarge, match="exceeds 4 bytes"):
+            await read_body(big, 4)
+
+    trio.run(main)

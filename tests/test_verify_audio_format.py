@@ -105,7 +105,8 @@ def test_corpus_through_a_pipeline_each_rejected_with_its_reason_and_quarantined
     totals = json.loads(summary.report_paths[0].read_text())["totals"]
     failed = sum(1 for c in cases if c.reason)
     assert totals == {"processed": len(cases), "stored": len(cases) - failed, "skipped": 0, "failed": failed,
-                      "checksum_errors": 0, "format_errors": failed, "hmac_failures": 0, "other_failures": 0}
+                      "checksum_errors": 0, "format_errors": failed, "hmac_failures": 0, "other_failures": 0,
+                      "deferred": 0}
 
 
 def test_every_example_accepted_from_the_emulator(tmp_path):

@@ -87,7 +87,7 @@ def test_mixed_run_report_is_exact_in_json_and_csv_and_reprinted_by_the_cli(tmp_
         rec.update(recording_date=facts["started_at"], interaction_ids=[facts["contact_id"], facts["segment_id"]])
     assert results["200001"].message.startswith("recording 200001: declared format 'mp3' but the bytes are OGG")
     totals = {"processed": 5, "stored": 2, "skipped": 0, "failed": 3, "checksum_errors": 1, "format_errors": 1,
-              "hmac_failures": 1, "other_failures": 1}
+              "hmac_failures": 1, "other_failures": 1, "deferred": 0}
     expected = {
         "format": "voxpipe-compliance-report", "version": 1,
         "run": {"run_id": 1, "pipeline": "archive", "started_at": _iso(runs[0]["started_at"]),
@@ -117,7 +117,7 @@ def test_mixed_run_report_is_exact_in_json_and_csv_and_reprinted_by_the_cli(tmp_
     # The re-run skips what is stored and fails the rest again.
     second_report = json.loads(second.report_paths[0].read_text())
     assert second_report["totals"] == {"processed": 5, "stored": 0, "skipped": 2, "failed": 3, "checksum_errors": 1,
-                                       "format_errors": 1, "hmac_failures": 1, "other_failures": 1}
+                                       "format_errors": 1, "hmac_failures": 1, "other_failures": 1, "deferred": 0}
     skipped = {r["id"]: r for r in second_report["sources"]["cxone"]["recordings"] if r["status"] == "skipped"}
     assert sorted(skipped) == ["100001", "100003"]
     assert skipped["100001"]["sha256"] == sha["100001"]

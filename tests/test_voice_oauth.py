@@ -10,12 +10,13 @@ from urllib.parse import parse_qs
 
 import trio
 
-from voxpipe.serving import serve_asgi
+from voxpipe.serving import read_body, serve_asgi
 from voxpipe_voice.emulator import StreamOptions, VoiceEmulatorServer
 from test_voice_e2e import FILES, expected_for
 from voice_support import pipeline_yaml, read_wav, runner_for
 
 SECRET = "voice-client-secret-9"
+MAX_TEST_BODY = 1 << 16  # bytes of a token request
 
 
 class TokenEndpoint:
@@ -28,12 +29,7 @@ class TokenEndpoint:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive, MAX_TEST_BODY)
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
         self.requests.append({"headers": headers, "form": form})

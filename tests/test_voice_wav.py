@@ -128,3 +128,46 @@ def test_stereo_wav_has_two_channels_and_refuses_a_partial_sample_frame(tmp_path
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()) == (2, 2, 8000, 160)
         assert w.readframes(160) == stereo
     assert mutagen.wave.WAVE(str(tmp_path / "st-1.wav")).info.channels == 2
+
+
+def test_begin_creates_the_temporary_file_in_a_worker_thread(tmp_path, monkeypatch):
+    """Creating the file (and its directory) is blocking metadata I/O: never on the event loop."""
+    import builtins
+    import threading
+
+    import voxpipe_voice.wav as wav_module
+
+    opened = []
+
+    def recording_open(path, *args, **kwargs):
+        opened.append((str(path), threading.current_thread() is threading.main_thread()))
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(wav_module, "open", recording_open, raising=False)
+    sink = _sink(tmp_path / "new" / "dir")  # does not exist yet: created on the first call
+
+    async def main():
+        writer = await sink.begin(_stream())
+        await writer.write(Chunk(0, bytes(320)))
+        await writer.prepare()
+        return await writer.commit(StreamResult(id="call-7", source="websocket-voice", pipeline="p", ok=True,
+                                                bytes=320))
+
+    stored = trio.run(main)
+    temps = [(p, on_loop) for p, on_loop in opened if ".part" in p]
+    assert temps and not any(on_loop for _, on_loop in temps)  # opened, and only in worker threads
+    with wave.open(stored["path"]) as w:
+        assert w.readframes(160) == bytes(320)
+
+
+def test_begin_leaves_no_temporary_file_when_the_header_cannot_be_written(tmp_path, monkeypatch):
+    import voxpipe_voice.wav as wav_module
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(wav_module, "wav_header", full_disk)
+    sink = _sink(tmp_path)
+    with pytest.raises(OSError, match="No space left"):
+        trio.run(sink.begin, _stream())
+    assert list(tmp_path.iterdir()) == []

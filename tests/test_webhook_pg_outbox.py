@@ -104,3 +104,78 @@ def test_the_same_event_id_is_stored_once_on_postgresql_too(pg_url, tmp_path):
         assert [e.id for e in a.events()].count(made.id) == 1
     finally:
         a.close(), b.close(), first.close(), second.close()
+
+
+def test_webhooks_cli_lists_and_redelivers_from_the_pipelines_postgresql_outbox(register_plugin, pg_url, tmp_path):
+    """``voxpipe webhooks --config p.yaml`` (no outbox file) finds the outbox as the running
+    sink does: in the ledger's database when ``ledger:`` is a PostgreSQL URL."""
+    import json
+    import textwrap
+
+    from click.testing import CliRunner
+
+    from voxpipe.cli import cli
+    from voxpipe.config import parse_config
+    from voxpipe.engine import Runner
+    from voxpipe.serving import serve_in_thread
+
+    from plugin_fixtures import ThirdPartyPlugin
+    from webhook_receiver import always
+
+    env = {"S1": SECRET}
+    receiver = Receiver(always(410))
+    config = tmp_path / "p.yaml"
+    with serve_in_thread(receiver) as url, register_plugin(ThirdPartyPlugin(), name="tp") as registry:
+        config.write_text(textwrap.dedent(f"""
+            pipelines:
+              p:
+                state_dir: {tmp_path}/state
+                ledger: "{pg_url}"
+                source: {{type: memory, ids: [g1, g2, g3], size: 1000, chunk: 1000}}
+                sinks:
+                  - {{type: collect}}
+                  - type: webhook
+                    url: {url}/hook
+                    secrets: ["${{S1}}"]
+                    retry_schedule: [0, 0.1]
+                    max_in_flight: 1
+                    drain_timeout: 10
+        """))
+        trio.run(Runner(parse_config(config.read_text(), registry, filename=str(config),
+                                     environ=env).pipeline(None)).run)
+        assert not (tmp_path / "state" / "outbox.sqlite3").exists()  # the events went to PostgreSQL
+        runner = CliRunner()
+        listed = runner.invoke(cli, ["webhooks", "-c", str(config), "--json"], env=env)
+        assert listed.exit_code == 0, listed.output
+        rows = [json.loads(line) for line in listed.output.splitlines()]
+        assert sorted(r["recording_id"] for r in rows) == ["g1", "g2", "g3"]
+        assert {r["state"] for r in rows} == {"disabled"} and {r["pipeline"] for r in rows} == {"p"}
+        table = runner.invoke(cli, ["webhooks", "-c", str(config)], env=env)
+        assert "3 disabled" in table.output and "disabled since" in table.output and "HTTP 410" in table.output
+
+        receiver.plan = always(200)
+        again = runner.invoke(cli, ["webhooks", "-c", str(config), "--redeliver-failed"], env=env)
+        assert again.exit_code == 0, again.output
+        assert "3 of 3 delivered" in again.output
+        delivered = runner.invoke(cli, ["webhooks", "-c", str(config), "--json", "--state", "delivered"], env=env)
+        assert sorted(json.loads(line)["id"] for line in delivered.output.splitlines()) == sorted(r["id"] for r in rows)
+    first = receiver.snapshot()[0].id
+    assert [r.id for r in receiver.snapshot()].count(first) == 2  # the 410'd event came again, same webhook-id
+    assert sorted(b["recording_id"] for b in verified(receiver.snapshot()[1:], SECRET)) == ["g1", "g2", "g3"]
+
+
+def test_webhooks_cli_without_an_outbox_or_webhook_sink_is_a_usage_error(register_plugin, tmp_path):
+    from click.testing import CliRunner
+
+    from voxpipe.cli import cli
+
+    from plugin_fixtures import ThirdPartyPlugin
+
+    config = tmp_path / "p.yaml"
+    config.write_text(f"pipelines:\n  p:\n    state_dir: {tmp_path}/state\n"
+                      "    source: {type: memory, ids: [a]}\n    sinks: [{type: collect}]\n")
+    with register_plugin(ThirdPartyPlugin(), name="tp"):
+        runner = CliRunner()
+        assert runner.invoke(cli, ["webhooks"]).exit_code == 2
+        result = runner.invoke(cli, ["webhooks", "-c", str(config)])
+    assert result.exit_code == 2 and "has no webhook sink" in result.output

@@ -317,6 +317,8 @@ def test_410_then_redeliver_failed_reenables_the_endpoint(register_plugin, tmp_p
         config.write_text(text)
         listed = CliRunner().invoke(cli, ["webhooks", str(outbox_path)])
         assert "3 disabled" in listed.output and "disabled since" in listed.output and "HTTP 410" in listed.output
+        by_config = CliRunner().invoke(cli, ["webhooks", "-c", str(config)], env=ENV)  # <state_dir>/outbox.sqlite3
+        assert by_config.exit_code == 0 and "3 disabled" in by_config.output, by_config.output
         receiver.plan = always(200)
         result = CliRunner().invoke(cli, ["webhooks", str(outbox_path), "--redeliver-failed", "-c", str(config)],
                                     env=ENV)

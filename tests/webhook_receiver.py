@@ -14,6 +14,11 @@ from typing import Callable
 import trio
 from standardwebhooks import Webhook
 
+from voxpipe.serving import read_body
+
+#: Largest webhook body the receiver accepts (bytes).
+MAX_TEST_BODY = 1 << 20
+
 
 @dataclass(frozen=True)
 class Received:
@@ -49,12 +54,7 @@ class Receiver:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive, MAX_TEST_BODY)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         received = Received(headers, body, time.time())
         with self._lock:

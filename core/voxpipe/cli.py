@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import trio
@@ -24,6 +25,8 @@ from .errors import ConfigError, PluginError, VoxpipeError
 from .plugins import get_plugin_manager, get_registry
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+#: Deferred recordings `voxpipe run` names one by one at the end (the report lists them all).
+DEFERRED_SHOWN = 20
 
 log = logging.getLogger("voxpipe")
 
@@ -45,10 +48,14 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
 
 
 class JsonResults(RunObserver):
-    """Prints one JSON object per finished stream on stdout (``voxpipe run --json``)."""
+    """Prints one JSON object per finished stream on stdout (``voxpipe run --json``), and one
+    per recording the source deferred to a later run (``"status": "deferred"``)."""
 
     def stream_finished(self, result) -> None:
         click.echo(json.dumps(result.to_dict(), default=str, separators=(",", ":")))
+
+    def stream_deferred(self, deferral) -> None:  # "status": "deferred", no attempt
+        click.echo(json.dumps(deferral.to_dict(), default=str, separators=(",", ":")))
 
 
 async def run_with_signals(runner: Runner) -> RunSummary:
@@ -78,9 +85,22 @@ def load_or_exit(path: Path) -> ConfigFile:
     try:
         return load_config(path, get_registry())
     except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        raise SystemExit(EXIT_CONFIG) from None
+        _config_exit(exc)
+
+
+def load_pipeline_or_exit(path: Path, name: str | None) -> PipelineConfig:
+    """Pipeline ``name`` (``None``: the file's only one) of a pipeline file, or print every
+    problem (invalid file, unknown or ambiguous name) and exit 2."""
+    try:
+        return load_or_exit(path).pipeline(name)
+    except ConfigError as exc:
+        _config_exit(exc)
+
+
+def _config_exit(exc: ConfigError) -> NoReturn:
+    for problem in exc.problems:
+        click.echo(problem, err=True)
+    raise SystemExit(EXIT_CONFIG) from None
 
 
 def execute(pipeline: PipelineConfig, *, json_output: bool = False, progress: bool | None = None,
@@ -224,6 +244,12 @@ def run(file: Path, name: str | None, json_output: bool, progress: bool | None, 
     if not json_output and summary.failed:
         for r in summary.failed:
             click.echo(f"failed {r.id}: {r.message}", err=True)
+    if not json_output and summary.deferred_count:
+        for d in summary.deferred[:DEFERRED_SHOWN]:
+            click.echo(f"deferred {d.id}: {d.message or d.reason}", err=True)
+        more = summary.deferred_count - min(len(summary.deferred), DEFERRED_SHOWN)
+        click.echo(f"{summary.deferred_count} recording(s) deferred to a later run (not failed)"
+                   + (f", {more} more not shown" if more else ""), err=True)
     if summary.discovery_error:
         click.echo(f"error: {summary.discovery_error}", err=True)
     raise SystemExit(EXIT_OK if summary.ok else EXIT_FAILED)

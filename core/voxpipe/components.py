@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, ClassVar, Iterator, Mapping
 
-from .model import Chunk, Stream, StreamResult, StreamSpec, Verdict
+from .model import Chunk, Deferral, Stream, StreamResult, StreamSpec, Verdict
 from . import settings as _settings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,12 +39,15 @@ class PipelineContext:
     :ivar state_dir: a directory for the pipeline's state (ledger, outbox, audit log).
     :ivar audit: the run's audit log, or ``None`` when disabled.
     :ivar services: shared objects registered by the engine (``ledger``, ``metrics``...).
+    :ivar on_deferred: where :meth:`Source.defer` reports (the engine's run summary and
+        observers); ``None`` outside a run.
     """
 
     pipeline: str
     state_dir: Path
     audit: "AuditLog | None" = None
     services: dict[str, Any] = field(default_factory=dict)
+    on_deferred: "Callable[[Deferral], None] | None" = None
 
 
 class Component:
@@ -96,6 +99,17 @@ class Source(Component):
         shared ledger's rows, so two tenants' recording ids never collide. Default: the
         source type; sources with accounts or tenants add them (e.g. the OAuth client id)."""
         return self.type
+
+    def defer(self, stream_id: str, reason: str, message: str = "", **details: Any) -> None:
+        """Report that ``stream_id`` exists but is left for a later run (not yet readable at
+        the vendor, e.g. still uploading): the run lists it as *deferred* in its summary,
+        ``--json`` output and compliance report; it is not failed and counts no attempt.
+        Call it from ``discover`` instead of yielding the stream; the source itself keeps
+        whatever it needs to pick the stream up next time. ``details`` must be JSON values.
+        """
+        if self.context.on_deferred is not None:
+            self.context.on_deferred(Deferral(stream_id, self.type, self.context.pipeline, reason, message,
+                                              dict(details)))
 
     def discover(self) -> AsyncIterator[StreamSpec]:
         """Yield the streams to process, as an async generator.

@@ -57,7 +57,7 @@ from .ledger import (AsyncLedger, Claim, Finish, LeaseBusy, LeaseLost, LedgerBac
 from .ledger.locate import LEDGER_FILE, is_url
 from .ledger.leases import Resume, resume_plan
 from .ledger.worker import Held, LeaseKeeper, drain, host_of, worker_id
-from .model import Chunk, Stream, StreamResult, StreamSpec, Verdict
+from .model import Chunk, Deferral, Stream, StreamResult, StreamSpec, Verdict
 from .report import write_run_report
 
 log = logging.getLogger("voxpipe.engine")
@@ -90,6 +90,9 @@ class RunObserver:
     def stream_finished(self, result: StreamResult) -> None:
         """A stream ended for good (ok, failed, or skipped as already stored)."""
 
+    def stream_deferred(self, deferral: Deferral) -> None:
+        """The source left a recording for a later run (:meth:`Source.defer`): not failed."""
+
     def run_finished(self, summary: "RunSummary") -> None:
         """The run ended; ``summary`` holds every result."""
 
@@ -115,8 +118,15 @@ class ObserverFanout(RunObserver):
     def stream_finished(self, result):
         for o in self.observers: o.stream_finished(result)
 
+    def stream_deferred(self, deferral):
+        for o in self.observers: o.stream_deferred(deferral)
+
     def run_finished(self, summary):
         for o in self.observers: o.run_finished(summary)
+
+
+#: Deferred recordings a run summary (and its report) lists one by one; more are counted.
+MAX_DEFERRALS_LISTED = 100_000
 
 
 @dataclass
@@ -136,6 +146,10 @@ class RunSummary:
     discovery_error: str | None = None
     #: The compliance report written at the end of the run (JSON, CSV), if any.
     report_paths: tuple[Path, Path] | None = None
+    #: Recordings the source left for a later run (:meth:`Source.defer`), the first
+    #: :data:`MAX_DEFERRALS_LISTED`; ``deferred_count`` counts them all. Not failures.
+    deferred: list[Deferral] = field(default_factory=list)
+    deferred_count: int = 0
 
     @property
     def ok(self) -> bool:
@@ -219,7 +233,7 @@ class Runner:
         summary = self.summary
         summary.started_at = time.time()
         context = self.context = PipelineContext(pipeline=self.config.name, state_dir=Path("."),
-                                                 services=self.services)
+                                                 services=self.services, on_deferred=self._deferred)
         components: list[Component] = []
         audit: AuditLog | None = None
         run: RunHandle | None = None
@@ -286,7 +300,8 @@ class Runner:
             if audit is not None:
                 try:
                     audit.write("run-end", pipeline=self.config.name, streams=len(summary.results),
-                                failed=len(summary.failed), bytes=summary.bytes, interrupted=summary.interrupted)
+                                failed=len(summary.failed), deferred=summary.deferred_count,
+                                bytes=summary.bytes, interrupted=summary.interrupted)
                     audit.close()
                 except OSError as exc:  # a full disk must not hide the run's own outcome or error
                     # when the run is already failing (e.g. with this very disk), that error says it once
@@ -307,10 +322,17 @@ class Runner:
         self.observer.run_finished(summary)
         return summary
 
+    def _deferred(self, deferral: Deferral) -> None:
+        summary = self.summary
+        summary.deferred_count += 1
+        if len(summary.deferred) < MAX_DEFERRALS_LISTED:
+            summary.deferred.append(deferral)
+        self.observer.stream_deferred(deferral)
+
     def _write_report(self, run_id: int, state_dir: Path) -> None:
         """The run's compliance report (``voxpipe.report``); a failure is logged, never fatal."""
         try:
-            paths = write_run_report(self.ledger.backend, run_id, state_dir)
+            paths = write_run_report(self.ledger.backend, run_id, state_dir, deferred=self.summary.deferred)
         except Exception:
             log.exception("could not write the compliance report of run %s", run_id)
         else:

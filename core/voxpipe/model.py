@@ -137,6 +137,33 @@ class Verdict:
                 "message": self.message, "details": dict(self.details)}
 
 
+@dataclass(frozen=True, slots=True)
+class Deferral:
+    """A recording the source found but left for a later run: neither stored nor failed,
+    and no attempt counted (e.g. a Genesys recording still UPLOADING or RESTORING).
+
+    Reported by :meth:`voxpipe.components.Source.defer`; listed in the run summary,
+    ``voxpipe run --json`` (``"status": "deferred"``) and the compliance report.
+
+    :ivar reason: a short code (``file-state-uploading``...), like a failure's reason.
+    :ivar message: what a person reads (no URL, no secret).
+    :ivar details: JSON values the source adds (conversation id, how long it waited...).
+    """
+
+    id: str
+    source: str
+    pipeline: str
+    reason: str
+    message: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    status = "deferred"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "source": self.source, "pipeline": self.pipeline, "status": self.status,
+                "reason": self.reason, "message": self.message, "details": dict(self.details)}
+
+
 @dataclass(slots=True)
 class StreamResult:
     """How one stream ended: what the engine reports, audits and announces.

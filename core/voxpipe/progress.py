@@ -21,7 +21,7 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TaskID, TextColu
 from rich.table import Table
 
 from .engine import RunObserver, RunSummary
-from .model import Stream, StreamResult
+from .model import Deferral, Stream, StreamResult
 
 log = logging.getLogger("voxpipe.run")
 
@@ -46,7 +46,7 @@ class LiveProgress(RunObserver):
         self.tasks: dict[tuple[str, str], TaskID] = {}
         self.total: TaskID | None = None
         self.pipeline = ""
-        self.done = self.skipped = self.failed = 0
+        self.done = self.skipped = self.failed = self.deferred = 0
         self.bytes = 0
         self.started = time.perf_counter()
 
@@ -86,10 +86,18 @@ class LiveProgress(RunObserver):
         if self.total is not None:
             self.progress.update(self.total, description=self._totals())
 
+    def stream_deferred(self, deferral: Deferral) -> None:
+        self.deferred += 1
+        self.console.print(f"[yellow]deferred[/yellow] {deferral.id}: {deferral.message or deferral.reason}")
+        if self.total is not None:
+            self.progress.update(self.total, description=self._totals())
+
     def _totals(self) -> str:
         text = f"{self.pipeline}: {self.done} ok"
         if self.skipped:
             text += f", {self.skipped} already stored"
+        if self.deferred:
+            text += f", [yellow]{self.deferred} deferred[/yellow]"
         if self.failed:
             text += f", [red]{self.failed} failed[/red]"
         return text
@@ -109,9 +117,9 @@ class LogProgress(RunObserver):
 
     def run_finished(self, summary: RunSummary) -> None:
         seconds = max(summary.finished_at - summary.started_at, 1e-9)
-        log.info("%s: %d streams, %d failed, %d bytes in %.2f s (%.1f MB/s)%s", summary.pipeline,
-                 len(summary.results), len(summary.failed), summary.bytes, seconds, summary.bytes / seconds / 1e6,
-                 " (interrupted)" if summary.interrupted else "")
+        log.info("%s: %d streams, %d failed, %d deferred, %d bytes in %.2f s (%.1f MB/s)%s", summary.pipeline,
+                 len(summary.results), len(summary.failed), summary.deferred_count, summary.bytes, seconds,
+                 summary.bytes / seconds / 1e6, " (interrupted)" if summary.interrupted else "")
 
 
 def results_table(summary: RunSummary, *, extra: dict[str, dict[str, Any]] | None = None,
@@ -131,6 +139,8 @@ def results_table(summary: RunSummary, *, extra: dict[str, dict[str, Any]] | Non
         row = [r.id, status, f"{r.bytes:,}", f"{r.seconds:.2f}", (r.digests.get("sha256") or "")[:12], stored]
         row += [str((extra or {}).get(r.id, {}).get(c, "")) for c in extra_cols]
         table.add_row(*row)
+    for d in sorted(summary.deferred, key=lambda d: d.id):  # not failed, no attempt: a later run takes them
+        table.add_row(d.id, f"[yellow]deferred[/yellow] ({d.reason})", "0", "", "", d.message, *([""] * len(extra_cols)))
     return table
 
 

@@ -17,6 +17,11 @@ Totals, per source and for the whole run (requirement: the verification issue, i
   ``format_errors``: likewise ``audio-format`` / an audio-format reason code;
   a recording can count in several (a tampered one fails both SHA-256 and HMAC);
 - ``other_failures``: failed recordings in none of those three (HTTP, sink, gate...).
+- ``deferred``: recordings the source found but left for a later run (not yet readable at
+  the vendor, :meth:`voxpipe.components.Source.defer`); not in ``processed`` nor ``failed``,
+  listed with status ``deferred`` and no attempt. They are known only to the run that
+  deferred them (the ledger does not hold them): the report written at the end of the
+  run lists them, one rebuilt later by ``voxpipe report`` does not.
 
 Verdicts with reason ``incomplete`` (a verifier that never gave its judgement because
 another check aborted the stream first) count nowhere.
@@ -32,16 +37,17 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .atomic import write_atomic
-from .facts import RecordingFacts, iso_utc
+from .facts import ID_FIELDS, RecordingFacts, iso_utc
 from .audioformat import REASONS as AUDIO_FORMAT_REASONS
 from .ledger import LedgerBackend
+from .model import Deferral
 
 REPORT_FORMAT = "voxpipe-compliance-report"
 REPORT_VERSION = 1
 REPORTS_DIR = "reports"
 
 TOTAL_KEYS = ("processed", "stored", "skipped", "failed", "checksum_errors", "format_errors", "hmac_failures",
-              "other_failures")
+              "other_failures", "deferred")
 RECORDING_KEYS = ("source", "id", "status", "reason", "sha256", "stored_path", "bytes", "attempts", "verdicts",
                   "error", "recording_date", "interaction_ids")
 CSV_COLUMNS = ("kind", *RECORDING_KEYS, *TOTAL_KEYS)
@@ -103,6 +109,14 @@ def _entry(outcome: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _deferred_entry(d: Deferral) -> dict[str, Any]:
+    """A deferral as a recording entry: every :data:`RECORDING_KEYS` key, nothing stored,
+    no attempt; platform ids from the details the source gave (``conversation_id``...)."""
+    return {**dict.fromkeys(RECORDING_KEYS), "source": d.source, "id": d.id, "status": d.status,
+            "reason": d.reason, "bytes": 0, "attempts": 0, "verdicts": [], "error": d.message or None,
+            "interaction_ids": list(dict.fromkeys(str(d.details[k]) for k in ID_FIELDS if d.details.get(k)))}
+
+
 def _totals(outcomes: Iterable[dict[str, Any]]) -> dict[str, int]:
     totals = dict.fromkeys(TOTAL_KEYS, 0)
     for o in outcomes:
@@ -122,7 +136,8 @@ def _totals(outcomes: Iterable[dict[str, Any]]) -> dict[str, int]:
     return totals
 
 
-def build_report(ledger: LedgerBackend, run_id: int | None = None) -> dict[str, Any]:
+def build_report(ledger: LedgerBackend, run_id: int | None = None, *,
+                 deferred: Iterable[Deferral] = ()) -> dict[str, Any]:
     """The report of run ``run_id`` (default: the latest run) from ``ledger``.
 
     Shape::
@@ -130,14 +145,15 @@ def build_report(ledger: LedgerBackend, run_id: int | None = None) -> dict[str, 
         {"format": "voxpipe-compliance-report", "version": 1,
          "run": {"run_id", "pipeline", "started_at", "finished_at" (ISO 8601 UTC), "interrupted"},
          "totals": {processed, stored, skipped, failed, checksum_errors, format_errors, hmac_failures,
-                    other_failures},
+                    other_failures, deferred},
          "sources": {source: {"totals": {...}, "recordings": [{source, id, status, reason, sha256,
                      stored_path, bytes, attempts, verdicts: [{verifier, ok, reason}], error,
                      recording_date (the call's start, ISO 8601 UTC, or null),
                      interaction_ids: [the platform's ids: contact id, segment id, conversation id...]},
                      ...]}}}
 
-    Recordings are sorted by source then id.
+    Recordings are sorted by source then id. ``deferred`` (the run's own
+    :attr:`voxpipe.engine.RunSummary.deferred`) adds entries with status ``deferred``.
 
     :raises ReportError: the ledger has no runs, or no run ``run_id``.
     """
@@ -154,14 +170,20 @@ def build_report(ledger: LedgerBackend, run_id: int | None = None) -> dict[str, 
     sources: dict[str, dict[str, Any]] = {}
     for o in outcomes:
         sources.setdefault(str(o.get("source")), {"totals": {}, "recordings": []})["recordings"].append(_entry(o))
+    deferrals = list(deferred)
+    for d in deferrals:
+        sources.setdefault(d.source, {"totals": {}, "recordings": []})["recordings"].append(_deferred_entry(d))
     for name, section in sources.items():
         section["totals"] = _totals(o for o in outcomes if str(o.get("source")) == name)
+        section["totals"]["deferred"] = sum(d.source == name for d in deferrals)
+        if deferrals:
+            section["recordings"].sort(key=lambda rec: str(rec["id"]))
     return {
         "format": REPORT_FORMAT, "version": REPORT_VERSION,
         "run": {"run_id": run["run_id"], "pipeline": run["pipeline"], "started_at": _iso(run["started_at"]),
                 "finished_at": _iso(run["finished_at"]), "interrupted": bool(run["interrupted"]),
                 "workers": run.get("workers", 1)},
-        "totals": _totals(outcomes),
+        "totals": {**_totals(outcomes), "deferred": len(deferrals)},
         "sources": dict(sorted(sources.items())),
     }
 
@@ -221,6 +243,7 @@ def write_report(report: dict[str, Any], state_dir: Path) -> tuple[Path, Path]:
     return json_path, csv_path
 
 
-def write_run_report(ledger: LedgerBackend, run_id: int, state_dir: Path) -> tuple[Path, Path]:
+def write_run_report(ledger: LedgerBackend, run_id: int, state_dir: Path, *,
+                     deferred: Iterable[Deferral] = ()) -> tuple[Path, Path]:
     """Build and write the report of ``run_id`` (called by the engine at the end of every run)."""
-    return write_report(build_report(ledger, run_id), state_dir)
+    return write_report(build_report(ledger, run_id, deferred=deferred), state_dir)

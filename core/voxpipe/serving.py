@@ -12,7 +12,7 @@ import contextlib
 import functools
 import logging
 import threading
-from typing import Any, Iterator
+from typing import Any, Awaitable, Callable, Iterator
 
 import trio
 from hypercorn.config import Config
@@ -22,6 +22,32 @@ from hypercorn.trio import serve
 SHUTDOWN_TIMEOUT = 5.0
 #: Seconds to wait for a server thread to bind its socket.
 STARTUP_TIMEOUT = 15.0
+
+
+class BodyTooLarge(Exception):
+    """An HTTP request body is longer than the limit its reader was given."""
+
+
+async def read_body(receive: Callable[[], Awaitable[dict]], limit: int) -> bytes:
+    """The whole body of an ASGI HTTP request: ``http.request`` messages until one says
+    ``more_body`` is false (an ``http.disconnect`` ends it early with what came).
+
+    :param limit: most bytes accepted; the reading stops as soon as more arrived.
+    :raises BodyTooLarge: the body is longer than ``limit`` bytes (answer 413).
+    """
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks)
+        body = message.get("body", b"")
+        total += len(body)
+        if total > limit:
+            raise BodyTooLarge(f"request body exceeds {limit} bytes")
+        chunks.append(body)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def hypercorn_config(host: str = "127.0.0.1", port: int = 0, **overrides: Any) -> Config:

@@ -265,6 +265,10 @@ class Discovery:
                     info.file_state, self.settings.transient_wait)
         self.source.audit("recording-deferred", recording=rid, conversation=cid, file_state=info.file_state,
                           waited=self.settings.transient_wait, runs=entry.runs)
+        state = (info.file_state or "unknown").upper()
+        self.source.defer(rid, f"file-state-{state.lower()}",
+                          f"still {state} after {self.settings.transient_wait:g} s; left for the next run",
+                          conversation_id=cid, file_state=state, waited=self.settings.transient_wait, runs=entry.runs)
 
     @staticmethod
     def _facts(conv: api.Conversation) -> RecordingFacts:

@@ -65,12 +65,25 @@ class WavSink(FileStoreSink):
     Settings = WavSinkSettings
 
     async def begin(self, stream: Stream) -> "_WavWriter":
+        fmt = _format(stream)  # a bad format fails before any file exists
+        # One worker-thread hop (as FileStoreSink.begin): creating a file is a metadata write
+        # that can block on a busy disk, so it never runs on the event loop.
+        return await trio.to_thread.run_sync(self._begin_sync, stream, fmt)
+
+    def _begin_sync(self, stream: Stream, fmt: tuple[int, int, int]) -> "_WavWriter":
         directory = Path(self.settings.dir)
-        fmt = _format(stream)
-        await trio.to_thread.run_sync(lambda: directory.mkdir(parents=True, exist_ok=True))
         temp = temp_path_for(directory / naming.temp_stem(stream.id))
-        f = open(temp, "xb", buffering=WRITE_BUFFER_BYTES)
-        f.write(wav_header(0, *fmt))  # placeholder sizes; only ever seen under the temporary name
+        try:
+            f = open(temp, "xb", buffering=WRITE_BUFFER_BYTES)
+        except FileNotFoundError:  # first call (or the directory was removed): create it once, not per call
+            directory.mkdir(parents=True, exist_ok=True)
+            f = open(temp, "xb", buffering=WRITE_BUFFER_BYTES)
+        try:
+            f.write(wav_header(0, *fmt))  # placeholder sizes; only ever seen under the temporary name
+        except BaseException:
+            f.close()
+            temp.unlink(missing_ok=True)
+            raise
         return _WavWriter(self, stream, directory, self.compressor(), temp, f)
 
     async def resume(self, stream: Stream, checkpoint: dict[str, Any]) -> "_WavWriter":

@@ -1,13 +1,21 @@
 """``voxpipe webhooks``: list the outbox's deliveries and redeliver them.
 
+The outbox is either named (``STATE_DB``: an ``outbox.sqlite3`` file or a state directory)
+or found from the pipeline file (``--config`` alone), as the webhook sink finds it when the
+pipeline runs: with ``ledger: postgresql://...`` (and no ``outbox:`` file set) the outbox is
+in the ledger's database, scoped by pipeline and source identity like ``voxpipe ledger``;
+otherwise it is the sink's ``outbox`` file or ``<state_dir>/outbox.sqlite3``.
+
 Exit status: 0 ok (every redelivered event delivered); 1 some redelivery did not
 succeed; 2 bad usage, unreadable outbox or configuration.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
+from typing import Any, Iterator
 
 import click
 import trio
@@ -34,6 +42,67 @@ def _row(event: OutboxEvent) -> dict:
             "next_attempt_at": iso_utc(event.next_attempt_at) if event.next_attempt_at else None,
             "last_status": event.last_status, "last_error": event.last_error,
             "delivered_at": iso_utc(event.delivered_at) if event.delivered_at else None}
+
+
+@contextlib.contextmanager
+def pipeline_outbox(config_path: Path, pipeline: str | None) -> Iterator[Any]:
+    """The outbox the webhook sinks of ``pipeline`` in ``config_path`` use when it runs
+    (see the module docstring), opened; closed afterwards (with its ledger, if shared).
+
+    Exits with status 2 (message on stderr) when the pipeline is ambiguous, has no webhook
+    sink, its sinks use several outboxes, or the outbox or ledger cannot be opened.
+    """
+    from voxpipe.cli import load_pipeline_or_exit
+    from voxpipe.components import PipelineContext
+    from voxpipe.engine import state_dir_for
+    from voxpipe.ledger import LedgerError
+    from voxpipe.ledger.cli import pipeline_ledger
+    from voxpipe.ledger.locate import is_url
+
+    config = load_pipeline_or_exit(config_path, pipeline)
+    hooks = [s.settings for s in config.sinks if isinstance(s.settings, WebhookSettings)]
+    if not hooks:
+        click.echo(f"pipeline {config.name!r} of {config_path} has no webhook sink: no outbox", err=True)
+        raise SystemExit(EXIT_USAGE)
+    # the sink's own rule (WebhookSink._open): an explicit outbox file wins, else a shared ledger, else state_dir
+    explicit = {Path(h.outbox) for h in hooks if h.outbox}
+    shared = is_url(config.settings.ledger) and any(h.outbox is None for h in hooks)
+    if len(explicit) + shared > 1 or (not shared and explicit and any(h.outbox is None for h in hooks)):
+        click.echo(f"pipeline {config.name!r} of {config_path}: its webhook sinks use several outboxes; "
+                   "name one (STATE_DB)", err=True)
+        raise SystemExit(EXIT_USAGE)
+    try:
+        if shared:
+            from .pg_outbox import PgOutbox
+
+            with pipeline_ledger(config) as ledger, PgOutbox(ledger) as outbox:
+                yield outbox
+            return
+        if explicit:
+            path = explicit.pop()
+        else:
+            context = PipelineContext(pipeline=config.name, state_dir=Path("."))
+            path = state_dir_for(config, [c.info.cls(c.settings, context) for c in config.sinks]) / OUTBOX_FILE
+        with Outbox(path, create=False) as outbox:
+            yield outbox
+    except (OutboxError, LedgerError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_USAGE) from None
+
+
+@contextlib.contextmanager
+def _open_outbox(state_db: Path | None, config_path: Path | None, pipeline: str | None) -> Iterator[Any]:
+    if state_db is None:
+        with pipeline_outbox(config_path, pipeline) as outbox:  # type: ignore[arg-type]
+            yield outbox
+        return
+    try:
+        outbox = Outbox(state_db / OUTBOX_FILE if state_db.is_dir() else state_db, create=False)
+    except OutboxError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_USAGE) from None
+    with outbox:
+        yield outbox
 
 
 def _endpoints(config_path: Path, pipeline: str | None) -> dict[str, tuple[Endpoint, Schedule]]:
@@ -98,26 +167,23 @@ def webhooks(state_db: Path | None, state: str, redeliver_ids: tuple[str, ...], 
     """List the webhook deliveries in the outbox STATE_DB and redeliver them.
 
     STATE_DB is the outbox file (default `<state_dir>/outbox.sqlite3`) or the pipeline's
-    state directory. Delivering (--redeliver, --redeliver-failed, --deliver-pending)
-    needs --config: secrets are never stored in the outbox. Each chosen event gets one
+    state directory. Without STATE_DB, --config's pipeline names the outbox as the running
+    sink finds it: in the ledger's database with `ledger: postgresql://...`, else the
+    sink's `outbox` file or `<state_dir>/outbox.sqlite3`. Delivering (--redeliver,
+    --redeliver-failed, --deliver-pending) needs --config: secrets are never stored in the outbox. Each chosen event gets one
     attempt right away, with its original webhook-id; the outcomes are printed.
     """
     if new_secret:
         click.echo(generate_secret())
         return
-    if state_db is None:
-        raise click.UsageError("missing argument STATE_DB")
-    path = state_db / OUTBOX_FILE if state_db.is_dir() else state_db
+    if state_db is None and config_path is None:
+        raise click.UsageError("missing argument STATE_DB (or --config PIPELINE.yaml to use the pipeline's outbox)")
     delivering = bool(redeliver_ids or redeliver_failed or deliver_pending)
     if delivering and config_path is None:
         raise click.UsageError("delivering needs --config PIPELINE.yaml (URL, secrets and headers come from its "
                                "webhook sink)")
-    try:
-        outbox = Outbox(path, create=False)
-    except OutboxError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(EXIT_USAGE) from None
-    with outbox:
+    with _open_outbox(state_db, config_path, pipeline) as outbox:
+        path = outbox.path
         if not delivering:
             states = None if state == "all" else [State(state)]
             events = outbox.events(states, limit=limit)

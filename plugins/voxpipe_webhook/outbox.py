@@ -30,6 +30,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
+from voxpipe.sqlitetx import Transaction
+
 from .schedule import Decision, State
 
 SCHEMA_VERSION = 1
@@ -307,7 +309,7 @@ class Outbox:
     # ------------------------------------------------------------------ plumbing
 
     def _transaction(self):
-        return _Transaction(self._db)
+        return Transaction(self._db)
 
     def close(self) -> None:
         """Close the connection. Idempotent."""
@@ -337,19 +339,3 @@ class _synchronous:
 
     def __exit__(self, *exc: object) -> None:
         self.db.execute("PRAGMA synchronous=NORMAL")
-
-
-class _Transaction:
-    """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error): takes the write lock up front."""
-
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.db.execute("COMMIT")
-        else:
-            self.db.execute("ROLLBACK")

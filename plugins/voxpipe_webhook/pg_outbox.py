@@ -59,6 +59,8 @@ CREATE TABLE IF NOT EXISTS voxpipe.webhook_endpoints (
 """
 #: Key of the transaction advisory lock held while creating the tables ("vxwebhk" in ASCII).
 _SCHEMA_LOCK = 0x767877656268
+#: First key of the per-endpoint advisory locks (enqueue shared, disable exclusive); "vxwh" in ASCII.
+_ENDPOINT_LOCK = 0x76787768
 
 _SELECT = f"SELECT {_COLUMNS} FROM voxpipe.webhook_events"
 _CLAIMED = ", ".join("picked.due" if c.strip() == "next_attempt_at" else f"e.{c.strip()}" for c in _COLUMNS.split(","))
@@ -90,6 +92,9 @@ class PgOutbox:
         except psycopg.Error as exc:
             raise OutboxError(f"{self.path}: not a usable outbox: {type(exc).__name__}") from None
 
+    def _key(self, endpoint: str) -> str:
+        return f"{self.scope}\x1f{endpoint}"
+
     def _run(self, sql: str, params: dict[str, Any]) -> list[tuple]:
         with self._ledger.connection() as conn:
             cur = conn.execute(sql, {"scope": self.scope, **params})
@@ -106,13 +111,19 @@ class PgOutbox:
         params = {"id": event_id or new_event_id(), "endpoint": endpoint, "source": source, "pipeline": pipeline,
                   "recording_id": recording_id, "body": body, "now": now,
                   "first": first_attempt_at if first_attempt_at is not None else now}
-        rows = self._run(
-            f"INSERT INTO voxpipe.webhook_events (scope, {_COLUMNS}) SELECT %(scope)s, %(id)s, %(endpoint)s, "
-            "%(source)s, %(pipeline)s, %(recording_id)s, %(body)s, CASE WHEN d.url IS NULL THEN 'pending' "
-            "ELSE 'disabled' END, 0, %(now)s, CASE WHEN d.url IS NULL THEN %(first)s END, NULL, NULL, "
-            "CASE WHEN d.url IS NOT NULL THEN 'endpoint disabled (HTTP 410)' END, NULL "
-            "FROM (SELECT 1) AS one LEFT JOIN voxpipe.webhook_endpoints d ON d.scope = %(scope)s "
-            f"AND d.url = %(endpoint)s ON CONFLICT (scope, id) DO NOTHING RETURNING {_COLUMNS}", params)
+        with self._ledger.connection() as conn, conn.transaction():
+            # shared with other enqueues, exclusive against disabling the endpoint (record): without
+            # it an insert racing a 410 would read "not disabled" and stay pending after the disable
+            conn.execute("SELECT pg_advisory_xact_lock_shared(%s::int4, hashtext(%s))",
+                         (_ENDPOINT_LOCK, self._key(endpoint)))
+            rows = conn.execute(
+                f"INSERT INTO voxpipe.webhook_events (scope, {_COLUMNS}) SELECT %(scope)s, %(id)s, %(endpoint)s, "
+                "%(source)s, %(pipeline)s, %(recording_id)s, %(body)s, CASE WHEN d.url IS NULL THEN 'pending' "
+                "ELSE 'disabled' END, 0, %(now)s, CASE WHEN d.url IS NULL THEN %(first)s END, NULL, NULL, "
+                "CASE WHEN d.url IS NOT NULL THEN 'endpoint disabled (HTTP 410)' END, NULL "
+                "FROM (SELECT 1) AS one LEFT JOIN voxpipe.webhook_endpoints d ON d.scope = %(scope)s "
+                f"AND d.url = %(endpoint)s ON CONFLICT (scope, id) DO NOTHING RETURNING {_COLUMNS}",
+                {"scope": self.scope, **params}).fetchall()
         if rows:
             return OutboxEvent._from_row(rows[0])
         # the same fact announced again (its id is derived from it): the stored event stands
@@ -158,6 +169,8 @@ class PgOutbox:
                  "next": decision.next_attempt_at, "now": now, "status": status,
                  "error": None if delivered else note, "delivered": now if delivered else None}).fetchone()
             if decision.state is State.DISABLED and row is not None:
+                conn.execute("SELECT pg_advisory_xact_lock(%s::int4, hashtext(%s))",
+                             (_ENDPOINT_LOCK, self._key(row[0])))
                 params = {"scope": self.scope, "url": row[0], "now": now, "reason": f"HTTP {status} for event {event_id}"}
                 conn.execute("INSERT INTO voxpipe.webhook_endpoints VALUES (%(scope)s, %(url)s, %(now)s, %(reason)s) "
                              "ON CONFLICT (scope, url) DO UPDATE SET disabled_at = EXCLUDED.disabled_at, "

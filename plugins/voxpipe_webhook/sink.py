@@ -82,7 +82,8 @@ class WebhookSettings(Settings):
     max_in_flight: int = setting(8, description="Delivery attempts in flight at once.", ge=1, le=256)
     outbox: Path | None = setting(None, description="SQLite outbox file; default `<state_dir>/outbox.sqlite3`, or, "
                                   "with a PostgreSQL ledger, tables in the ledger's database shared by every worker. "
-                                  "`voxpipe webhooks FILE` lists and redelivers a file's events.")
+                                  "`voxpipe webhooks -c PIPELINE.yaml` (either kind) or `voxpipe webhooks FILE` "
+                                  "lists and redelivers its events.")
 
     @field_validator("url")
     @classmethod

@@ -73,15 +73,9 @@ def ledger_group() -> None:
 
 @contextlib.contextmanager
 def _ledger(file: Path, name: str | None) -> Iterator[tuple[LedgerBackend, PipelineConfig]]:
-    from ..cli import load_or_exit
-    from ..errors import ConfigError
+    from ..cli import load_pipeline_or_exit
 
-    try:
-        config = load_or_exit(file).pipeline(name)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        raise SystemExit(EXIT_USAGE) from None
+    config = load_pipeline_or_exit(file, name)
     try:
         with pipeline_ledger(config) as ledger:
             yield ledger, config

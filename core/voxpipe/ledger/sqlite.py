@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import outcome
 
+from ..sqlitetx import Transaction
 from . import leases as rules
 from .interface import (OPEN_STATES, Claim, Finish, Lease, LeaseLost, LedgerError, QueueStatus, RecordingState,
                         RunHandle, WorkerInfo, check_transition)
@@ -205,7 +206,7 @@ class SqliteLedger:
     def start_run(self, pipeline: str, *, worker: str, lease_seconds: float = rules.DEFAULT_LEASE_SECONDS
                   ) -> RunHandle:
         now = time.time()
-        with self._lock, _Transaction(self._db):
+        with self._lock, Transaction(self._db):
             cur = self._db.execute("INSERT INTO runs (pipeline, started_at, discovery) VALUES (?, ?, 'pending')",
                                    (pipeline, now))
             run_id = int(cur.lastrowid)
@@ -216,7 +217,7 @@ class SqliteLedger:
                   lease_seconds: float = rules.DEFAULT_LEASE_SECONDS) -> list[Lease]:
         now = time.time()
         lost = []
-        with self._lock, _Transaction(self._db):
+        with self._lock, Transaction(self._db):
             self._db.execute("UPDATE workers SET heartbeat_at=? WHERE run_id=? AND worker=?",
                              (now, run.run_id, run.worker))
             for lease in leases:
@@ -229,7 +230,7 @@ class SqliteLedger:
 
     def finish_run(self, run: RunHandle, *, interrupted: bool) -> bool:
         now = time.time()
-        with self._lock, _Transaction(self._db):
+        with self._lock, Transaction(self._db):
             self._db.execute("UPDATE workers SET finished_at=? WHERE run_id=? AND worker=?",
                              (now, run.run_id, run.worker))
             self._db.execute("UPDATE runs SET finished_at=?, interrupted=? WHERE run_id=?",
@@ -281,7 +282,7 @@ class SqliteLedger:
                 max_attempts_total: int) -> list[RecordingState]:
         settled = []
         now = time.time()
-        with self._lock, _Transaction(self._db):
+        with self._lock, Transaction(self._db):
             for rid, metadata in specs:
                 spec = json.dumps(dict(metadata))
                 row = self._db.execute(f"SELECT {_COLUMNS} FROM recordings WHERE source=? AND id=?",
@@ -303,7 +304,7 @@ class SqliteLedger:
               ) -> list[Claim]:
         now = time.time()
         claims = []
-        with self._lock, _Transaction(self._db):
+        with self._lock, Transaction(self._db):
             rows = self._db.execute(f"SELECT {_COLUMNS}, spec FROM recordings WHERE run_id=? AND state IN "
                                     "('queued', 'downloading', 'verified') ORDER BY source, id",
                                     (run.run_id,)).fetchall()
@@ -344,7 +345,7 @@ class SqliteLedger:
                 lease_seconds: float = rules.DEFAULT_LEASE_SECONDS, metadata: Mapping[str, Any] | None = None
                 ) -> Lease:
         now = time.time()
-        with self._lock, _Transaction(self._db):
+        with self._lock, Transaction(self._db):
             row = self._db.execute(f"SELECT {_COLUMNS} FROM recordings WHERE source=? AND id=?",
                                    (source, recording_id)).fetchone()
             state = _row(row) if row else None
@@ -360,7 +361,7 @@ class SqliteLedger:
         return Lease(source, recording_id, run.worker, token, now + lease_seconds)
 
     def begin_attempt(self, lease: Lease) -> int:
-        with self._lock, _Transaction(self._db):
+        with self._lock, Transaction(self._db):
             state = self._fenced_row(lease)
             attempts = state.attempts + 1
             self._update(lease, state, "downloading", {"attempts": attempts})
@@ -378,7 +379,7 @@ class SqliteLedger:
 
     def finish(self, lease: Lease, finish: Finish, *, run_id: int) -> None:
         fields = finish.columns()
-        with self._lock, _Transaction(self._db):
+        with self._lock, Transaction(self._db):
             state = self._fenced_row(lease)
             self._update(lease, state, finish.state, {**fields, "lease_until": None})
             if finish.outcome is not None:
@@ -395,7 +396,7 @@ class SqliteLedger:
         if source is not None:
             sql += " AND source=?"
             args.append(source)
-        with self._lock, _Transaction(self._db):
+        with self._lock, Transaction(self._db):
             if ids is None:
                 return self._db.execute(sql, args).rowcount
             return sum(self._db.execute(sql + " AND id=?", (*args, rid)).rowcount for rid in ids)
@@ -446,44 +447,22 @@ class SqliteLedger:
         :raises sqlite3.Error: the transaction itself could not begin or commit (nothing applied).
         """
         results: list[outcome.Outcome] = []
-        with self._lock, _Transaction(self._db):
+        with self._lock, Transaction(self._db):
             for call in calls:
                 try:
-                    with _Transaction(self._db):
+                    with Transaction(self._db):
                         results.append(outcome.Value(call()))
                 except Exception as exc:
                     results.append(outcome.Error(exc))
         return results
 
     def _change(self, lease: Lease, new: str, **fields: Any) -> None:
-        with self._lock, _Transaction(self._db):
+        with self._lock, Transaction(self._db):
             self._update(lease, self._fenced_row(lease), new, fields)
 
 
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
-
-
-class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error) on an autocommit connection;
-    inside an open transaction (:meth:`SqliteLedger.run_batch`), a savepoint instead, rolled
-    back alone on error."""
-
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
-        self.nested = False
-
-    def __enter__(self) -> None:
-        self.nested = self.db.in_transaction
-        self.db.execute("SAVEPOINT nested" if self.nested else "BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if self.nested:
-            if exc_type:
-                self.db.execute("ROLLBACK TO nested")
-            self.db.execute("RELEASE nested")
-        else:
-            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
 def _lease_row(state: RecordingState) -> rules.LeaseRow:

@@ -47,6 +47,8 @@ from urllib.parse import parse_qsl, quote, urlencode
 import trio
 
 from voxpipe.download import ranges
+from voxpipe.serving import BodyTooLarge, read_body
+
 from .auth import Credentials, TokenService
 from .calls import CallCatalogue, CallRecord
 from .extraction import ExtractionJobs
@@ -87,10 +89,6 @@ BLOB_TIMEOUT_ERROR: Final = {
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
-
-
-class _RequestTooLarge(Exception):
-    pass
 
 
 @dataclass
@@ -277,8 +275,8 @@ class CxoneEmulator(TenantRoutes):
         ex = _Exchange(send, self.stats, lambda done: self._log(req, done))
         try:
             try:
-                req.body = await _read_body(receive)
-            except _RequestTooLarge:
+                req.body = await read_body(receive, MAX_REQUEST_BODY)
+            except BodyTooLarge:
                 await ex.error(413, "request_too_large", f"request body exceeds {MAX_REQUEST_BODY} bytes")
                 return
             async with trio.open_nursery() as nursery:
@@ -784,22 +782,6 @@ def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return (user, password) if sep else None
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    total = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b"".join(chunks)
-        body = message.get("body", b"")
-        total += len(body)
-        if total > MAX_REQUEST_BODY:
-            raise _RequestTooLarge()
-        chunks.append(body)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 async def _watch_disconnect(receive: Receive, ex: _Exchange) -> None:

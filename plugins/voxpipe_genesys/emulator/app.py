@@ -58,6 +58,8 @@ from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl, quote
 
+from voxpipe.serving import BodyTooLarge, read_body
+
 from . import bodies
 from .http import Send, error_answer, json_answer, s3_error, serve_bytes
 from .catalogue import CatalogueLike, Conversation, Recording, to_ms
@@ -204,14 +206,10 @@ class GenesysEmulator:
         method, path = scope["method"], scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if len(body) > MAX_BODY:
-                return await error_answer(send, 413, "Request body too large", "request.too.large")
-            if not message.get("more_body"):
-                break
+        try:
+            body = await read_body(receive, MAX_BODY)
+        except BodyTooLarge:
+            return await error_answer(send, 413, "Request body too large", "request.too.large")
         try:
             if path == "/oauth/token" and method == "POST":
                 return await self._token(send, headers, body)
