@@ -24,3 +24,12 @@ def registered(plugin, name: str | None = None):
 def register_plugin():
     """``with register_plugin(obj) as registry: ...``"""
     return registered
+
+
+@pytest.fixture(scope="session")
+def installed_voxpipe(tmp_path_factory):
+    """voxpipe as a user has it: a wheel built from this tree, installed into a fresh venv
+    (built once per test session; see ``wheel_env``)."""
+    from wheel_env import build_and_install
+
+    return build_and_install(tmp_path_factory.mktemp("wheel"))

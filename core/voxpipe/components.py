@@ -234,5 +234,12 @@ class Sink(Component):
         """The directory this sink stores into, if any (the default home of pipeline state)."""
         return None
 
+    def destination(self) -> str | None:
+        """Where this sink stores, for people (run summaries, ``check --connect``): a
+        directory by default (:meth:`archive_dir`); an object-storage sink returns its
+        ``s3://bucket/prefix``."""
+        path = self.archive_dir()
+        return str(path) if path is not None else None
+
 
 KINDS: tuple[str, ...] = ("source", "transform", "verifier", "sink")

@@ -1,7 +1,7 @@
 """``voxpipe demo``: archive the shipped example recordings end to end.
 
-Starts the CXone emulator in-process on a free loopback port, runs
-``examples/cxone-archive.yaml`` against it into ``OUT/archive``, then checks every archived
+Starts the CXone emulator in-process on a free loopback port, runs the shipped
+``cxone-archive.yaml`` (package data, :mod:`voxpipe.resources`) against it into ``OUT/archive``, then checks every archived
 recording byte for byte against its source file (gunzip, SHA-256) and prints a table.
 """
 
@@ -13,34 +13,13 @@ import logging
 import os
 from pathlib import Path
 
-import click
 from rich.console import Console
 
 from .config import load_config
-from .errors import ConfigError
+from .errors import ConfigError, VoxpipeError
 from .plugins import get_registry
 from .progress import results_table
-
-#: Example recordings are looked for here, in order (the first that exists wins).
-EXAMPLES_ENV = "VOXPIPE_EXAMPLES"
-
-
-def find_examples() -> Path:
-    """The ``examples`` directory: ``$VOXPIPE_EXAMPLES``, ``./examples``, or the source checkout's.
-
-    :raises click.ClickException: none found (e.g. an installed wheel run outside a clone).
-    """
-    candidates = []
-    if os.environ.get(EXAMPLES_ENV):
-        candidates.append(Path(os.environ[EXAMPLES_ENV]))
-    candidates.append(Path.cwd() / "examples")
-    candidates.append(Path(__file__).resolve().parents[2] / "examples")
-    for path in candidates:
-        if (path / "cxone-archive.yaml").is_file() and (path / "recordings").is_dir():
-            return path
-    raise click.ClickException("cannot find the examples (examples/cxone-archive.yaml and examples/recordings/): "
-                               f"run from a clone of voxpipe or set {EXAMPLES_ENV}")
-
+from .resources import examples_dir
 
 def run_demo(out: Path) -> int:
     """Run the demo into ``out``; returns the process exit code (0: every recording archived identically)."""
@@ -61,7 +40,11 @@ def _run_demo(out: Path) -> int:
     from .serving import serve_in_thread
 
     console = Console()
-    examples = find_examples()
+    try:
+        examples = examples_dir()
+    except VoxpipeError as exc:
+        console.print(f"error: {exc}", style="red")
+        return EXIT_CONFIG
     recordings = examples / "recordings"
     archive = out.resolve() / "archive"
     emulator = CxoneEmulator(EmulatorSettings(recordings=recordings, sha256_in_metadata=True))
@@ -94,4 +77,21 @@ def _run_demo(out: Path) -> int:
                   f"{summary.state_dir / 'audit.jsonl' if summary.state_dir else '-'})")
     console.print("[green]every recording archived byte-identically[/green]" if ok
                   else "[red]some recordings failed or differ[/red]")
+    console.print(next_steps(examples, out), highlight=False)
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def next_steps(examples: Path, out: Path) -> str:
+    """What to try after the demo: real commands, with the installed examples' paths."""
+    pipeline = examples / "cxone-archive.yaml"
+    return "\n".join([
+        "",
+        "Try next:",
+        f"  cp {pipeline} my-pipeline.yaml      (the pipeline the demo ran; edit it)",
+        "  voxpipe check my-pipeline.yaml        (every mistake as FILE:LINE)",
+        "  voxpipe emulate cxone --port 8099     (serve the example recordings; its banner",
+        "                                         prints the variables the pipeline reads)",
+        "  voxpipe run my-pipeline.yaml          (live progress, then a summary)",
+        "  voxpipe plugins                       (every source, transform, verifier and sink)",
+        "  voxpipe --help                        (every command)",
+    ])

@@ -60,8 +60,16 @@ class RunObserver:
     def run_started(self, pipeline: PipelineConfig) -> None:
         """The run begins (components are built, the ledger is open)."""
 
+    def stream_discovered(self, spec: StreamSpec) -> None:
+        """The source announced a stream (before the ledger decides whether it needs an attempt)."""
+
+    def discovery_finished(self, count: int) -> None:
+        """The source has announced all ``count`` streams it will announce in this run (a
+        discovery error or a stop ends discovery too)."""
+
     def stream_started(self, stream: Stream) -> None:
-        """An attempt of a stream begins (a restarted stream starts again)."""
+        """An attempt of a stream begins (a restarted stream starts again); a resumed
+        stream's ``resume_offset`` is known from its first ``stream_bytes`` on."""
 
     def stream_bytes(self, stream: Stream, n: int) -> None:
         """``n`` more bytes of ``stream`` arrived from the source."""
@@ -84,6 +92,12 @@ class ObserverFanout(RunObserver):
 
     def run_started(self, pipeline):
         for o in self.observers: o.run_started(pipeline)
+
+    def stream_discovered(self, spec):
+        for o in self.observers: o.stream_discovered(spec)
+
+    def discovery_finished(self, count):
+        for o in self.observers: o.discovery_finished(count)
 
     def stream_started(self, stream):
         for o in self.observers: o.stream_started(stream)
@@ -116,6 +130,8 @@ class RunSummary:
     discovery_error: str | None = None
     #: The compliance report written at the end of the run (JSON, CSV), if any.
     report_paths: tuple[Path, Path] | None = None
+    #: Where the storing sinks store (``Sink.destination()``: a directory, a bucket URL).
+    destinations: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -187,6 +203,7 @@ class Runner:
         run_id = None
         try:
             self.sinks = [self._make(c, context, components) for c in self.config.sinks]
+            summary.destinations = [d for s in self.sinks if not s.announces and (d := s.destination())]
             context.state_dir = self._state_dir()
             summary.state_dir = context.state_dir
             audit = context.audit = AuditLog(self.settings.audit_log or context.state_dir / "audit.jsonl")
@@ -286,9 +303,12 @@ class Runner:
                 if self._stopping:
                     discover_scope.cancel()
                 discovered = self.source.discover()
+                count = 0
                 try:
                     async with contextlib.aclosing(discovered):
                         async for spec in discovered:
+                            count += 1
+                            self.observer.stream_discovered(spec)
                             if self._skip(spec):
                                 continue
                             await admit.acquire()
@@ -300,6 +320,8 @@ class Runner:
                     self.summary.discovery_error = f"{self.config.source.type} discovery failed: {error}"
                     self.context.audit.write("discovery-failed", pipeline=self.config.name,
                                              message=self.summary.discovery_error)
+                finally:
+                    self.observer.discovery_finished(count)
 
     def _skip(self, spec: StreamSpec) -> bool:
         """Settle streams the ledger says need no attempt: stored already, or out of attempts."""

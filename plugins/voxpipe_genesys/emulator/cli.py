@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import signal
 from datetime import datetime, timezone
 from pathlib import Path
 
 import click
 import trio
 
+from voxpipe.resources import recordings_or_examples
 from voxpipe.serving import serve_asgi
 
 from .app import EmulatorConfig, GenesysEmulator
@@ -17,8 +19,9 @@ from .catalogue import DEFAULT_START, load_catalogue
 
 @click.command("genesys")
 @click.option("--recordings", "directory", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              required=True, help="Directory of audio files (wav, mp3, ogg, opus, webm): one recording each; "
-              "NAME__LEG.ext files share conversation NAME.")
+              default=None, callback=recordings_or_examples,
+              help="Directory of audio files (wav, mp3, ogg, opus, webm): one recording each; "
+              "NAME__LEG.ext files share conversation NAME. Default: the shipped example recordings.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8098, show_default=True, type=int, help="Port to bind (0: any free port).")
 @click.option("--client-id", default=EmulatorConfig.client_id, show_default=True, help="OAuth client id accepted.")
@@ -66,15 +69,19 @@ def command(directory: Path, host: str, port: int, client_id: str, client_secret
     interval = f"{first:%Y-%m-%dT00:00:00Z}/{last.date().isoformat()}T23:59:59Z"
 
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            url = await nursery.start(functools.partial(serve_asgi, app, host, port))
-            click.echo(f"Genesys Cloud emulator at {url}: {len(catalogue.conversations)} conversations, "
-                       f"{len(catalogue.by_recording)} recordings ({interval})")
-            click.echo(f"  export GENESYS_API_BASE={url} GENESYS_LOGIN_BASE={url}")
-            click.echo(f"  export GENESYS_CLIENT_ID={client_id} GENESYS_CLIENT_SECRET=...  # --client-secret")
-            click.echo(f"  export GENESYS_INTERVAL={interval}")
+        # Ctrl-C and SIGTERM end it quietly (a KeyboardInterrupt inside the nursery would
+        # surface as an exception-group traceback)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                url = await nursery.start(functools.partial(serve_asgi, app, host, port))
+                click.echo(f"Genesys Cloud emulator at {url}: {len(catalogue.conversations)} conversations, "
+                           f"{len(catalogue.by_recording)} recordings ({interval})")
+                click.echo(f"  export GENESYS_API_BASE={url} GENESYS_LOGIN_BASE={url}")
+                click.echo(f"  export GENESYS_CLIENT_ID={client_id} GENESYS_CLIENT_SECRET=...  # --client-secret")
+                click.echo(f"  export GENESYS_INTERVAL={interval}")
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
 
-    try:
-        trio.run(main)
-    except KeyboardInterrupt:
-        click.echo(f"stopped; requests: {app.stats.requests}", err=True)
+    trio.run(main)
+    click.echo(f"stopped; requests: {app.stats.requests}", err=True)
