@@ -209,9 +209,8 @@ def run(file: Path, name: str | None, json_output: bool, progress: bool | None, 
             raise
         click.echo(f"error: {error}", err=True)
         raise SystemExit(EXIT_FAILED) from None
-    if not json_output and summary.failed:
-        for r in summary.failed:
-            click.echo(f"failed {r.id}: {r.message}", err=True)
+    # each failed stream was printed once as it ended (live display or log line) and the
+    # display printed the summary; the discovery error is repeated as the last word
     if summary.discovery_error:
         click.echo(f"error: {summary.discovery_error}", err=True)
     raise SystemExit(EXIT_OK if summary.ok else EXIT_FAILED)

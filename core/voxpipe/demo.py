@@ -49,7 +49,7 @@ def _run_demo(out: Path) -> int:
     archive = out.resolve() / "archive"
     emulator = CxoneEmulator(EmulatorSettings(recordings=recordings, sha256_in_metadata=True))
     with serve_in_thread(emulator) as base_url:
-        console.print(f"CXone emulator serving {recordings} at {base_url}")
+        console.print(f"CXone emulator serving {recordings} at {base_url}", soft_wrap=True)
         environ = {**os.environ, "CXONE_API_BASE": base_url, "CXONE_TOKEN_URL": f"{base_url}/oauth/token",
                    "CXONE_CLIENT_ID": DEMO_CLIENT_ID, "CXONE_CLIENT_SECRET": DEMO_CLIENT_SECRET,
                    "VOXPIPE_ARCHIVE_DIR": str(archive)}
@@ -73,25 +73,24 @@ def _run_demo(out: Path) -> int:
         all_identical &= same
     console.print(results_table(summary, extra=identical, relative_to=archive))
     ok = summary.ok and all_identical and len(summary.results) > 0
-    console.print(f"archive: {archive}  (manifests beside each file; audit log: "
-                  f"{summary.state_dir / 'audit.jsonl' if summary.state_dir else '-'})")
+    console.print(f"archive: {archive}  (manifests beside each file)", soft_wrap=True)
+    console.print(f"audit log: {summary.state_dir / 'audit.jsonl' if summary.state_dir else '-'}", soft_wrap=True)
     console.print("[green]every recording archived byte-identically[/green]" if ok
                   else "[red]some recordings failed or differ[/red]")
-    console.print(next_steps(examples, out), highlight=False)
+    console.print(next_steps(examples, out), highlight=False, soft_wrap=True)
     return EXIT_OK if ok else EXIT_FAILED
 
 
 def next_steps(examples: Path, out: Path) -> str:
     """What to try after the demo: real commands, with the installed examples' paths."""
-    pipeline = examples / "cxone-archive.yaml"
     return "\n".join([
         "",
         "Try next:",
-        f"  cp {pipeline} my-pipeline.yaml      (the pipeline the demo ran; edit it)",
-        "  voxpipe check my-pipeline.yaml        (every mistake as FILE:LINE)",
-        "  voxpipe emulate cxone --port 8099     (serve the example recordings; its banner",
-        "                                         prints the variables the pipeline reads)",
-        "  voxpipe run my-pipeline.yaml          (live progress, then a summary)",
-        "  voxpipe plugins                       (every source, transform, verifier and sink)",
-        "  voxpipe --help                        (every command)",
+        "  voxpipe emulate cxone --port 8099",
+        "      serves the example recordings; export the URLs and credentials it prints",
+        f"  cp {examples / 'cxone-archive.yaml'} my-pipeline.yaml",
+        "      the pipeline the demo ran; edit it, then:",
+        "  voxpipe check my-pipeline.yaml && voxpipe run my-pipeline.yaml",
+        "  voxpipe plugins      every source, transform, verifier and sink",
+        "  voxpipe --help       every command",
     ])
