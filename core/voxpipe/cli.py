@@ -269,6 +269,39 @@ def plugins(json_output: bool) -> None:
 
 
 @cli.command()
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the schema to this file instead of standard output.")
+def schema(out: Path | None) -> None:
+    """Print a JSON Schema of pipeline files (every installed component's settings), for editors.
+
+    \b
+    With the YAML language server (VS Code's YAML extension, Neovim, Helix...):
+      voxpipe schema -o voxpipe.schema.json
+    and make this the first line of a pipeline file:
+      # yaml-language-server: $schema=./voxpipe.schema.json
+    """
+    from .schema import config_schema
+
+    try:
+        text = json.dumps(config_schema(get_registry()), indent=2) + "\n"
+    except PluginError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_CONFIG) from None
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    from .atomic import write_atomic
+
+    try:
+        write_atomic(out, text.encode())
+    except OSError as exc:
+        click.echo(f"error: cannot write {out}: {exc.strerror}", err=True)
+        raise SystemExit(EXIT_FAILED) from None
+    click.echo(f"wrote {out}; first line of a pipeline file for the YAML language server:\n"
+               f"  # yaml-language-server: $schema={out}")
+
+
+@cli.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("voxpipe-demo"),
               show_default=True, help="Where the demo archive is written.")
 def demo(out: Path) -> None:
