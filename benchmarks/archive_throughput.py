@@ -60,7 +60,7 @@ from voxpipe.config import parse_config
 from voxpipe.engine import Runner
 from voxpipe.plugins import get_registry
 from voxpipe_cxone.emulator.settings import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-from voxpipe_files.sinks import isal_zlib_module
+from voxpipe.compression import isal_zlib_module
 
 RATE = 8000  # samples per second
 #: Bump when the generator changes, so a stale cache is not reused.

@@ -1,5 +1,5 @@
 """Builds archive trees for the archive tests: stored files plus manifests, as the
-``file``/``gzip`` sinks write them (see plugins/voxpipe_files/sinks.py)."""
+``file``/``gzip`` sinks write them (see core/voxpipe/filestore.py)."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from voxpipe.download.ranges import ByteRange
 from voxpipe_archive.conditional import Decision, evaluate
 from voxpipe_archive.durations import parse_duration
 from voxpipe_archive.index import ArchiveIndex
-from voxpipe_archive.manifest import ManifestError, parse_manifest
+from voxpipe.manifest import ManifestError, parse_manifest
 from voxpipe_archive.paths import ID_PATTERN, OutsideArchive, UnsafeId, check_id, real_root, resolve_inside
 
 from archive_tree import SECRET, TOKEN, audio, manifest_for, store
@@ -57,8 +57,8 @@ def test_check_id_accepts_storable_ids(value):
 
 
 def test_id_rule_is_the_sinks_rule():
-    from voxpipe_files import naming
-    assert ID_PATTERN.pattern == naming._SAFE_ID.pattern  # anything storable is retrievable, nothing else
+    from voxpipe import naming
+    assert ID_PATTERN.pattern == naming.SAFE_ID.pattern  # anything storable is retrievable, nothing else
 
 
 @given(st.text(max_size=60))

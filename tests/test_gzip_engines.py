@@ -20,8 +20,9 @@ from voxpipe.config import parse_config
 from voxpipe.errors import ConfigError
 from voxpipe.model import Chunk, Stream, StreamResult, StreamSpec
 from voxpipe.plugins import get_registry
-from voxpipe_files import sinks
-from voxpipe_files.sinks import ISAL_LEVELS, GzipSink, GzipSinkSettings, _Gzip
+from voxpipe import compression as sinks
+from voxpipe.compression import ISAL_LEVELS, GzipCompressor as _Gzip
+from voxpipe_files.sinks import FileSink, FileSinkSettings, GzipSink, GzipSinkSettings
 
 HAVE_ISAL = sinks.isal_zlib_module() is not None
 ENGINES = ["zlib", pytest.param("isal", marks=pytest.mark.skipif(not HAVE_ISAL, reason="python-isal not installed"))]
@@ -171,7 +172,7 @@ def test_sink_checkpoint_resume_across_engines(tmp_path, first, second):
 
 def test_file_sink_manifest_has_no_compression(tmp_path):
     data = audio_like(10_000)
-    sink = sinks.FileSink(sinks.FileSinkSettings(dir=tmp_path), PipelineContext(pipeline="p", state_dir=tmp_path))
+    sink = FileSink(FileSinkSettings(dir=tmp_path), PipelineContext(pipeline="p", state_dir=tmp_path))
 
     async def main():
         w = await sink.begin(_stream("plain"))
@@ -187,7 +188,7 @@ def test_file_sink_manifest_has_no_compression(tmp_path):
 def test_no_empty_member_after_a_checkpoint_at_the_very_end():
     import gzip as gzip_module
 
-    from voxpipe_files.sinks import _Gzip
+    from voxpipe.compression import GzipCompressor as _Gzip
 
     z = _Gzip(6)
     out = z.compress(b"x" * 1000) + z.end_member() + z.flush()

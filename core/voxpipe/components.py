@@ -225,9 +225,15 @@ class Sink(Component):
     def discard(self, checkpoint: dict[str, Any]) -> None:
         """Delete what a checkpoint holds (its stream will not be resumed)."""
 
-    def cleanup_orphans(self, keep: set[str]) -> list[str]:
-        """Delete temporary files a crash left behind, except those in ``keep``; return the
-        deleted paths. Called once at the start of a run, in a worker thread."""
+    def cleanup_orphans(self, checkpoints: list[dict[str, Any]]) -> list[str]:
+        """Delete temporaries a crash left behind, except those the given checkpoints hold;
+        return what was deleted (paths, keys). Called once at the start of a run, in a
+        worker thread.
+
+        :param checkpoints: this sink's own resume states (as its writers' :meth:`SinkWriter.checkpoint`
+            returned them) of every recording the ledger may still resume. The engine stores
+            them opaquely: their shape is the sink's business.
+        """
         return []
 
     def archive_dir(self) -> Path | None:

@@ -25,9 +25,10 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import pydantic
+from pydantic import SecretStr, model_validator
 import yaml
 
 from .errors import ConfigError
@@ -61,6 +62,18 @@ class PipelineSettings(Settings):
                                     ge=64 << 10, le=1 << 30)
     shutdown_grace: float = setting(5.0, description="Seconds in-flight streams get to finish after SIGINT/SIGTERM "
                                     "before they are aborted.", ge=0, le=600)
+    phone_numbers: Literal["keep", "hash", "drop"] = setting(
+        "keep", description="What happens to the phone numbers (ANI, DNIS) a platform reports about a recording, "
+        "before any component, manifest, report or webhook sees them: `keep` them, replace them by a keyed "
+        "HMAC-SHA256 hash (`hash`: equal numbers stay joinable, unreadable without the key), or `drop` them.")
+    phone_number_key: SecretStr | None = setting(None, description="Secret key for `phone_numbers: hash` "
+                                                 "(give it as `${VAR}`).", example="${PHONE_NUMBER_KEY}")
+
+    @model_validator(mode="after")
+    def _check_phone_policy(self) -> "PipelineSettings":
+        if self.phone_numbers == "hash" and self.phone_number_key is None:
+            raise ValueError("phone_numbers: hash needs phone_number_key (a secret, e.g. ${PHONE_NUMBER_KEY})")
+        return self
 
 
 @dataclass(frozen=True)

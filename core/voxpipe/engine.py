@@ -39,6 +39,7 @@ from .components import Component, PipelineContext, Sink, SinkWriter, Source, Tr
 from .config import ComponentConfig, PipelineConfig
 from .errors import RunError, StreamError, VerificationError
 from .ledger import Ledger
+from .facts import PhoneNumberPolicy
 from .model import Chunk, Stream, StreamResult, StreamSpec, Verdict
 from .report import write_run_report
 
@@ -168,6 +169,9 @@ class Runner:
         self._discover_scope: trio.CancelScope | None = None
         self._streams_scope: trio.CancelScope | None = None
         self.summary = RunSummary(pipeline=config.name)
+        self._phone_policy = PhoneNumberPolicy(
+            self.settings.phone_numbers,
+            self.settings.phone_number_key.get_secret_value() if self.settings.phone_number_key else None)
 
     # ------------------------------------------------------------------ control
 
@@ -280,13 +284,15 @@ class Runner:
 
     async def _cleanup_orphans(self) -> None:
         """Delete temporary files left by a crash, except those a resumable checkpoint holds."""
-        keep: set[str] = set()
-        for state in self.ledger.all():
-            if state.checkpoint and state.state != "stored":
-                for entry in state.checkpoint.get("sinks", []):
-                    keep.update(entry.get("files", []))
-        for sink in self.sinks:
-            removed = await trio.to_thread.run_sync(sink.cleanup_orphans, keep)
+        storing = [s for s in self.sinks if not s.announces]
+        keep: list[list[dict[str, Any]]] = [[] for _ in storing]
+        for state in await trio.to_thread.run_sync(self.ledger.all):
+            entries = state.checkpoint.get("sinks", []) if state.checkpoint and state.state != "stored" else []
+            if len(entries) == len(storing):  # one opaque resume state per storing sink, in order
+                for held, entry in zip(keep, entries):
+                    held.append(entry)
+        for sink, held in zip(storing, keep):
+            removed = await trio.to_thread.run_sync(sink.cleanup_orphans, held)
             for path in removed:
                 self.context.audit.write("orphan-removed", pipeline=self.config.name, sink=sink.type, path=path)
 
@@ -410,7 +416,8 @@ class Runner:
 
     async def _attempt(self, spec: StreamSpec, attempt: int) -> tuple[StreamResult, bool]:
         stream = Stream(spec, source=self.config.source.type, pipeline=self.config.name,
-                        audit=self.context.audit, attempt=attempt, on_event=self.observer.stream_event)
+                        audit=self.context.audit, attempt=attempt, on_event=self.observer.stream_event,
+                        phone_policy=self._phone_policy)
         result = StreamResult(id=stream.id, source=stream.source, pipeline=stream.pipeline,
                               attempts=attempt, started_at=stream.started_at)
         writers: list[tuple[Sink, SinkWriter]] = []
@@ -445,6 +452,7 @@ class Runner:
             result.ok = True
             result.seconds = time.perf_counter() - t0
             result.metadata = _public_metadata(stream.metadata)
+            result.facts = stream.facts.to_json()
             for sink, writer in sorted(writers, key=lambda sw: sw[0].announces):
                 stored = await writer.commit(result)
                 if stored:
@@ -470,6 +478,7 @@ class Runner:
                 result.reason, result.message = "internal-error", f"{type(error).__name__}: {error}"
             result.seconds = time.perf_counter() - t0
             result.metadata = _public_metadata(stream.metadata)
+            result.facts = stream.facts.to_json()
             if not result.verdicts and any(run.error is not None for run in verifier_runs):
                 result.verdicts = [run.early_verdict() for run in verifier_runs]
             result.retrying = retry and attempt < self.settings.max_stream_attempts and not self._stopping

@@ -6,8 +6,11 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from .facts import EMPTY as _NO_FACTS, RecordingFacts
+
 if TYPE_CHECKING:  # pragma: no cover
     from .audit import AuditLog
+    from .facts import PhoneNumberPolicy
 
 
 #: Audit events kept in memory per stream (the log file keeps them all).
@@ -37,10 +40,13 @@ class StreamSpec:
 
     :ivar id: the recording id or call id, unique within the source.
     :ivar metadata: anything known at discovery time (format, size in bytes, ...).
+    :ivar facts: what the platform reported about the recording at discovery (its time,
+        ids, agent...; see :mod:`voxpipe.facts`).
     """
 
     id: str
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    facts: RecordingFacts = _NO_FACTS
 
 
 class Stream:
@@ -48,15 +54,21 @@ class Stream:
 
     Sources fill :attr:`metadata` as they learn it (``format``, ``size`` in bytes,
     ``duration`` in seconds, ``sha256``, ``etag``, ...); sinks read it when they name
-    the stored file at commit time. :meth:`audit` appends a line to the run's audit log.
+    the stored file at commit time. :attr:`facts` holds what the platform reported about
+    the recording (:class:`voxpipe.facts.RecordingFacts`), with phone numbers already kept,
+    hashed or dropped by the pipeline's policy. :meth:`audit` appends a line to the run's
+    audit log.
     """
 
     __slots__ = ("id", "source", "pipeline", "metadata", "started_at", "attempt", "audit_entries", "resume_offset",
-                 "_audit", "_on_event")
+                 "_audit", "_on_event", "_facts", "_phone_policy")
 
     def __init__(self, spec: StreamSpec, *, source: str, pipeline: str, audit: "AuditLog | None", attempt: int = 1,
-                 on_event: "Callable[[Stream, str, dict[str, Any]], None] | None" = None):
+                 on_event: "Callable[[Stream, str, dict[str, Any]], None] | None" = None,
+                 phone_policy: "PhoneNumberPolicy | None" = None):
         self.id = spec.id
+        self._phone_policy = phone_policy
+        self._facts = self._protect(spec.facts)
         self.source = source
         self.pipeline = pipeline
         self.metadata: dict[str, Any] = dict(spec.metadata)
@@ -68,6 +80,22 @@ class Stream:
         self.audit_entries: list[dict[str, Any]] = []
         self._audit = audit
         self._on_event = on_event
+
+    def _protect(self, facts: RecordingFacts) -> RecordingFacts:
+        return self._phone_policy.apply(facts) if self._phone_policy is not None else facts
+
+    @property
+    def facts(self) -> RecordingFacts:
+        """What the platform reported about this recording or call (see :mod:`voxpipe.facts`)."""
+        return self._facts
+
+    def update_facts(self, facts: "RecordingFacts | Mapping[str, Any]") -> RecordingFacts:
+        """Merge newly learnt facts (fields set in ``facts`` win) and return the result.
+
+        :raises pydantic.ValidationError: a mapping with an unknown field or a bad value.
+        """
+        self._facts = self._protect(self._facts.merged(facts))
+        return self._facts
 
     def audit(self, event: str, **fields: Any) -> None:
         """Record an audit event (``segment``, ``token-refresh``, ...) for this stream."""
@@ -112,6 +140,7 @@ class StreamResult:
     :ivar seconds: wall time from open to commit or abort.
     :ivar digests: digests of the bytes as received, by algorithm (``{"sha256": hex}``).
     :ivar stored: one entry per committing sink (``{"sink": "gzip", "path": ...}``).
+    :ivar facts: the recording's facts as JSON (:meth:`voxpipe.facts.RecordingFacts.to_json`).
     :ivar retrying: set before sinks abort when the engine will start this stream again
         (a retryable failure with attempts left), so announcing sinks stay quiet until the
         stream's final outcome.
@@ -134,6 +163,7 @@ class StreamResult:
     verdicts: list[Verdict] = field(default_factory=list)
     stored: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
     retrying: bool = False
 
     @property
@@ -152,4 +182,5 @@ class StreamResult:
             "started_at": self.started_at, "finished_at": self.finished_at,
             "digests": dict(self.digests), "verdicts": [v.to_dict() for v in self.verdicts],
             "stored": list(self.stored), "metadata": dict(self.metadata),
+            "facts": dict(self.facts),
         }

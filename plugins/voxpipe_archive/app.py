@@ -44,7 +44,7 @@ from .auth import BearerAuth
 from .bodies import BodyError, FileBody, GunzipBody
 from .conditional import evaluate
 from .index import ArchiveIndex, Entry
-from .manifest import parse_time
+from voxpipe.manifest import parse_time
 from .paths import OutsideArchive, UnsafeId, check_id, resolve_inside
 
 log = logging.getLogger("voxpipe.archive")

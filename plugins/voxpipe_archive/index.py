@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .manifest import Manifest, ManifestError, load_manifest, recording_time
+from voxpipe.manifest import Manifest, ManifestError, load_manifest, recording_time
 from .paths import MANIFEST_SUFFIX, OutsideArchive, is_hidden, real_root, resolve_inside
 
 log = logging.getLogger("voxpipe.archive")

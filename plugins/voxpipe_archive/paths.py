@@ -5,7 +5,7 @@ checked again here, so that ``..%2f``, a double-encoded ``%252e%252e``, ``%00`` 
 decoded forms are all refused, and so is anything that is not a recording id the
 ``file``/``gzip`` sinks could have stored (their names only ever contain
 ``[A-Za-z0-9._@+=-]``, starting with a letter or digit; see
-``voxpipe_files.naming``). File system paths come from manifests, never from the
+``voxpipe.naming``). File system paths come from manifests, never from the
 request, and are resolved with :func:`os.path.realpath` and required to lie inside the
 real archive root, outside hidden state (``.voxpipe``) and temporary files (``.*.part``):
 a symlink pointing out of the archive therefore resolves outside it and is refused.
@@ -18,14 +18,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from voxpipe.manifest import MANIFEST_SUFFIX
+from voxpipe.naming import SAFE_ID
+
 #: Longest id accepted, in characters (the sinks store ids of at most 200).
 MAX_ID_LENGTH = 200
-#: The ids the file/gzip sinks can store (same rule as ``voxpipe_files.naming``).
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+=-]{0,199}$")
+#: The ids the storing sinks can store (:data:`voxpipe.naming.SAFE_ID`).
+ID_PATTERN = SAFE_ID
 #: Directory holding pipeline state inside an archive; never served, never deleted.
 STATE_DIR = ".voxpipe"
-#: Suffix of a stored file's manifest.
-MANIFEST_SUFFIX = ".json"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ENCODED = re.compile(r"%(?:[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4})")
 

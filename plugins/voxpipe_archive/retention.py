@@ -36,7 +36,7 @@ from voxpipe.atomic import fsync_dir
 from voxpipe.audit import AuditLog
 
 from .index import walk_manifests
-from .manifest import Manifest, ManifestError, load_manifest, recording_time
+from voxpipe.manifest import Manifest, ManifestError, load_manifest, recording_time
 from .paths import MANIFEST_SUFFIX, STATE_DIR, OutsideArchive, real_root, resolve_inside
 
 #: Suffix of a per-recording legal-hold marker (``<stored file>.hold``).

@@ -3,7 +3,7 @@
 Samples are appended to a temporary file (``.<id>.<random>.part``) behind a 44-byte
 RIFF/WAVE header written with placeholder sizes; ``prepare`` patches the RIFF and
 ``data`` sizes, fsyncs and hashes the file; ``commit`` renames it to ``{dir}/{name}``
-and writes the manifest (both from :mod:`voxpipe_files.sinks`), so the header is valid
+and writes the manifest (both from :mod:`voxpipe.filestore`), so the header is valid
 at every moment the file exists under its final name. The format (sample rate, channels,
 16-bit) comes from ``stream.metadata`` (``sample_rate``, ``channels``, ``sample_width``),
 as the ``websocket-voice`` source fills it. Writes are synchronous into a buffered file:
@@ -21,11 +21,11 @@ from typing import Any
 
 import trio
 
+from voxpipe import naming
 from voxpipe.atomic import temp_path_for
 from voxpipe.errors import SinkError
+from voxpipe.filestore import FileSinkSettings, FileStoreSink, FileWriter
 from voxpipe.model import Chunk, Stream
-from voxpipe_files import naming
-from voxpipe_files.sinks import FileSink, FileSinkSettings, _FileWriter
 from voxpipe.settings import setting
 
 #: Bytes of the canonical PCM WAV header (RIFF + fmt (16) + data headers).
@@ -58,7 +58,7 @@ class WavSinkSettings(FileSinkSettings):
                         example="{date}/{recording_id}.wav")
 
 
-class WavSink(FileSink):
+class WavSink(FileStoreSink):
     """Store each call as a PCM WAV file (header valid whenever visible), with a JSON manifest."""
 
     type = "wav"
@@ -71,7 +71,7 @@ class WavSink(FileSink):
         temp = temp_path_for(directory / naming.temp_stem(stream.id))
         f = open(temp, "xb", buffering=WRITE_BUFFER_BYTES)
         f.write(wav_header(0, *fmt))  # placeholder sizes; only ever seen under the temporary name
-        return _WavWriter(self, stream, directory, self._compressor(), temp, f)
+        return _WavWriter(self, stream, directory, self.compressor(), temp, f)
 
     async def resume(self, stream: Stream, checkpoint: dict[str, Any]) -> "_WavWriter":
         raise SinkError(f"call {stream.id}: the wav sink does not resume", reason="bad-checkpoint")
@@ -90,7 +90,7 @@ def _format(stream: Stream) -> tuple[int, int, int]:
     return rate, channels, width
 
 
-class _WavWriter(_FileWriter):
+class _WavWriter(FileWriter):
     stored_format = "wav"
 
     async def write(self, chunk: Chunk) -> None:

@@ -1,23 +1,35 @@
-"""Reading the JSON manifests the ``file``/``gzip`` sinks write beside each stored file.
+"""The JSON manifest every storing sink writes beside what it stores: building and reading it.
 
-A manifest ``DIR/<name>.json`` describes the stored file ``DIR/<name>`` (keys listed
-in ``voxpipe_files.sinks``). :func:`load_manifest` reads one, bounded in size, and
-checks the keys the archive relies on; :func:`recording_time` gives the recording's
-date used for listing filters and retention: ``recording_date`` from the source, or
-``received_at`` when the source gave none — never the file's mtime, which a copy or
-restore would reset.
+A manifest ``<name>.json`` describes the stored file or object ``<name>``. Keys
+(:func:`build_manifest`): ``source``, ``pipeline``, ``recording_id``, ``format``,
+``original_size`` and ``original_sha256`` (the bytes as received), ``stored_file``,
+``stored_size``, ``stored_sha256`` (the bytes as stored), ``compression``
+(``gzip:<engine>:<level>`` or null), ``recording_date`` (the call's start, ISO 8601 UTC,
+or null when the source knew no date), ``recording_date_origin``, ``received_at``,
+``stored_at``, ``facts`` (:class:`voxpipe.facts.RecordingFacts` as JSON: the platform's
+ids, times, agent, direction...), ``verdicts`` and ``metadata`` (what the source reported).
+
+:func:`load_manifest` reads one, bounded in size, and checks the keys the archive relies
+on; :func:`recording_time` gives the recording's date used for listing filters and
+retention: ``recording_date`` from the source, or ``received_at`` when the source gave
+none — never the file's mtime, which a copy or restore would reset.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-from .paths import MANIFEST_SUFFIX, ID_PATTERN
+from .facts import RecordingFacts, iso_utc
+from .naming import SAFE_ID as ID_PATTERN, recording_time as _recording_time, utc_timestamp
+
+#: Suffix of a stored file's manifest (``<stored name>.json``).
+MANIFEST_SUFFIX = ".json"
 
 #: Largest manifest read, in bytes (a real one is about 1 KiB; metadata is bounded by sources).
 MAX_MANIFEST_BYTES = 1 << 20
@@ -50,11 +62,13 @@ class Manifest:
     stored_at: str | None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     legal_hold: bool = False
+    facts: RecordingFacts = field(default_factory=RecordingFacts)
 
     @property
     def interaction_ids(self) -> tuple[str, ...]:
-        """Interaction ids from the metadata (``conversationId`` for Genesys, ...), in :data:`INTERACTION_KEYS` order."""
-        out = []
+        """Every platform id the recording can be found by: its facts' ids (contact id, conversation
+        id, segment id...), then the metadata's :data:`INTERACTION_KEYS`, without repeats."""
+        out = list(self.facts.platform_ids())
         for key in INTERACTION_KEYS:
             value = self.metadata.get(key)
             if isinstance(value, (str, int)) and str(value) and str(value) not in out:
@@ -108,7 +122,8 @@ def parse_manifest(path: Path, data: bytes) -> Manifest:
         stored_size=size, stored_sha256=_sha(doc.get("stored_sha256"), "stored_sha256", path),
         recording_date=_str_or_none(doc.get("recording_date")), received_at=_str_or_none(doc.get("received_at")),
         stored_at=_str_or_none(doc.get("stored_at")), metadata=metadata,
-        legal_hold=doc.get("legal_hold") is True or metadata.get("legal_hold") is True)
+        legal_hold=doc.get("legal_hold") is True or metadata.get("legal_hold") is True,
+        facts=RecordingFacts.from_json(doc.get("facts")))
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -158,3 +173,41 @@ def recording_time(manifest: Manifest) -> tuple[datetime | None, str | None]:
             except ValueError:
                 continue
     return None, None
+
+
+def build_manifest(*, stream: Any, result: Any, stored_name: str, stored_size: int, stored_sha256: str,
+                   compression: str | None, fmt: str | None, stored_at: float | None = None,
+                   extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The manifest of one stored recording (keys: see the module docstring).
+
+    :param stream: the :class:`voxpipe.model.Stream` (id, source, pipeline, facts, metadata, received time).
+    :param result: the :class:`voxpipe.model.StreamResult` at commit (original size, digests,
+        verdicts, public metadata).
+    :param stored_name: the stored file's base name (or the object key's last segment).
+    :param stored_size: bytes as stored; ``stored_sha256`` their SHA-256 (hex).
+    :param compression: ``gzip:<engine>:<level>``, or ``None`` when stored as received.
+    :param fmt: the stored format (``wav`` for the wav sink; else the source's).
+    :param extra: sink-specific keys (an S3 sink's bucket, key, version id...), added last.
+    """
+    when = _recording_time(stream.facts, stream.metadata, stream.started_at)
+    doc = {
+        "source": stream.source, "pipeline": stream.pipeline, "recording_id": stream.id,
+        "format": fmt, "original_size": result.bytes, "original_sha256": result.digests.get("sha256"),
+        "stored_file": stored_name, "stored_size": stored_size, "stored_sha256": stored_sha256,
+        "compression": compression,
+        "recording_date": iso_utc(when.when) if when.origin != "received" else None,
+        "recording_date_origin": when.origin,
+        "received_at": utc_timestamp(stream.started_at),
+        "stored_at": utc_timestamp(stored_at if stored_at is not None else time.time()),
+        "facts": stream.facts.to_json(),
+        "verdicts": [v.to_dict() for v in result.verdicts],
+        "metadata": result.metadata,
+    }
+    if extra:
+        doc.update(extra)
+    return doc
+
+
+def dumps(manifest: Mapping[str, Any]) -> bytes:
+    """The manifest's bytes as stored: indented, sorted keys, UTF-8."""
+    return json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
