@@ -269,6 +269,27 @@ def plugins(json_output: bool) -> None:
 
 
 @cli.command()
+@click.argument("archive")
+@click.option("--json", "json_output", is_flag=True, help="Print the report as one JSON object on stdout.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Files checked at once (worker threads).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+def verify(archive: str, json_output: bool, jobs: int, progress: bool | None) -> None:
+    """Re-read every stored recording in ARCHIVE against its manifest.
+
+    Checks each stored file's size and SHA-256, and for gzip files every member's CRC and
+    the decompressed size and SHA-256 the manifest records. Reports files that are
+    missing, corrupt, orphan (no manifest) and manifests that cannot be read. Nothing is
+    written. ARCHIVE is a sink's directory (or a URL an installed plugin reads, e.g. s3://).
+
+    Exit status: 0 every file checked out, 1 problems found, 2 the archive cannot be read.
+    """
+    from .verifycmd import run_verify
+
+    raise SystemExit(run_verify(archive, json_output=json_output, jobs=jobs, progress=progress))
+
+
+@cli.command()
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the schema to this file instead of standard output.")
 def schema(out: Path | None) -> None:

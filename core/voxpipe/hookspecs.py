@@ -54,3 +54,13 @@ def register_commands(cli):
     ``voxpipe emulate``, where emulators of vendor platforms add their sub-command
     (``cli.emulate.add_command(cmd)``).
     """
+
+
+@hookspec
+def register_archive_stores(register):
+    """Register readers of archives kept elsewhere than a directory (object storage).
+
+    Call ``register(scheme, factory)``: ``factory(url)`` returns a
+    :class:`voxpipe.archivestore.ArchiveStore` for ``scheme://...`` locations, which
+    ``voxpipe verify`` then checks like a directory.
+    """
