@@ -182,12 +182,14 @@ cli.emulate = emulate  # type: ignore[attr-defined]  # where plugins add emulato
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics endpoint binds.")
 @click.option("--metrics-textfile", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the run's final metrics to this file (node_exporter textfile collector).")
+@click.option("--dry-run", is_flag=True, help="Only list what the source discovers and what a run would fetch, "
+              "resume or skip (ids, sizes and dates when known); download, store and record nothing.")
 def run(file: Path, name: str | None, json_output: bool, progress: bool | None, metrics_port: int | None,
-        metrics_host: str, metrics_textfile: Path | None) -> None:
+        metrics_host: str, metrics_textfile: Path | None, dry_run: bool) -> None:
     """Run a pipeline from FILE.
 
     Exit status: 0 when every stream succeeded, 1 when any failed, 2 for a bad file (or a
-    metrics address that cannot be bound).
+    metrics address that cannot be bound). With --dry-run: 0 when discovery succeeded.
     """
     from .metrics import MetricsError
 
@@ -197,6 +199,8 @@ def run(file: Path, name: str | None, json_output: bool, progress: bool | None, 
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         raise SystemExit(EXIT_CONFIG) from None
+    if dry_run:
+        raise SystemExit(print_dry_run(pipeline, json_output=json_output))
     try:
         summary = execute(pipeline, json_output=json_output, progress=progress, metrics_port=metrics_port,
                           metrics_host=metrics_host, metrics_textfile=metrics_textfile)
@@ -214,6 +218,32 @@ def run(file: Path, name: str | None, json_output: bool, progress: bool | None, 
     if summary.discovery_error:
         click.echo(f"error: {summary.discovery_error}", err=True)
     raise SystemExit(EXIT_OK if summary.ok else EXIT_FAILED)
+
+
+def print_dry_run(pipeline: PipelineConfig, *, json_output: bool = False) -> int:
+    """``run --dry-run``: one line per discovered recording, then a summary; the exit status."""
+    from .dryrun import dry_run
+    from .progress import human_bytes, shorten_middle
+
+    def show(p) -> None:
+        if json_output:
+            click.echo(json.dumps(p.to_dict(), separators=(",", ":")))
+            return
+        what = {"fetch": "fetch", "resume": f"resume at byte {p.resume_offset}",
+                "skip": f"skip ({(p.reason or '').replace('-', ' ')})"}[p.action]
+        size = human_bytes(p.size) if p.size is not None else "size ?"
+        click.echo(f"{shorten_middle(p.id, 32):<32} {size:>9}  {(p.date or '')[:25]:<25}  {what}")
+
+    summary = trio.run(dry_run, pipeline, show)
+    parts = [f"{summary.count('fetch')} to fetch", f"{summary.count('resume')} to resume",
+             f"{summary.count('skip')} to skip"]
+    click.echo(f"{pipeline.name} (dry run): {len(summary.planned)} recordings discovered: {', '.join(parts)}; "
+               f"{human_bytes(summary.known_bytes)} where sizes are known. Nothing was downloaded, stored or "
+               f"recorded{'' if summary.ledger else ' (no ledger yet: every recording is new)'}.", err=True)
+    if summary.discovery_error:
+        click.echo(f"error: {summary.discovery_error}", err=True)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def run_error(exc: BaseException) -> VoxpipeError | None:

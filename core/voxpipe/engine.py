@@ -151,6 +151,15 @@ class RunSummary:
         return sum(r.bytes for r in self.results)
 
 
+def state_dir_of(config: PipelineConfig, sinks: list[Sink]) -> Path:
+    """The pipeline's state directory: ``state_dir``, else ``.voxpipe/<pipeline>`` in the
+    first sink's directory, else under the working directory (not created here)."""
+    if config.settings.state_dir is not None:
+        return Path(config.settings.state_dir)
+    base = next((d for s in sinks if (d := s.archive_dir()) is not None), None)
+    return (Path(base) if base is not None else Path(".")) / ".voxpipe" / config.name
+
+
 class Runner:
     """Runs one pipeline once. Create, then ``await runner.run()``.
 
@@ -274,11 +283,7 @@ class Runner:
         return component
 
     def _state_dir(self) -> Path:
-        if self.settings.state_dir is not None:
-            path = Path(self.settings.state_dir)
-        else:
-            base = next((d for s in self.sinks if (d := s.archive_dir()) is not None), None)
-            path = (Path(base) / ".voxpipe" / self.config.name) if base is not None else Path(".voxpipe") / self.config.name
+        path = state_dir_of(self.config, self.sinks)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
