@@ -43,10 +43,40 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
 
 
 class JsonResults(RunObserver):
-    """Prints one JSON object per finished stream on stdout (``voxpipe run --json``)."""
+    """Prints one JSON object per finished stream on stdout (``voxpipe run --json``).
+
+    When the reader goes away (``voxpipe run --json | head``), the run stops as after
+    SIGINT (streams in flight finish within ``shutdown_grace``, nothing half-stored) and
+    exits without a traceback: ``on_closed`` is called once.
+    """
+
+    def __init__(self, on_closed=lambda: None):
+        self.closed = False
+        self.on_closed = on_closed
 
     def stream_finished(self, result) -> None:
-        click.echo(json.dumps(result.to_dict(), default=str, separators=(",", ":")))
+        if self.closed:
+            return
+        try:
+            click.echo(json.dumps(result.to_dict(), default=str, separators=(",", ":")))
+        except BrokenPipeError:
+            self.closed = True
+            silence_stdout()
+            log.info("standard output was closed by its reader; stopping after the streams in flight")
+            self.on_closed()
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush cannot raise again
+    (Python's documented way to handle SIGPIPE/EPIPE)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (tests' captured stdout)
+        pass
 
 
 async def run_with_signals(runner: Runner) -> RunSummary:
@@ -74,10 +104,19 @@ async def run_with_signals(runner: Runner) -> RunSummary:
 def load_or_exit(path: Path) -> ConfigFile:
     """Load and validate a pipeline file, or print every problem and exit 2."""
     try:
-        return load_config(path, get_registry())
+        return load_config(path, registry_or_exit())
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(problem, err=True)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def registry_or_exit():
+    """The component registry, or a clean error and exit 2 (e.g. two plugins claim one type name)."""
+    try:
+        return get_registry()
+    except PluginError as exc:
+        click.echo(f"error: {exc}", err=True)
         raise SystemExit(EXIT_CONFIG) from None
 
 
@@ -99,8 +138,11 @@ def execute(pipeline: PipelineConfig, *, json_output: bool = False, progress: bo
         from .metrics import RunMetrics
 
         metrics = RunMetrics()
-    observer = ObserverFanout(display, JsonResults() if json_output else None, metrics, *observers)
+    json_results = JsonResults() if json_output else None
+    observer = ObserverFanout(display, json_results, metrics, *observers)
     runner = Runner(pipeline, observer=observer)
+    if json_results is not None:
+        json_results.on_closed = runner.request_stop
     try:
         if metrics is not None and metrics_port is not None:
             from .metrics import run_serving_metrics
@@ -368,4 +410,11 @@ def demo(out: Path) -> None:
 
 
 def main() -> None:
-    cli(prog_name="voxpipe")
+    try:
+        cli(prog_name="voxpipe")
+    except PluginError as exc:  # e.g. two plugins claim one type name, met outside load_or_exit
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_CONFIG) from None
+    except BrokenPipeError:  # stdout's reader went away (voxpipe plugins | head)
+        silence_stdout()
+        raise SystemExit(EXIT_OK) from None

@@ -33,7 +33,7 @@ import yaml
 
 from .errors import ConfigError
 from .plugins import ComponentInfo, Registry
-from .settings import Settings, setting
+from .settings import ByteSize, Settings, setting
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
@@ -57,7 +57,7 @@ class PipelineSettings(Settings):
                                   example="./archive/.voxpipe/ledger.sqlite3")
     max_attempts_total: int = setting(5, description="Attempts per recording across runs; a recording that failed this "
                                       "often is reported failed without another try.", ge=1, le=1000)
-    checkpoint_bytes: int = setting(2 << 20, description="Bytes between resume checkpoints (data fsynced and recorded in "
+    checkpoint_bytes: ByteSize = setting(2 << 20, description="Bytes between resume checkpoints (data fsynced and recorded in "
                                     "the ledger); a crash re-fetches at most this plus what was in flight.",
                                     ge=64 << 10, le=1 << 30)
     shutdown_grace: float = setting(5.0, description="Seconds in-flight streams get to finish after SIGINT/SIGTERM "
@@ -311,7 +311,7 @@ def _validate(loader: _Loader, model: type[Settings], values: dict[str, Any], pa
     try:
         return model.model_validate(values)
     except pydantic.ValidationError as exc:
-        for err in exc.errors(include_url=False, include_input=False):
+        for err in exc.errors(include_url=False, include_input=True):
             loc = path + tuple(err["loc"])
             if any(loc[:len(u)] == u for u in loader.unset):
                 continue  # the missing variable was reported; its empty stand-in proves nothing
@@ -323,9 +323,66 @@ def _validate(loader: _Loader, model: type[Settings], values: dict[str, Any], pa
             elif err["type"] == "missing":
                 msg = "required setting is missing"
             else:
-                msg = err["msg"].removeprefix("Value error, ")
+                msg = type_error_message(model, err)
             loader.problems.append(f"{loader.where(loc)}: {dotted(loc)}: {msg}")
         return None
+
+
+#: Longest value quoted back in an error message (characters).
+MAX_QUOTED_VALUE = 60
+
+
+def type_error_message(model: type[Settings], err: Mapping[str, Any]) -> str:
+    """A pydantic error as a person reads it: the value given, the form expected, the unit.
+
+    Values of secret settings are never quoted.
+    """
+    from .settings import ByteSizeMarker
+
+    field = model.model_fields.get(str(err["loc"][0])) if err.get("loc") else None
+    secret = field is not None and "Secret" in repr(field.annotation)
+    is_size = field is not None and any(isinstance(m, ByteSizeMarker) for m in field.metadata)
+    unit = " bytes" if is_size else ""
+    value = "the value" if secret else _quoted(err.get("input"))
+    ctx = err.get("ctx") or {}
+    kind = err["type"]
+    if kind == "value_error":
+        return err["msg"].removeprefix("Value error, ")
+    if kind in ("greater_than_equal", "greater_than"):
+        bound = ctx.get("ge", ctx.get("gt"))
+        return f"{value} is below the minimum of {bound}{unit}" + (" (inclusive)" if kind == "greater_than_equal" else "")
+    if kind in ("less_than_equal", "less_than"):
+        bound = ctx.get("le", ctx.get("lt"))
+        return f"{value} is above the maximum of {bound}{unit}" + (" (inclusive)" if kind == "less_than_equal" else "")
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{value} is not a size in bytes; write a whole number (65536) or with a unit (64KiB)" if is_size \
+            else f"{value} is not a whole number"
+    if kind in ("float_parsing", "float_type"):
+        return f"{value} is not a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{value} is not true or false"
+    if kind == "string_type":
+        return f"{value} is not text (quote it in YAML)"
+    if kind in ("list_type", "tuple_type", "set_type"):
+        return f"expected a list, got {value}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"expected a mapping, got {value}"
+    if kind == "literal_error":
+        return f"{value} is not one of {ctx.get('expected', 'the allowed values')}"
+    if kind in ("string_too_short", "string_too_long", "too_short", "too_long", "string_pattern_mismatch"):
+        return f"{value}: {err['msg'].replace('Input should', 'should').replace('Value should', 'should')}"
+    return err["msg"].removeprefix("Value error, ")
+
+
+def _quoted(value: Any) -> str:
+    """``value`` as YAML-ish text for a message, bounded."""
+    import json
+
+    try:
+        text = json.dumps(value, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= MAX_QUOTED_VALUE else text[: MAX_QUOTED_VALUE - 1] + "…"
 
 
 def _closest(word: str, candidates: list[str]) -> str | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 
 from .config import load_config
-from .errors import ConfigError, VoxpipeError
+from .errors import ConfigError, PluginError, VoxpipeError
 from .plugins import get_registry
 from .progress import results_table
 from .resources import examples_dir
@@ -58,6 +58,9 @@ def _run_demo(out: Path) -> int:
         except ConfigError as exc:
             for problem in exc.problems:
                 console.print(problem, style="red")
+            return EXIT_CONFIG
+        except PluginError as exc:
+            console.print(f"error: {exc}", style="red", markup=False)
             return EXIT_CONFIG
         summary = execute(config.pipeline(None))
     identical: dict[str, dict[str, str]] = {}

@@ -17,6 +17,7 @@ from pydantic_core import PydanticUndefined
 
 from .config import PipelineSettings
 from .plugins import Registry, get_registry
+from .settings import ByteSizeMarker
 
 _KIND_TITLES = {"source": "Sources", "transform": "Transforms", "verifier": "Verifiers", "sink": "Sinks"}
 
@@ -106,6 +107,8 @@ def _table(model) -> list[str]:
         example_text = f"`{json.dumps(example)}`" if example is not None else ""
         desc = ((field.description or "") + _limits(field)).replace("|", "\\|").replace("\n", " ")
         type_text = _type_name(field.annotation).replace("|", "\\|")
+        if any(isinstance(m, ByteSizeMarker) for m in field.metadata):
+            type_text = "bytes (`65536`, `64KiB`, `8MiB`)"
         lines.append(f"| `{name}` | {type_text} | {_default(field)} | {desc} | {example_text} |")
     return lines
 

@@ -50,7 +50,7 @@ from voxpipe.download.tokens import BearerTokens
 from voxpipe.idlists import read_ids
 from voxpipe.errors import StreamError, StreamRejected, StreamRestart
 from voxpipe.model import Chunk, Stream, StreamSpec
-from voxpipe.settings import Settings, setting
+from voxpipe.settings import ByteSize, Settings, setting
 
 from .auth import fetch_token
 from .playback import MediaFile, PlaybackAnswerError, contacts_params, parse_contacts, stream_ids
@@ -123,7 +123,7 @@ class CxoneSettings(Settings):
                                        "as stored).", example="opus")
     stream_max_duration: int | None = setting(None, description="Stream mode: `maxDuration` in seconds capping each "
                                               "offset's segment.", example=180, ge=1)
-    chunk_size: int = setting(8 << 20, description="Bytes per ranged request (segment size).",
+    chunk_size: ByteSize = setting(8 << 20, description="Bytes per ranged request (segment size).",
                               ge=64 << 10, le=1 << 30)
     connections: int = setting(1, description="Concurrent ranged requests per recording (split download, like "
                                "aria2). Each holds up to `chunk_size` bytes in memory; all streams together "

@@ -54,7 +54,7 @@ from voxpipe.download.tokens import BearerTokens
 from voxpipe.idlists import read_ids
 from voxpipe.errors import StreamError, StreamRejected
 from voxpipe.model import Chunk, Stream, StreamSpec
-from voxpipe.settings import Settings, setting
+from voxpipe.settings import ByteSize, Settings, setting
 
 from . import api
 from .auth import fetch_token
@@ -114,7 +114,7 @@ class GenesysSettings(Settings):
                                          "the recording's SHA-256 (hex or base64), copied to metadata `sha256` for the "
                                          "sha256 verifier. The published API has none; the seed's `Checksum`, an "
                                          "integration's field or the emulator's `checksum`.", example="checksum")
-    chunk_size: int = setting(8 << 20, description="Bytes per ranged request (segment size).", ge=64 << 10, le=1 << 30)
+    chunk_size: ByteSize = setting(8 << 20, description="Bytes per ranged request (segment size).", ge=64 << 10, le=1 << 30)
     max_connections: int = setting(16, description="Most HTTP connections open at once.", ge=1, le=256)
     timeout: float = setting(60.0, description="Seconds to wait for a connection or for the next bytes of a body.",
                              gt=0, le=3600)

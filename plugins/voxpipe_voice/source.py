@@ -48,7 +48,7 @@ from wsproto.utilities import LocalProtocolError
 from voxpipe.components import Source
 from voxpipe.errors import StreamError
 from voxpipe.model import Chunk, Stream, StreamSpec
-from voxpipe.settings import Settings, setting
+from voxpipe.settings import ByteSize, Settings, setting
 from voxpipe.voice.callstate import CallEvent, CallState, CallStateMachine, IllegalTransition
 
 from .decoder import CallDecoder, CallProtocolError
@@ -134,7 +134,7 @@ class VoiceSourceSettings(Settings):
                                    gt=0)
     message_queue_size: int = setting(64, description="WebSocket messages queued per connection before the "
                                       "connection stops reading (TCP backpressure).", ge=1, le=10_000)
-    max_message_bytes: int = setting(1 << 20, description="Largest WebSocket message accepted (bytes); larger "
+    max_message_bytes: ByteSize = setting(1 << 20, description="Largest WebSocket message accepted (bytes); larger "
                                      "closes the connection with 1009.", ge=1024)
     buffer_ms: int = setting(2000, description="Audio (ms) buffered per call between the connection and the "
                              "pipeline before the connection waits.", ge=20, le=600_000)
