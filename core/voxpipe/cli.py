@@ -302,12 +302,51 @@ def run_error(exc: BaseException) -> VoxpipeError | None:
 
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def check(file: Path) -> None:
-    """Validate FILE without running anything: every problem as FILE:LINE: key.path: message."""
+@click.option("--connect", is_flag=True, help="Then, per pipeline, check for real: obtain a token, read the first "
+              "page of discovery, probe each storing sink's destination and each webhook endpoint. Nothing is "
+              "downloaded, stored or announced.")
+@click.option("--pipeline", "-p", "name", help="Only this pipeline (default: every pipeline in FILE).")
+def check(file: Path, connect: bool, name: str | None) -> None:
+    """Validate FILE without running anything: every problem as FILE:LINE: key.path: message.
+
+    Also reports input files the configuration names (recordings_file, ...) that are
+    missing or unreadable. With --connect, one line per check, "ok" or "FAIL".
+
+    Exit status: 0 valid (and every check passed), 1 a --connect check failed, 2 invalid.
+    """
+    from .config import local_file_problems
+
     config = load_or_exit(file)
-    for p in config.pipelines.values():
+    try:
+        pipelines = [config.pipeline(name)] if name else list(config.pipelines.values())
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(EXIT_CONFIG) from None
+    problems = [p for pipeline in pipelines for p in local_file_problems(pipeline)]
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise SystemExit(EXIT_CONFIG)
+    for p in pipelines:
         parts = [f"source {p.source.type}"] + [f"{len(getattr(p, k))} {k}" for k in ("transforms", "verifiers", "sinks")]
         click.echo(f"{file}: pipeline {p.name!r} is valid ({', '.join(parts)}; concurrency {p.settings.concurrency})")
+    if not connect:
+        return
+    from .connectcheck import check_pipeline
+
+    failed = 0
+
+    def show(line) -> None:
+        nonlocal failed
+        failed += not line.check.ok
+        mark = "ok  " if line.check.ok else "FAIL"
+        click.echo(f"{mark} {line.pipeline}: {line.component}: {line.check.what}: {line.check.detail}")
+
+    for p in pipelines:
+        trio.run(check_pipeline, p, show)
+    if failed:
+        click.echo(f"{failed} check{'s' if failed > 1 else ''} failed", err=True)
+        raise SystemExit(EXIT_FAILED)
 
 
 @cli.command()

@@ -47,6 +47,24 @@ class PipelineContext:
     services: dict[str, Any] = field(default_factory=dict)
 
 
+#: Seconds a source's default :meth:`Source.check_connect` waits for its first stream.
+DISCOVERY_PEEK_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class ConnectCheck:
+    """The outcome of one check of ``voxpipe check --connect``.
+
+    :ivar what: what was checked, short (``token``, ``discovery``, ``destination``, ``endpoint``).
+    :ivar ok: whether it passed.
+    :ivar detail: what was found, or what is wrong and where (a URL without secrets, a path).
+    """
+
+    what: str
+    ok: bool
+    detail: str
+
+
 class Component:
     """Common base: holds ``settings`` and ``context``; ``aclose`` releases resources."""
 
@@ -75,6 +93,19 @@ class Component:
     async def aclose(self) -> None:
         """Release pipeline-wide resources (HTTP pools, servers). Idempotent."""
 
+    async def check_connect(self) -> list[ConnectCheck]:
+        """``voxpipe check --connect``: check that this component can reach what it needs
+        (credentials accepted, a destination writable, an endpoint reachable) without
+        downloading, storing or announcing any recording. A source is started first
+        (:meth:`start`); a sink is not (it must not open outboxes or state to check).
+
+        Return one :class:`ConnectCheck` per thing checked; an exception raised here is
+        reported as a failed check with its message. Default: nothing to check. An object
+        storage sink checks that its bucket exists and, when its settings ask for it, has
+        Object Lock enabled.
+        """
+        return []
+
 
 class Source(Component):
     """Produces streams: one per recording or call."""
@@ -91,6 +122,22 @@ class Source(Component):
         spec each time a call connects and returns when told to stop.
         """
         raise NotImplementedError
+
+    async def check_connect(self) -> list[ConnectCheck]:
+        """Default: read the first stream :meth:`discover` yields (a listing's first page),
+        within :data:`DISCOVERY_PEEK_TIMEOUT` seconds. Sources that wait for callers (a
+        server) override this; sources with credentials check a token first."""
+        import contextlib
+
+        import trio
+
+        discovered = self.discover()
+        async with contextlib.aclosing(discovered):
+            with trio.move_on_after(DISCOVERY_PEEK_TIMEOUT):
+                async for spec in discovered:
+                    return [ConnectCheck("discovery", True, f"lists streams (first: {spec.id})")]
+                return [ConnectCheck("discovery", True, "lists no streams right now")]
+        return [ConnectCheck("discovery", False, f"listed nothing within {DISCOVERY_PEEK_TIMEOUT:.0f} s")]
 
     def read(self, stream: Stream) -> AsyncIterator[Chunk]:
         """Yield the stream's bytes in order as :class:`Chunk` objects, as an async generator.

@@ -328,6 +328,37 @@ def _validate(loader: _Loader, model: type[Settings], values: dict[str, Any], pa
         return None
 
 
+def local_file_problems(pipeline: PipelineConfig) -> list[str]:
+    """Input files a pipeline names that cannot be read, as ``FILE:LINE: key.path: message``.
+
+    An input file is a setting named ``*_file`` holding a path (``recordings_file``,
+    ``acd_call_ids_file``, ``conversations_file``...; third-party components follow the
+    same convention). Relative paths are taken from the working directory, as at run time.
+    Directories a pipeline writes (``dir``, ``state_dir``) are created when missing and are
+    checked by ``voxpipe check --connect`` instead.
+    """
+    problems = []
+    named = [(f"pipelines.{pipeline.name}.source", pipeline.source)]
+    for key in ("transforms", "verifiers", "sinks"):
+        named += [(f"pipelines.{pipeline.name}.{key}[{i}]", c) for i, c in enumerate(getattr(pipeline, key))]
+    for prefix, component in named:
+        for field in type(component.settings).model_fields:
+            value = getattr(component.settings, field)
+            if not field.endswith("_file") or not isinstance(value, Path):
+                continue
+            if not value.exists():
+                why = "does not exist"
+            elif not value.is_file():
+                why = "is not a file"
+            elif not os.access(value, os.R_OK):
+                why = "cannot be read"
+            else:
+                continue
+            problems.append(f"{component.where}: {prefix}.{field}: {value} {why}"
+                            + (f" (relative to the working directory {Path.cwd()})" if not value.is_absolute() else ""))
+    return problems
+
+
 #: Longest value quoted back in an error message (characters).
 MAX_QUOTED_VALUE = 60
 

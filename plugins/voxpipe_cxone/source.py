@@ -221,6 +221,13 @@ class CxoneSource(Source):
     async def aclose(self) -> None:
         await self.client.aclose()
 
+    async def check_connect(self):
+        """``check --connect``: obtain a token, then the first stream of discovery."""
+        from voxpipe.components import ConnectCheck
+
+        await self.tokens.headers()
+        return [ConnectCheck("token", True, f"obtained from {self.settings.token_url}"), *await super().check_connect()]
+
     # ---------------------------------------------------------------- auth
 
     def _token_form(self) -> dict[str, str]:

@@ -191,6 +191,13 @@ class GenesysSource(Source):
     async def aclose(self) -> None:
         await self.client.aclose()
 
+    async def check_connect(self):
+        """``check --connect``: obtain a token, then the first stream of discovery."""
+        from voxpipe.components import ConnectCheck
+
+        await self.tokens.headers()
+        return [ConnectCheck("token", True, f"obtained from {self.endpoints.token_url}"), *await super().check_connect()]
+
     # ---------------------------------------------------------------- auth and API calls
 
     async def _fetch_token(self):

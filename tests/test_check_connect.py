@@ -1,0 +1,105 @@
+"""`voxpipe check` reports missing input files; `check --connect` checks for real, touching nothing."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+import textwrap
+
+import trio
+import pytest
+from click.testing import CliRunner
+
+from cxone_env import emulator, ids_of, pipeline_yaml, recordings_dir
+from voxpipe.cli import cli
+from voxpipe_cxone.emulator.settings import DEMO_CLIENT_SECRET
+
+
+def check(*args, secret=DEMO_CLIENT_SECRET):
+    return subprocess.run([sys.executable, "-m", "voxpipe", "check", *map(str, args)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "CXONE_SECRET": secret})
+
+
+def test_plain_check_reports_a_missing_recordings_file(tmp_path):
+    config = tmp_path / "p.yaml"
+    config.write_text(pipeline_yaml("http://127.0.0.1:9", ["1"], tmp_path / "out", tmp_path / "state")
+                      .replace("recordings: ['1']", f"recordings_file: {tmp_path / 'ids.txt'}"))
+    result = check(config)
+    assert result.returncode == 2
+    assert f"{config}:" in result.stderr
+    assert f"pipelines.archive.source.recordings_file: {tmp_path / 'ids.txt'} does not exist" in result.stderr
+    (tmp_path / "ids.txt").write_text("100001\n")
+    assert check(config).returncode == 0
+
+
+def test_connect_checks_pass_against_a_working_setup_and_download_nothing(tmp_path):
+    recs = recordings_dir(tmp_path)
+    out = tmp_path / "archive" / "new"
+    with emulator(recs) as (emu, base):
+        config = tmp_path / "p.yaml"
+        config.write_text(pipeline_yaml(base, ids_of(recs), out, tmp_path / "state"))
+        result = check("--connect", config)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert emu.stats.bytes_served() == 0
+    lines = result.stdout.splitlines()
+    assert f"ok   archive: source cxone: token: obtained from {base}/oauth/token" in lines
+    assert "ok   archive: source cxone: discovery: lists streams (first: 100001)" in lines
+    assert f"ok   archive: sink gzip: destination: {out} (to be created in {tmp_path}): writable" in lines
+    assert not (tmp_path / "archive").exists() and not (tmp_path / "state").exists()  # nothing created
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".voxpipe-probe")]
+
+
+def test_connect_catches_a_wrong_secret_and_an_unwritable_destination(tmp_path):
+    recs = recordings_dir(tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with emulator(recs) as (emu, base):
+        config = tmp_path / "p.yaml"
+        config.write_text(pipeline_yaml(base, ids_of(recs), blocker / "archive", tmp_path / "state"))
+        result = check("--connect", config, secret="wrong-secret")
+        assert emu.stats.bytes_served() == 0
+    assert result.returncode == 1
+    out = result.stdout
+    assert "FAIL archive: source cxone: connect: " in out and "token request failed" in out
+    assert f"FAIL archive: sink gzip: destination: {blocker / 'archive'}: {blocker} is not a directory" in out
+    assert "wrong-secret" not in out + result.stderr
+    assert "2 checks failed" in result.stderr
+
+
+def test_connect_checks_a_webhook_endpoint_without_sending_anything(tmp_path):
+    async def main():
+        accepted = []
+
+        async def handler(stream):
+            accepted.append(await stream.receive_some(100))
+            await stream.aclose()
+
+        async with trio.open_nursery() as nursery:
+            [listener] = await nursery.start(functools.partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+            port = listener.socket.getsockname()[1]
+            text = textwrap.dedent(f"""
+                pipelines:
+                  p:
+                    source: {{type: cxone, api_base: "http://127.0.0.1:9", token_url: "http://127.0.0.1:9/t",
+                              client_id: a, client_secret: b, recordings: ["1"], max_attempts: 1}}
+                    sinks:
+                      - {{type: webhook, url: "http://127.0.0.1:{port}/hook?token=abc",
+                          secrets: ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]}}
+                      - {{type: webhook, url: "http://127.0.0.1:1/closed",
+                          secrets: ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]}}
+                """)
+            config = tmp_path / "p.yaml"
+            config.write_text(text)
+            result = await trio.to_thread.run_sync(lambda: CliRunner().invoke(cli, ["check", "--connect", str(config)]))
+            nursery.cancel_scope.cancel()
+        return result, accepted
+
+    result, accepted = trio.run(main)
+    assert result.exit_code == 1, result.output
+    assert "ok   p: sink webhook: endpoint: http://127.0.0.1:" in result.output
+    assert "accepts connections" in result.output and "token=abc" not in result.output
+    assert "FAIL p: sink webhook: endpoint: http://127.0.0.1:1/closed: resolves to 127.0.0.1; connection refused" \
+        in result.output
+    assert accepted == [b""]  # connected, sent nothing
