@@ -36,6 +36,13 @@ def test_its_components_are_listed_and_in_the_schema(with_plugin, tmp_path):
     assert listed["load_errors"] == []
     schema = json.loads(voxpipe(with_plugin, "schema", cwd=tmp_path).stdout)
     assert {"verifier.min-size", "sink.dated", "sink.jsonl-log"} <= set(schema["$defs"])
+    import jsonschema
+    import yaml
+
+    pipeline = yaml.safe_load((PLUGIN / "pipeline.yaml").read_text())
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors(pipeline)) == []
+    pipeline["pipelines"]["by-day"]["verifiers"][1]["min_bytes"] = "4k"
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors(pipeline))
 
 
 def test_its_pipeline_runs_from_yaml_against_the_emulator(with_plugin, tmp_path):
