@@ -28,29 +28,21 @@ Contract (the CXone seed documents and CXone's public docs; ``/work/shared/refer
 from __future__ import annotations
 
 import contextlib
-import random
 import re
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Mapping
 from urllib.parse import quote
 
-import httpx
-import trio
 from pydantic import SecretStr, field_validator, model_validator
 
-from voxpipe.components import Source
 from voxpipe.download.api import request_json
-from voxpipe.download.downloader import HTTPStatusError, RangedDownload, read_size_for
-from voxpipe.download.parallel import MAX_CONNECTIONS_PER_STREAM, ParallelDownload, effective_connections
-from voxpipe.download.ranges import ContentRangeError, parse_content_range
+from voxpipe.download.httpsource import HTTPSource, HTTPSourceSettings
+from voxpipe.download.parallel import MAX_CONNECTIONS_PER_STREAM
 from voxpipe.download.ratelimit import RateLimiter
-from voxpipe.download.responses import ResponseLog
-from voxpipe.download.retry import RetryPolicy
-from voxpipe.download.tokens import BearerTokens
 from voxpipe.idlists import read_ids
 from voxpipe.errors import StreamError, StreamRejected, StreamRestart
 from voxpipe.model import Chunk, Stream, StreamSpec
-from voxpipe.settings import ByteSize, Settings, setting
+from voxpipe.settings import setting
 
 from .auth import fetch_token
 from .playback import MediaFile, PlaybackAnswerError, contacts_params, parse_contacts, stream_ids
@@ -87,7 +79,7 @@ def parse_rate_limit(spec: str) -> tuple[int, float] | None:
     return count, window
 
 
-class CxoneSettings(Settings):
+class CxoneSettings(HTTPSourceSettings):
     api_base: str = setting(description="Base URL of the CXone API (no trailing path). When set, the `area` claim "
                             "of an access-key login's id token is not used to pick the host.",
                             example="https://api-c32.nice-incontact.com", pattern=r"^https?://")
@@ -123,8 +115,6 @@ class CxoneSettings(Settings):
                                        "as stored).", example="opus")
     stream_max_duration: int | None = setting(None, description="Stream mode: `maxDuration` in seconds capping each "
                                               "offset's segment.", example=180, ge=1)
-    chunk_size: ByteSize = setting(8 << 20, description="Bytes per ranged request (segment size).",
-                              ge=64 << 10, le=1 << 30)
     connections: int = setting(1, description="Concurrent ranged requests per recording (split download, like "
                                "aria2). Each holds up to `chunk_size` bytes in memory; all streams together "
                                "stay within `max_connections`.", ge=1, le=MAX_CONNECTIONS_PER_STREAM)
@@ -137,15 +127,6 @@ class CxoneSettings(Settings):
                                   "(from metadata `duration`); longer ones fail without downloading.", gt=0)
     format: str | None = setting(None, description="Media format to ask for (`?format=`), e.g. `mp3`; "
                                  "default: as stored.", example="mp3")
-    max_connections: int = setting(16, description="Most HTTP connections open to the API at once (the global "
-                                   "cap, across all streams and their parallel segment requests).", ge=1, le=256)
-    timeout: float = setting(60.0, description="Seconds to wait for a connection or for the next bytes of a body.",
-                             gt=0, le=3600)
-    max_attempts: int = setting(6, description="Tries per request (or per segment without progress).", ge=1, le=50)
-    max_retry_after: float = setting(300.0, description="Longest `Retry-After` honoured, in seconds.", ge=0)
-    retry_base_delay: float = setting(0.5, description="Seconds; exponential backoff (with full jitter) starts here "
-                                      "and doubles per failed try, capped at 30 s.", ge=0, le=60)
-    verify_tls: bool = setting(True, description="Verify the server's TLS certificate.")
 
     @field_validator("rate_limit")
     @classmethod
@@ -185,48 +166,20 @@ class CxoneSettings(Settings):
         return None
 
 
-class CxoneSource(Source):
+class CxoneSource(HTTPSource):
     """NICE CXone call recordings: metadata-gated, ranged (optionally parallel), resumable downloads."""
 
     type = "cxone"
     Settings = CxoneSettings
     resumable = True
+    max_refreshes = MAX_URL_REFRESHES
 
     def __init__(self, settings: CxoneSettings, context):
         super().__init__(settings, context)
         self.api_base = settings.api_base.rstrip("/")
-        self.policy = RetryPolicy(max_attempts=settings.max_attempts, max_retry_after=settings.max_retry_after,
-                                  base_delay=settings.retry_base_delay)
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.timeout),
-            limits=httpx.Limits(max_connections=settings.max_connections,
-                                max_keepalive_connections=settings.max_connections),
-            verify=settings.verify_tls, follow_redirects=True,
-            headers={"User-Agent": "voxpipe"},
-        )
-        self.tokens = BearerTokens(self._fetch_token)
-        self.auth_headers = self.tokens.headers
-        self.on_401 = self.tokens.refused
-        self.rng = random.Random()
         budget = settings.request_budget
         #: The credentials' request budget shared by every stream (None: unlimited).
         self.limiter = RateLimiter(*budget) if budget else None
-        #: Global cap on in-flight parallel segment requests: the HTTP pool's size.
-        self.segment_slots = trio.CapacityLimiter(settings.max_connections)
-        self._nursery: trio.Nursery | None = None
-
-    async def start(self, nursery: trio.Nursery) -> None:
-        self._nursery = nursery  # runs the reassembly tasks of parallel downloads
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
-    async def check_connect(self):
-        """``check --connect``: obtain a token, then the first stream of discovery."""
-        from voxpipe.components import ConnectCheck
-
-        await self.tokens.headers()
-        return [ConnectCheck("token", True, f"obtained from {self.settings.token_url}"), *await super().check_connect()]
 
     # ---------------------------------------------------------------- auth
 
@@ -240,11 +193,9 @@ class CxoneSource(Source):
             form.update(grant_type="client_credentials", scope=s.scope)
         return form
 
-    async def _fetch_token(self):
+    async def fetch_token(self):
         token = await fetch_token(self.client, self.settings.token_url, self._token_form(), policy=self.policy)
-        if self.context.audit is not None:
-            self.context.audit.write("token-refresh", pipeline=self.context.pipeline, source=self.type,
-                                     expires_in=token.expires_in)
+        self._audit("token-refresh", expires_in=token.expires_in)
         return token
 
     # ---------------------------------------------------------------- discovery
@@ -343,27 +294,6 @@ class CxoneSource(Source):
                               f"{expected} when discovered; run again to rediscover", reason="contact-changed")
         return files[index]
 
-    async def _probe(self, stream: Stream, url: str) -> tuple[int | None, str | None]:
-        """``Range: bytes=0-0`` → (size, ETag) when the server honours ranges, else (None, None).
-
-        Whether CXone's media URLs honour ranges is not documented; without a 206 the
-        download falls back to one streaming GET.
-        """
-        if self.limiter is not None:
-            await self.limiter.acquire()
-        try:
-            async with self.client.stream("GET", url, headers={"Range": "bytes=0-0",
-                                                               "Accept-Encoding": "identity"}) as response:
-                if response.status_code == 403:
-                    raise HTTPStatusError(f"acd call {stream.id}: HTTP 403 on the media URL", reason="http-403")
-                if response.status_code == 206:
-                    cr = parse_content_range(response.headers.get("content-range"))
-                    return cr.complete_length, response.headers.get("etag")
-        except (httpx.TransportError, ContentRangeError):
-            pass
-        stream.audit("range-probe", ranged=False)
-        return None, None
-
     # ---------------------------------------------------------------- reading
 
     async def read(self, stream: Stream) -> AsyncIterator[Chunk]:
@@ -417,23 +347,27 @@ class CxoneSource(Source):
         if media.duration is not None:
             self._check_duration(stream.id, media.duration)
             stream.metadata["duration"] = media.duration
-        size, etag = media.size, media.etag
-        if size is None:
-            size, probed_etag = await self._probe(stream, media.url)
-            etag = etag or probed_etag
-        self._check_resume_size(stream, size)
         stream.metadata["format"] = (self.settings.format or media.format or "bin").lower()
-        if size is not None:
-            stream.metadata["size"] = size
-        self._check_resume_etag(stream, etag)
-        if etag and not stream.metadata.get("etag"):
-            stream.metadata["etag"] = etag
 
-        async def fresh_url() -> str:
+        def settle(size: int | None, etag: str | None) -> None:
+            self._check_resume_size(stream, size)
+            if size is not None:
+                stream.metadata["size"] = size
+            self._check_resume_etag(stream, etag)
+            if etag and not stream.metadata.get("etag"):
+                stream.metadata["etag"] = etag
+
+        if media.size is not None:
+            settle(media.size, media.etag)
+
+        async def fresh_url(position: int) -> str:
             return (await self._media_for(stream)).url
 
-        async for chunk in self._download(stream, media.url, size=size, auth=None, refresh_url=fresh_url):
-            yield chunk
+        async with contextlib.aclosing(self.download(
+                stream, media.url, size=media.size, auth=None, connections=self.settings.connections,
+                refresh_url=fresh_url, on_probe=lambda probe: settle(probe.size, media.etag or probe.etag))) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def _read_stream_mode(self, stream: Stream) -> AsyncIterator[Chunk]:
         request = stream.metadata["_request"]
@@ -454,41 +388,11 @@ class CxoneSource(Source):
                                           auth=self.auth_headers):
             yield chunk
 
-    def _make_download(self, stream: Stream, url: str, *, size: int | None, params: Mapping[str, str] | None,
-                       auth: Callable[[], Awaitable[Mapping[str, str]]] | None, start: int, etag: str | None):
-        s = self.settings
-        common = dict(recording_id=stream.id, segment_size=s.chunk_size, auth=auth,
-                      on_401=self.on_401 if auth else None, policy=self.policy, read_size=read_size_for(s.chunk_size),
-                      params=params, rng=self.rng, on_segment=lambda event: stream.audit("segment", **event),
-                      start=start, etag=etag, limiter=self.limiter, on_response=ResponseLog.recorder(stream))
-        connections = effective_connections(size, s.chunk_size, s.connections, start)
-        if connections > 1 and size is not None and self._nursery is not None:
-            return ParallelDownload(self.client, url, size=size, connections=connections, nursery=self._nursery,
-                                    slots=self.segment_slots, **common)
-        return RangedDownload(self.client, url, size=size, **common)
-
     async def _download(self, stream: Stream, url: str, *, size: int | None, params: Mapping[str, str] | None = None,
                         auth: Callable[[], Awaitable[Mapping[str, str]]] | None,
-                        refresh_url: Callable[[], Awaitable[str]] | None = None) -> AsyncIterator[Chunk]:
-        """The bytes of ``url`` from ``stream.resume_offset``; a 403 with ``refresh_url`` continues on a fresh URL."""
-        position = stream.resume_offset
-        etag = stream.metadata.get("etag")
-        refreshes = 0
-        while True:
-            download = self._make_download(stream, url, size=size, params=params, auth=auth, start=position, etag=etag)
-            try:
-                async with contextlib.aclosing(download.chunks()) as chunks:
-                    async for chunk in chunks:
-                        if download.etag and "etag" not in stream.metadata:
-                            stream.metadata["etag"] = download.etag  # recorded with checkpoints, checked on resume
-                        position = chunk.end
-                        yield chunk
-                return
-            except HTTPStatusError as exc:
-                if refresh_url is None or exc.reason != "http-403" or refreshes >= MAX_URL_REFRESHES:
-                    raise
-                refreshes += 1
-                etag = download.etag or etag
-                stream.audit("media-url-refresh", at=position, refresh=refreshes)
-                url = await refresh_url()
-
+                        refresh_url: Callable[[int], Awaitable[str]] | None = None) -> AsyncIterator[Chunk]:
+        async with contextlib.aclosing(self.download(stream, url, size=size, auth=auth, params=params,
+                                                     connections=self.settings.connections,
+                                                     refresh_url=refresh_url)) as chunks:
+            async for chunk in chunks:
+                yield chunk

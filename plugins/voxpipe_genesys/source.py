@@ -31,30 +31,22 @@ Stream id: the recording id (file-name safe); metadata: ``conversationId``,
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Literal
 from urllib.parse import quote
 
-import httpx
 import trio
 from pydantic import SecretStr, field_validator, model_validator
 
-from voxpipe.components import Source
-from voxpipe.download.api import request_json
-from voxpipe.download.downloader import HTTPStatusError, RangedDownload, read_size_for
-from voxpipe.download.responses import ResponseLog
-from voxpipe.download.ranges import ContentRangeError, parse_content_range
+from voxpipe.download.httpsource import HTTPSource, HTTPSourceSettings, RangeProbe
 from voxpipe.download.ratelimit import RateLimiter
-from voxpipe.download.retry import RetryPolicy, parse_retry_after
-from voxpipe.download.tokens import BearerTokens
 from voxpipe.idlists import read_ids
 from voxpipe.errors import StreamError, StreamRejected
 from voxpipe.model import Chunk, Stream, StreamSpec
-from voxpipe.settings import ByteSize, Settings, setting
+from voxpipe.settings import setting
 
 from . import api
 from .auth import fetch_token
@@ -76,7 +68,7 @@ def _blank_to_none(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
 
-class GenesysSettings(Settings):
+class GenesysSettings(HTTPSourceSettings):
     region: str | None = setting(None, description="The org's region: host (`mypurecloud.ie`, `usw2.pure.cloud`) "
                                  "or AWS name (`eu-west-1`); gives `https://api.{host}` and `https://login.{host}`.",
                                  example="mypurecloud.ie")
@@ -114,13 +106,6 @@ class GenesysSettings(Settings):
                                          "the recording's SHA-256 (hex or base64), copied to metadata `sha256` for the "
                                          "sha256 verifier. The published API has none; the seed's `Checksum`, an "
                                          "integration's field or the emulator's `checksum`.", example="checksum")
-    chunk_size: ByteSize = setting(8 << 20, description="Bytes per ranged request (segment size).", ge=64 << 10, le=1 << 30)
-    max_connections: int = setting(16, description="Most HTTP connections open at once.", ge=1, le=256)
-    timeout: float = setting(60.0, description="Seconds to wait for a connection or for the next bytes of a body.",
-                             gt=0, le=3600)
-    max_attempts: int = setting(6, description="Tries per request (or per segment without progress).", ge=1, le=50)
-    max_retry_after: float = setting(300.0, description="Longest `Retry-After` honoured, in seconds.", ge=0)
-    verify_tls: bool = setting(True, description="Verify the servers' TLS certificates.")
 
     _blanks = field_validator("region", "api_base", "login_base", "interval", "checksum_field",
                               mode="before")(_blank_to_none)
@@ -165,42 +150,23 @@ class _Pending:
     error: StreamError | None = None
 
 
-class GenesysSource(Source):
+class GenesysSource(HTTPSource):
     """Genesys Cloud recordings by conversation ids or interval, through batch download jobs."""
 
     type = "genesys"
     Settings = GenesysSettings
+    max_refreshes = MAX_URL_RENEWALS
 
     def __init__(self, settings: GenesysSettings, context):
         super().__init__(settings, context)
         self.endpoints = endpoints(settings.region, api_base=settings.api_base, login_base=settings.login_base)
-        self.policy = RetryPolicy(max_attempts=settings.max_attempts, max_retry_after=settings.max_retry_after)
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.timeout),
-            limits=httpx.Limits(max_connections=settings.max_connections,
-                                max_keepalive_connections=settings.max_connections),
-            verify=settings.verify_tls, follow_redirects=True, headers={"User-Agent": "voxpipe"})
-        self.tokens = BearerTokens(self._fetch_token)
-        self.auth_headers = self.tokens.headers
-        self.on_401 = self.tokens.refused
         self.limiter = RateLimiter(settings.max_requests_per_minute, 60.0)
-        self.rng = random.Random()
         self._pending: dict[str, _Pending] = {}
         self.stats = {"batches": 0, "polls": 0, "renewals": 0}
 
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
-    async def check_connect(self):
-        """``check --connect``: obtain a token, then the first stream of discovery."""
-        from voxpipe.components import ConnectCheck
-
-        await self.tokens.headers()
-        return [ConnectCheck("token", True, f"obtained from {self.endpoints.token_url}"), *await super().check_connect()]
-
     # ---------------------------------------------------------------- auth and API calls
 
-    async def _fetch_token(self):
+    async def fetch_token(self):
         s = self.settings
         token = await fetch_token(self.client, self.endpoints.token_url, s.client_id,
                                   s.client_secret.get_secret_value(), policy=self.policy)
@@ -209,14 +175,9 @@ class GenesysSource(Source):
 
     async def call(self, method: str, path: str, *, what: str, ok: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
         """One API request under the token's rate budget; returns the decoded JSON answer."""
-        _, body = await request_json(self.client, method, self.endpoints.api_base + path, auth=self.auth_headers,
-                                     on_401=self.on_401, policy=self.policy, rng=self.rng, what=what, ok=ok,
-                                     limiter=self.limiter, headers={"Accept": "application/json"}, **kwargs)
+        _, body = await self.api_request(method, self.endpoints.api_base + path, what=what, ok=ok,
+                                         headers={"Accept": "application/json"}, **kwargs)
         return body
-
-    def _audit(self, event: str, **fields: Any) -> None:
-        if self.context.audit is not None:
-            self.context.audit.write(event, pipeline=self.context.pipeline, source=self.type, **fields)
 
     # ---------------------------------------------------------------- conversations
 
@@ -398,11 +359,9 @@ class GenesysSource(Source):
         started = trio.current_time()
         wait = s.poll_interval
         while True:
-            status, body = await request_json(
-                self.client, "GET", self.endpoints.api_base + path, auth=self.auth_headers, on_401=self.on_401,
-                policy=self.policy, rng=self.rng, limiter=self.limiter, ok=(200, 202),
-                params={"formatId": s.format_id, "download": "false"}, headers={"Accept": "application/json"},
-                what=f"recording {recording_id} as {s.format_id}")
+            status, body = await self.api_request(
+                "GET", self.endpoints.api_base + path, ok=(200, 202), what=f"recording {recording_id} as {s.format_id}",
+                params={"formatId": s.format_id, "download": "false"}, headers={"Accept": "application/json"})
             if status == 200:
                 return api.parse_recording_media(body, recording_id, s.format_id)
             if trio.current_time() - started + wait > s.max_batch_wait:
@@ -436,86 +395,28 @@ class GenesysSource(Source):
         result = pending.result
         if result is None:  # format_id: one request per recording
             result = await self.fetch_formatted(stream.id, pending.conversation_id)
-        renewals = 0
-        position, etag, size = 0, None, None
-        while True:
-            if result.error_msg is not None or result.result_url is None:
-                raise StreamError(f"recording {stream.id} (conversation {pending.conversation_id}): batch download "
-                                  f"failed: {result.error_msg}", reason="batch-result-error")
-            stream.metadata.update(self._result_metadata(result))
-            try:
-                if size is None:
-                    size, etag = await self._probe(result.result_url, stream.id)
-                    if size is not None:
-                        stream.metadata["size"] = size
-                download = RangedDownload(
-                    self.client, result.result_url, recording_id=stream.id, size=size,
-                    segment_size=self.settings.chunk_size, policy=self.policy,
-                    read_size=read_size_for(self.settings.chunk_size), etag=etag, rng=self.rng, start=position,
-                    on_segment=lambda event: stream.audit("segment", **event),
-                    on_response=ResponseLog.recorder(stream))
-                async for chunk in download.chunks():
-                    position = chunk.end
-                    yield chunk
-                etag = download.etag or etag
-                break
-            except HTTPStatusError as exc:
-                # a pre-signed URL that expired answers 403 (S3: AccessDenied, "Request has expired")
-                if exc.reason != "http-403" or renewals >= MAX_URL_RENEWALS or (size is None and position > 0):
-                    raise
-                renewals += 1
-                log.info("recording %s: result URL refused at byte %d (expired?); renewing it", stream.id, position)
-                stream.audit("url-renewal", at_byte=position, renewal=renewals)
-                result = await self._renew(stream, pending.conversation_id)
-        if etag:
-            stream.metadata["etag"] = etag
+        self._usable(stream, pending.conversation_id, result)
 
-    async def _probe(self, url: str, recording_id: str) -> tuple[int | None, str | None]:
-        """Size and ETag of a result URL by ``GET`` of ``Range: bytes=0-0`` (a pre-signed GET
-        URL cannot be asked ``HEAD``). ``(None, None)`` when the server ignores ranges.
+        async def renew(position: int) -> str:
+            fresh = await self._renew(stream, pending.conversation_id)
+            return self._usable(stream, pending.conversation_id, fresh)
 
-        :raises HTTPStatusError: a non-retryable status (403 expired, 404).
-        :raises StreamError: retries exhausted (``download-failed``, ``http-429-exhausted``).
+        def on_probe(probe: RangeProbe) -> None:
+            if probe.size is not None:
+                stream.metadata["size"] = probe.size
+
+        async with contextlib.aclosing(self.download(stream, result.result_url, size=None, auth=None, start=0,
+                                                     refresh_url=renew, on_probe=on_probe)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    def _usable(self, stream: Stream, conversation_id: str, result: api.BatchResult) -> str:
+        """The result's URL, after copying what it says into the metadata.
+
+        :raises StreamError: ``batch-result-error`` when the result carries an error instead.
         """
-        failures = limited = 0
-        while True:
-            wait: float | None = None
-            try:
-                async with self.client.stream("GET", url, headers={"Range": "bytes=0-0",
-                                                                     "Accept-Encoding": "identity"}) as response:
-                    status = response.status_code
-                    if status == 206:
-                        try:
-                            cr = parse_content_range(response.headers.get("content-range"))
-                        except ContentRangeError as exc:
-                            raise StreamError(f"recording {recording_id}: result URL: {exc}",
-                                              reason="bad-content-range") from None
-                        return cr.complete_length, response.headers.get("etag")
-                    if status == 200:
-                        return None, response.headers.get("etag")
-                    if status == 429:
-                        limited += 1
-                        if limited > self.policy.max_rate_limited:
-                            raise StreamError(f"recording {recording_id}: result URL still rate-limited (429) after "
-                                              f"{limited} waits", reason="http-429-exhausted")
-                        wait = parse_retry_after(response.headers.get("retry-after"), now=time.time())
-                        wait = self.policy.backoff(limited, self.rng) if wait is None else wait
-                        if wait > self.policy.max_retry_after:
-                            raise StreamError(f"recording {recording_id}: asked to retry after {wait:.0f} s",
-                                              reason="http-429-exhausted")
-                    elif status >= 500 or status == 408:
-                        failures += 1
-                        wait = self.policy.backoff(failures, self.rng)
-                    else:
-                        raise HTTPStatusError(f"recording {recording_id}: result URL answered HTTP {status} "
-                                              f"{response.reason_phrase}", reason=f"http-{status}")
-            except httpx.TransportError as exc:
-                failures += 1
-                wait = self.policy.backoff(failures, self.rng)
-                if failures >= self.policy.max_attempts:
-                    raise StreamError(f"recording {recording_id}: result URL unreachable ({type(exc).__name__}) "
-                                      f"after {failures} attempts", reason="download-failed") from None
-            if failures >= self.policy.max_attempts:
-                raise StreamError(f"recording {recording_id}: result URL failing after {failures} attempts",
-                                  reason="download-failed")
-            await trio.sleep(wait or 0.0)
+        if result.error_msg is not None or result.result_url is None:
+            raise StreamError(f"recording {stream.id} (conversation {conversation_id}): batch download "
+                              f"failed: {result.error_msg}", reason="batch-result-error")
+        stream.metadata.update(self._result_metadata(result))
+        return result.result_url

@@ -16,7 +16,8 @@ import httpx
 import trio
 
 from ..errors import StreamError
-from .retry import RetryPolicy, parse_retry_after
+from .retry import RetryPolicy
+from .status import Action, RetriesExhausted, RetryBudget, classify
 
 if TYPE_CHECKING:  # pragma: no cover
     from .ratelimit import RateLimiter
@@ -81,17 +82,13 @@ async def request_json(client: httpx.AsyncClient, method: str, url: str, *,
     :returns: ``(status, decoded JSON or None for an empty body)``.
     :raises APIError: a non-retryable status, or retries exhausted.
     """
-    policy = policy or RetryPolicy()
-    rng = rng or random.Random()
-    failures = rate_limited = 0
-    refreshed = False
+    budget = RetryBudget(policy or RetryPolicy(), rng or random.Random(), can_refresh=auth is not None)
     where = f"{method} {redact_url(url)}" + (f" ({what})" if what else "")
     while True:
         headers = dict(kwargs.pop("headers", {}) or {})
         sent = dict(headers)
         if auth is not None:
             sent.update(await auth())
-        wait: float | None = None
         if limiter is not None:
             await limiter.acquire()
         try:
@@ -99,13 +96,14 @@ async def request_json(client: httpx.AsyncClient, method: str, url: str, *,
             kwargs["headers"] = headers
         except httpx.TransportError as exc:
             kwargs["headers"] = headers
-            failures += 1
-            if failures >= policy.max_attempts:
-                raise APIError(f"{where}: {type(exc).__name__} after {failures} attempts") from None
-            await trio.sleep(policy.backoff(failures, rng))
+            try:
+                await trio.sleep(budget.transient())
+            except RetriesExhausted:
+                raise APIError(f"{where}: {type(exc).__name__} after {budget.failures} attempts") from None
             continue
         status = response.status_code
-        if status in ok:
+        decision = classify(status, response.headers, now=time.time(), ok=ok)
+        if decision.action is Action.ACCEPT:
             if len(response.content) > MAX_JSON_BODY:
                 raise APIError(f"{where}: answer larger than {MAX_JSON_BODY} bytes", status=status)
             if not response.content:
@@ -114,30 +112,24 @@ async def request_json(client: httpx.AsyncClient, method: str, url: str, *,
                 return status, response.json()
             except ValueError:
                 raise APIError(f"{where}: answer is not JSON", status=status, reason="bad-json") from None
-        if status == 401 and auth is not None and not refreshed:
-            refreshed = True
+        if decision.action is Action.RATE_LIMITED and limiter is not None:
+            limiter.on_rate_limited(decision.wait)
+        wait: float | None = None
+        if decision.retryable:
+            try:
+                wait = budget.next_wait(decision)
+            except RetriesExhausted as exc:
+                if exc.reason == "download-failed":
+                    raise APIError(f"{where}: HTTP {status} after {budget.failures} attempts", status=status) from None
+                if exc.reason == "http-429-exhausted":
+                    raise APIError(f"{where}: {exc}", status=429, reason=exc.reason) from None
+                # a 401 refused again (or without a token to refresh) is final: described below
+        if wait is None:
+            raise APIError(f"{where}: HTTP {status} {response.reason_phrase}: {_detail(response)}", status=status)
+        if decision.action is Action.REFRESH_TOKEN:
             if on_401 is not None:
                 on_401(sent)
             continue
-        if status == 429:
-            rate_limited += 1
-            if rate_limited > policy.max_rate_limited:
-                raise APIError(f"{where}: still rate-limited after {rate_limited} waits", status=429,
-                               reason="http-429-exhausted")
-            wait = parse_retry_after(response.headers.get("retry-after"), now=time.time())
-            if limiter is not None:
-                limiter.on_rate_limited(wait)
-            wait = policy.backoff(rate_limited, rng) if wait is None else wait
-            if wait > policy.max_retry_after:
-                raise APIError(f"{where}: asked to retry after {wait:.0f} s", status=429, reason="http-429-exhausted")
-        elif status >= 500 or status == 408:
-            failures += 1
-            if failures >= policy.max_attempts:
-                raise APIError(f"{where}: HTTP {status} after {failures} attempts", status=status)
-            wait = parse_retry_after(response.headers.get("retry-after"), now=time.time())
-            wait = policy.backoff(failures, rng) if wait is None else wait
-        else:
-            raise APIError(f"{where}: HTTP {status} {response.reason_phrase}: {_detail(response)}", status=status)
         log.info("%s: HTTP %d; retrying in %.2f s", where, status, wait)
         await trio.sleep(wait)
 

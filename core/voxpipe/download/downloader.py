@@ -36,7 +36,8 @@ from ..errors import StreamError, StreamRestart
 from ..model import Chunk
 from .ranges import ContentRangeError, Segment, check_content_range, plan_segments
 from .api import install_httpx_log_redaction
-from .retry import RetryPolicy, parse_retry_after
+from .retry import RetryPolicy
+from .status import Action, Decision, RetriesExhausted, RetryBudget, classify
 
 if TYPE_CHECKING:  # pragma: no cover
     from .ratelimit import RateLimiter
@@ -92,14 +93,11 @@ class DownloadStats:
 
 
 class _Retry(Exception):
-    """Internal: the current request failed in a way worth retrying."""
+    """Internal: the current request failed in a way worth retrying (``decision`` says how)."""
 
-    def __init__(self, message: str, *, wait: float | None = None, rate_limited: bool = False,
-                 refresh_token: bool = False):
+    def __init__(self, message: str, decision: Decision = Decision(Action.RETRY, "transport")):
         super().__init__(message)
-        self.wait = wait
-        self.rate_limited = rate_limited
-        self.refresh_token = refresh_token
+        self.decision = decision
 
 
 class RangedDownload:
@@ -184,9 +182,7 @@ class RangedDownload:
 
     async def _fetch(self, segment: Segment | None) -> AsyncIterator[Chunk]:
         """Deliver ``segment`` (or the whole resource) from ``self.position``, retrying."""
-        failures = 0
-        rate_limited = 0
-        refreshed = False
+        budget = RetryBudget(self.policy, self.rng, can_refresh=self.auth is not None)
         while True:
             start_position = self.position
             try:
@@ -195,34 +191,24 @@ class RangedDownload:
                 return
             except _Retry as retry:
                 if self.position > start_position:
-                    failures = 0  # progress was made: count failures afresh from here
-                if retry.refresh_token:
-                    if refreshed:
-                        raise HTTPStatusError(f"recording {self.recording_id}: 401 Unauthorized after a token "
-                                              "refresh", reason="http-401") from None
-                    refreshed = True
-                    continue
-                if retry.rate_limited:
-                    rate_limited += 1
+                    budget.progress()  # count failures afresh from here
+                decision = retry.decision
+                try:
+                    wait = budget.next_wait(decision)
+                except RetriesExhausted as exc:
+                    if exc.reason == "http-401":
+                        raise HTTPStatusError(f"recording {self.recording_id}: {exc}", reason="http-401") from None
+                    if exc.reason == "http-429-exhausted":
+                        raise StreamError(f"recording {self.recording_id}: {exc} at byte {self.position}",
+                                          reason=exc.reason, retryable=False) from None
+                    raise StreamError(f"recording {self.recording_id}: {retry} ({exc} at byte {self.position})",
+                                      reason="download-failed") from None
+                if decision.action is Action.RATE_LIMITED:
                     self.stats.rate_limited += 1
-                    if rate_limited > self.policy.max_rate_limited:
-                        raise StreamError(f"recording {self.recording_id}: still rate-limited (429) after "
-                                          f"{rate_limited} waits at byte {self.position}",
-                                          reason="http-429-exhausted", retryable=False) from None
-                    wait = retry.wait if retry.wait is not None else self.policy.backoff(rate_limited, self.rng)
-                    if wait > self.policy.max_retry_after:
-                        raise StreamError(f"recording {self.recording_id}: server asked to retry after {wait:.0f} s, "
-                                          f"more than the {self.policy.max_retry_after:.0f} s allowed",
-                                          reason="http-429-exhausted") from None
-                else:
-                    failures += 1
-                    if failures >= self.policy.max_attempts:
-                        raise StreamError(f"recording {self.recording_id}: {retry} (giving up after {failures} "
-                                          f"attempts at byte {self.position})", reason="download-failed") from None
-                    wait = retry.wait if retry.wait is not None else self.policy.backoff(failures, self.rng)
-                self.stats.retries += 1
-                log.info("recording %s: %s; retrying in %.2f s", self.recording_id, retry, wait)
-                await trio.sleep(wait)
+                if decision.action is not Action.REFRESH_TOKEN:
+                    self.stats.retries += 1
+                    log.info("recording %s: %s; retrying in %.2f s", self.recording_id, retry, wait)
+                    await trio.sleep(wait)
 
     async def _request(self, segment: Segment | None) -> AsyncIterator[Chunk]:
         headers = {"Accept-Encoding": "identity"}
@@ -311,30 +297,29 @@ class RangedDownload:
 
     async def _check_status(self, response: httpx.Response, sent: Mapping[str, str]) -> None:
         status = response.status_code
-        ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if status in (200, 206):
-            if ctype == "application/json" or ctype.endswith("+json"):
-                detail = await _error_detail(response)
-                raise _Retry(f"server sent a JSON error payload instead of audio at byte {self.position}: {detail}")
+        decision = classify(status, response.headers, now=time.time(), ok=(200, 206), media=True,
+                            range_asked="Range" in sent)
+        if decision.action is Action.ACCEPT:
             return
         detail = await _error_detail(response)
-        if status == 401:
+        if decision.reason == "json-error-body":
+            raise _Retry(f"server sent a JSON error payload instead of audio at byte {self.position}: {detail}",
+                         decision)
+        if decision.action is Action.REFRESH_TOKEN:
             if self.on_401 is not None:
                 self.on_401(sent)
-            raise _Retry("401 Unauthorized", refresh_token=True)
-        if status == 429:
-            wait = parse_retry_after(response.headers.get("retry-after"), now=time.time())
+            raise _Retry("401 Unauthorized", decision)
+        if decision.action is Action.RATE_LIMITED:
             if self.limiter is not None:
-                self.limiter.on_rate_limited(wait)
-            raise _Retry(f"429 Too Many Requests at byte {self.position}", wait=wait, rate_limited=True)
-        if status == 416:
+                self.limiter.on_rate_limited(decision.wait)
+            raise _Retry(f"429 Too Many Requests at byte {self.position}", decision)
+        if decision.action is Action.RESTART:
             raise StreamRestart(f"recording {self.recording_id}: 416 Range Not Satisfiable at byte {self.position} "
-                                f"(the recording's size changed); re-reading metadata", reason="range-not-satisfiable")
-        if status >= 500 or status == 408:
-            wait = parse_retry_after(response.headers.get("retry-after"), now=time.time())
-            raise _Retry(f"HTTP {status} at byte {self.position}: {detail}", wait=wait)
+                                f"(the recording's size changed); re-reading metadata", reason=decision.reason)
+        if decision.action is Action.RETRY:
+            raise _Retry(f"HTTP {status} at byte {self.position}: {detail}", decision)
         raise HTTPStatusError(f"recording {self.recording_id}: HTTP {status} {response.reason_phrase}: {detail}",
-                              reason=f"http-{status}")
+                              reason=decision.reason)
 
 
 async def _error_detail(response: httpx.Response) -> str:
