@@ -296,3 +296,19 @@ class Sink(Component):
 
 
 KINDS: tuple[str, ...] = ("source", "transform", "verifier", "sink")
+
+
+async def aclose_all(components: list[Component], timeout: float) -> None:
+    """``aclose`` every component, newest first, under a cancel shield, all within
+    ``timeout`` seconds; a component that fails to close is logged and the others go on."""
+    import logging
+
+    import trio
+
+    with trio.CancelScope(shield=True), trio.move_on_after(timeout):
+        for component in reversed(components):
+            try:
+                await component.aclose()
+            except Exception:
+                logging.getLogger("voxpipe.components").exception("%s %r failed to close", component.kind,
+                                                                   component.type)

@@ -12,7 +12,6 @@ Also here, the checks components share: :func:`check_writable_dir` and :func:`ch
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import Callable
 
 import trio
 
-from .components import Component, ConnectCheck, PipelineContext
+from .components import Component, ConnectCheck, PipelineContext, aclose_all
 from .config import PipelineConfig
 from .engine import _primary_error, state_dir_of
 
@@ -69,10 +68,7 @@ async def check_pipeline(config: PipelineConfig, on_line: Callable[[CheckLine], 
                 for check in checks:
                     report(component, check)
         finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
-                for component in reversed(components):
-                    with contextlib.suppress(Exception):
-                        await component.aclose()
+            await aclose_all(components, CLOSE_TIMEOUT)
             nursery.cancel_scope.cancel()
     return lines
 

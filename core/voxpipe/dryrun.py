@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import trio
 
-from .components import Component, PipelineContext
+from .components import Component, PipelineContext, aclose_all
 from .config import PipelineConfig
 from .engine import _primary_error, state_dir_of
 
@@ -90,10 +90,7 @@ async def dry_run(config: PipelineConfig, on_planned: Callable[[Planned], None] 
             except Exception as exc:  # reported like a run's discovery failure
                 summary.discovery_error = f"{config.source.type} discovery failed: {_primary_error(exc)}"
             finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
-                    for component in reversed(components):
-                        with contextlib.suppress(Exception):
-                            await component.aclose()
+                await aclose_all(components, CLOSE_TIMEOUT)
                 nursery.cancel_scope.cancel()
     finally:
         states.close()
