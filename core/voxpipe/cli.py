@@ -197,11 +197,15 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
     \b
     Typical use:
-      voxpipe check pipeline.yaml        validate a pipeline file
-      voxpipe run pipeline.yaml          run it (progress on a terminal)
-      voxpipe plugins                    list every source, transform, verifier and sink
-      voxpipe emulate cxone --recordings DIR   rehearse against a local CXone emulator
       voxpipe demo                       archive the shipped examples end to end
+      voxpipe check pipeline.yaml        validate a pipeline file (--connect: and its credentials,
+                                         destinations and endpoints, for real)
+      voxpipe run --dry-run pipeline.yaml   what a run would fetch, resume or skip
+      voxpipe run pipeline.yaml          run it (progress on a terminal, then a summary)
+      voxpipe verify ARCHIVE_DIR         re-read every stored file against its manifest
+      voxpipe schema -o voxpipe.schema.json   JSON Schema of pipeline files, for editors
+      voxpipe plugins                    list every source, transform, verifier and sink
+      voxpipe emulate cxone              rehearse against a local CXone emulator
     """
     setup_logging(verbose, quiet)
 
