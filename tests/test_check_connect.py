@@ -70,10 +70,11 @@ def test_connect_catches_a_wrong_secret_and_an_unwritable_destination(tmp_path):
 
 def test_connect_checks_a_webhook_endpoint_without_sending_anything(tmp_path):
     async def main():
-        accepted = []
+        accepted, received = [], []
 
         async def handler(stream):
-            accepted.append(await stream.receive_some(100))
+            accepted.append(True)
+            received.append(await stream.receive_some(100))  # b"" once the checker hangs up
             await stream.aclose()
 
         async with trio.open_nursery() as nursery:
@@ -93,13 +94,16 @@ def test_connect_checks_a_webhook_endpoint_without_sending_anything(tmp_path):
             config = tmp_path / "p.yaml"
             config.write_text(text)
             result = await trio.to_thread.run_sync(lambda: CliRunner().invoke(cli, ["check", "--connect", str(config)]))
+            with trio.move_on_after(5):
+                while not received:
+                    await trio.sleep(0.01)
             nursery.cancel_scope.cancel()
-        return result, accepted
+        return result, accepted, received
 
-    result, accepted = trio.run(main)
+    result, accepted, received = trio.run(main)
     assert result.exit_code == 1, result.output
     assert "ok   p: sink webhook: endpoint: http://127.0.0.1:" in result.output
     assert "accepts connections" in result.output and "token=abc" not in result.output
     assert "FAIL p: sink webhook: endpoint: http://127.0.0.1:1/closed: resolves to 127.0.0.1; connection refused" \
         in result.output
-    assert accepted == [b""]  # connected, sent nothing
+    assert accepted == [True] and received == [b""]  # connected, sent nothing
