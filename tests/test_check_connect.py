@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -46,7 +47,7 @@ def test_connect_checks_pass_against_a_working_setup_and_download_nothing(tmp_pa
     lines = result.stdout.splitlines()
     assert "ok   archive: source cxone: token: credentials accepted, bearer token obtained" in lines
     assert "ok   archive: source cxone: discovery: lists streams (first: 100001)" in lines
-    assert f"ok   archive: sink gzip: destination: {out} (to be created in {tmp_path}): writable" in lines
+    assert f"ok   archive: sink gzip: destination: {out} (to be created in {tmp_path.resolve()}): writable" in lines
     assert not (tmp_path / "archive").exists() and not (tmp_path / "state").exists()  # nothing created
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".voxpipe-probe")]
 
@@ -62,7 +63,8 @@ def test_connect_catches_a_wrong_secret_and_an_unwritable_destination(tmp_path):
         assert emu.stats.bytes_served() == 0
     assert result.returncode == 1
     out = result.stdout
-    assert "FAIL archive: source cxone: connect: " in out and "token request failed" in out
+    assert "FAIL archive: source cxone: token: " in out and "token request failed" in out
+    assert "discovery" not in out  # not attempted without a token
     assert f"FAIL archive: sink gzip: destination: {blocker / 'archive'}: {blocker} is not a directory" in out
     assert "wrong-secret" not in out + result.stderr
     assert "2 checks failed" in result.stderr
@@ -107,3 +109,27 @@ def test_connect_checks_a_webhook_endpoint_without_sending_anything(tmp_path):
     assert "FAIL p: sink webhook: endpoint: http://127.0.0.1:1/closed: resolves to 127.0.0.1; connection refused" \
         in result.output
     assert accepted == [True] and received == [b""]  # connected, sent nothing
+
+
+def test_connect_and_dry_run_against_the_genesys_emulator(tmp_path):
+    from genesys_helpers import emulator as genesys_emulator, make_recordings, pipeline_yaml as genesys_yaml
+
+    make_recordings(tmp_path / "recs")
+    with genesys_emulator(tmp_path / "recs") as (url, app):
+        config = tmp_path / "g.yaml"
+        config.write_text(genesys_yaml(url, tmp_path / "archive", source="interval: 2026-11-01T00:00:00Z/2026-11-30T00:00:00Z"))
+        good = check("--connect", config)
+        config.write_text(config.read_text().replace("emulator-secret", "wrong-secret"))
+        bad = check("--connect", config)
+        config.write_text(config.read_text().replace("wrong-secret", "emulator-secret"))
+        dry = subprocess.run([sys.executable, "-m", "voxpipe", "run", "--dry-run", str(config)], capture_output=True,
+                             text=True, timeout=120)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "ok   g: source genesys: token: credentials accepted" in good.stdout
+    assert "ok   g: source genesys: discovery: lists streams (first: " in good.stdout
+    assert bad.returncode == 1 and "FAIL g: source genesys: token: " in bad.stdout and "401" in bad.stdout
+    assert "wrong-secret" not in bad.stdout + bad.stderr
+    lines = dry.stdout.splitlines()
+    assert dry.returncode == 0 and len(lines) == 6 and all(len(line) <= 80 for line in lines)
+    assert all(re.search(r" 2026-11-\d\dT\d\d:\d\d:\d\dZ  fetch$", line) for line in lines), lines
+    assert not (tmp_path / "archive").exists()

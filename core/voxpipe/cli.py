@@ -278,18 +278,34 @@ def print_dry_run(pipeline: PipelineConfig, *, json_output: bool = False) -> int
         what = {"fetch": "fetch", "resume": f"resume at byte {p.resume_offset}",
                 "skip": f"skip ({(p.reason or '').replace('-', ' ')})"}[p.action]
         size = human_bytes(p.size) if p.size is not None else "size ?"
-        click.echo(f"{shorten_middle(p.id, 32):<32} {size:>9}  {(p.date or '')[:25]:<25}  {what}")
+        # 80 columns: a UUID (36), size, date to the second (20), what a run would do
+        click.echo(f"{shorten_middle(p.id, 36):<36} {size:>9}  {_short_date(p.date):<20}  {what}")
 
     summary = trio.run(dry_run, pipeline, show)
     parts = [f"{summary.count('fetch')} to fetch", f"{summary.count('resume')} to resume",
              f"{summary.count('skip')} to skip"]
+    sized = any(p.size is not None for p in summary.planned if p.action != "skip")
     click.echo(f"{pipeline.name} (dry run): {len(summary.planned)} recordings discovered: {', '.join(parts)}; "
-               f"{human_bytes(summary.known_bytes)} where sizes are known. Nothing was downloaded, stored or "
-               f"recorded{'' if summary.ledger else ' (no ledger yet: every recording is new)'}.", err=True)
+               + (f"{human_bytes(summary.known_bytes)} where sizes are known" if sized
+                  else "sizes are known only once downloads start")
+               + f". Nothing was downloaded, stored or recorded"
+               f"{'' if summary.ledger else ' (no ledger yet: every recording is new)'}.", err=True)
     if summary.discovery_error:
         click.echo(f"error: {summary.discovery_error}", err=True)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _short_date(value: str | None) -> str:
+    """An ISO 8601 date-time as ``2026-11-01T08:00:00Z`` (UTC, to the second); others as given."""
+    if not value:
+        return ""
+    from .manifest import parse_time
+
+    try:
+        return parse_time(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return value[:20]
 
 
 def run_error(exc: BaseException) -> VoxpipeError | None:

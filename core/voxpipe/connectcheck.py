@@ -102,7 +102,7 @@ def check_writable_dir(directory: Path) -> ConnectCheck:
         if probe_dir.parent == probe_dir:
             break
         probe_dir = probe_dir.parent
-    where = str(directory) if probe_dir == directory else f"{directory} (to be created in {probe_dir})"
+    where = str(directory) if probe_dir == directory else f"{directory} (to be created in {probe_dir.resolve()})"
     if not probe_dir.is_dir():
         return ConnectCheck("destination", False, f"{directory}: {probe_dir} is not a directory")
     try:

@@ -203,7 +203,10 @@ class HTTPSource(Source):
     async def check_connect(self) -> list[ConnectCheck]:
         """``voxpipe check --connect``: obtain a token (the credentials are accepted), then
         read the first stream of discovery (:meth:`Source.check_connect`)."""
-        await self.tokens.headers()
+        try:
+            await self.tokens.headers()
+        except StreamError as exc:  # refused credentials, unreachable token endpoint: discovery cannot work
+            return [ConnectCheck("token", False, str(exc))]
         return [ConnectCheck("token", True, "credentials accepted, bearer token obtained"),
                 *await super().check_connect()]
 
