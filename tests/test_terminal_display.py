@@ -15,6 +15,7 @@ import termios
 import threading
 import time
 
+import pytest
 import trio
 from rich.console import Console
 
@@ -211,3 +212,49 @@ def test_summary_of_an_interrupted_run_says_how_to_finish():
     lines = summary_lines(summary)
     assert lines[0] == "p: 1 recordings: 0 ok, 0 failed, 0 skipped, 1 interrupted"
     assert "stopped early" in lines[1] and "run it again to finish" in lines[-1]
+
+
+def test_eta_by_bytes_when_every_size_is_known_else_by_recordings(monkeypatch):
+    from voxpipe import progress
+
+    clock = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    tally = progress.RunTally()
+    for i in range(4):
+        tally.stream_discovered(StreamSpec(str(i), {"size": 1000}))
+    assert tally.eta() is None  # discovery still running: no total yet
+    tally.discovery_finished(4)
+    stream = Stream(StreamSpec("0", {"size": 1000}), source="s", pipeline="p", audit=None)
+    for _ in range(10):  # 100 bytes per second
+        clock[0] += 1.0
+        tally.stream_bytes(stream, 100)
+    tally.stream_finished(StreamResult(id="0", source="s", pipeline="p", ok=True, bytes=1000))
+    assert tally.eta() == pytest.approx(3000 / 100)  # 3 recordings of 1000 bytes left at 100 B/s
+    assert "1 of 4 recordings" in tally.totals_text() and "ETA 0:30" in tally.totals_text()
+
+    unsized = progress.RunTally()
+    unsized.started = clock[0]
+    for i in range(5):
+        unsized.stream_discovered(StreamSpec(str(i)))
+    unsized.discovery_finished(5)
+    clock[0] += 20.0
+    unsized.stream_finished(StreamResult(id="0", source="s", pipeline="p", ok=True, bytes=10))
+    unsized.stream_finished(StreamResult(id="1", source="s", pipeline="p", ok=True, bytes=10))
+    assert unsized.eta() == pytest.approx(20.0 / 2 * 3)  # 10 s per recording so far, 3 to go
+
+
+def test_verify_on_an_80x24_terminal_shows_progress_problems_and_a_summary(tmp_path):
+    from cxone_env import ids_of, run_pipeline
+
+    recs = recordings_dir(tmp_path)
+    with emulator(recs) as (_, base):
+        assert run_pipeline(pipeline_yaml(base, ids_of(recs), tmp_path / "a", tmp_path / "state")).ok
+    (tmp_path / "a" / "100001.wav.gz").unlink()
+    run = PtyRun(["verify", "a"], dict(os.environ), cwd=tmp_path)
+    code = run.finish()
+    lines = screen_lines(run.text())
+    assert code == 1
+    assert not [line for line in lines if len(line) > COLUMNS]  # progress, problem and summary lines
+    assert any(line.startswith("missing 100001.wav.gz (recording 100001)") for line in lines)
+    assert any(line.startswith("  0 orphan files, 0 unreadable manifests;") for line in lines)
+    assert any(line.startswith("a: 6 stored files checked: 5 ok, 1 missing, 0 corrupt") for line in lines)

@@ -117,7 +117,7 @@ def test_every_kind_of_damage_is_found_and_named(archived, tmp_path):
     human = invoke("verify", str(archive))
     assert human.exit_code == 1
     assert "missing 100004.opus.gz (recording 100004)" in human.stderr
-    assert "0 ok, 1 missing, 4 corrupt; 1 orphan files, 1 unreadable manifests" in human.stderr
+    assert "0 ok, 1 missing, 4 corrupt\n  1 orphan files, 1 unreadable manifests" in human.stderr
 
 
 def test_a_changed_byte_in_an_uncompressed_file_breaks_its_original_sha256(archived, tmp_path):

@@ -98,7 +98,7 @@ def check_stored(store: ArchiveStore, manifest: Manifest, name: str,
                 digest.update(block)
                 on_bytes(len(block))
     except FileNotFoundError:
-        return Finding(name, "missing", f"{manifest.path.name} describes it, but it is not in the archive", rid)
+        return Finding(name, "missing", "manifest found, stored file absent", rid)
     except OSError as exc:
         return Finding(name, "corrupt", f"cannot be read: {exc.strerror or exc}", rid)
     digest.finish()

@@ -56,7 +56,7 @@ def summary_line(report: ArchiveReport) -> str:
     c = report.counts
     checked = c["ok"] + c["corrupt"] + c["missing"]
     return (f"{report.location}: {checked} stored files checked: {c['ok']} ok, {c['missing']} missing, "
-            f"{c['corrupt']} corrupt; {c['orphan']} orphan files, {c['bad-manifest']} unreadable manifests; "
+            f"{c['corrupt']} corrupt\n  {c['orphan']} orphan files, {c['bad-manifest']} unreadable manifests; "
             f"{human_bytes(report.bytes_read)} read in {human_duration(report.seconds)}")
 
 
