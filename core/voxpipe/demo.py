@@ -21,15 +21,19 @@ from .plugins import get_registry
 from .progress import results_table
 from .resources import examples_dir
 
+
 def run_demo(out: Path) -> int:
     """Run the demo into ``out``; returns the process exit code (0: every recording archived identically)."""
-    emulator_log = logging.getLogger("voxpipe_cxone.emulator")
-    previous = emulator_log.level
-    emulator_log.setLevel(logging.WARNING)  # its access log would drown the table
+    # the emulator's access log and the server's "Running on" line would drown the table
+    quiet = [logging.getLogger(name) for name in ("voxpipe_cxone.emulator", "voxpipe.serving")]
+    previous = [log.level for log in quiet]
+    for log in quiet:
+        log.setLevel(logging.WARNING)
     try:
         return _run_demo(out)
     finally:
-        emulator_log.setLevel(previous)
+        for log, level in zip(quiet, previous):
+            log.setLevel(level)
 
 
 def _run_demo(out: Path) -> int:
