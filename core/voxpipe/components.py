@@ -18,17 +18,21 @@ Data flow for one stream (see ``docs/architecture.md``)::
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar, Iterator, Mapping
+
+import trio
 
 from .model import Chunk, Stream, StreamResult, StreamSpec, Verdict
 from . import settings as _settings
 
 if TYPE_CHECKING:  # pragma: no cover
-    import trio
-
     from .audit import AuditLog
+
+log = logging.getLogger("voxpipe.components")
 
 
 @dataclass
@@ -127,10 +131,6 @@ class Source(Component):
         """Default: read the first stream :meth:`discover` yields (a listing's first page),
         within :data:`DISCOVERY_PEEK_TIMEOUT` seconds. Sources that wait for callers (a
         server) override this; sources with credentials check a token first."""
-        import contextlib
-
-        import trio
-
         discovered = self.discover()
         async with contextlib.aclosing(discovered):
             with trio.move_on_after(DISCOVERY_PEEK_TIMEOUT):
@@ -301,14 +301,9 @@ KINDS: tuple[str, ...] = ("source", "transform", "verifier", "sink")
 async def aclose_all(components: list[Component], timeout: float) -> None:
     """``aclose`` every component, newest first, under a cancel shield, all within
     ``timeout`` seconds; a component that fails to close is logged and the others go on."""
-    import logging
-
-    import trio
-
     with trio.CancelScope(shield=True), trio.move_on_after(timeout):
         for component in reversed(components):
             try:
                 await component.aclose()
             except Exception:
-                logging.getLogger("voxpipe.components").exception("%s %r failed to close", component.kind,
-                                                                   component.type)
+                log.exception("%s %r failed to close", component.kind, component.type)
