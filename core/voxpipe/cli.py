@@ -246,6 +246,8 @@ def run(file: Path, name: str | None, json_output: bool, progress: bool | None, 
         click.echo(str(exc), err=True)
         raise SystemExit(EXIT_CONFIG) from None
     if dry_run:
+        from .dryrun import print_dry_run
+
         raise SystemExit(print_dry_run(pipeline, json_output=json_output))
     try:
         summary = execute(pipeline, json_output=json_output, progress=progress, metrics_port=metrics_port,
@@ -264,48 +266,6 @@ def run(file: Path, name: str | None, json_output: bool, progress: bool | None, 
     if summary.discovery_error:
         click.echo(f"error: {summary.discovery_error}", err=True)
     raise SystemExit(EXIT_OK if summary.ok else EXIT_FAILED)
-
-
-def print_dry_run(pipeline: PipelineConfig, *, json_output: bool = False) -> int:
-    """``run --dry-run``: one line per discovered recording, then a summary; the exit status."""
-    from .dryrun import dry_run
-    from .progress import human_bytes, shorten_middle
-
-    def show(p) -> None:
-        if json_output:
-            click.echo(json.dumps(p.to_dict(), separators=(",", ":")))
-            return
-        what = {"fetch": "fetch", "resume": f"resume at byte {p.resume_offset}",
-                "skip": f"skip ({(p.reason or '').replace('-', ' ')})"}[p.action]
-        size = human_bytes(p.size) if p.size is not None else "size ?"
-        # 80 columns: a UUID (36), size, date to the second (20), what a run would do
-        click.echo(f"{shorten_middle(p.id, 36):<36} {size:>9}  {_short_date(p.date):<20}  {what}")
-
-    summary = trio.run(dry_run, pipeline, show)
-    parts = [f"{summary.count('fetch')} to fetch", f"{summary.count('resume')} to resume",
-             f"{summary.count('skip')} to skip"]
-    sized = any(p.size is not None for p in summary.planned if p.action != "skip")
-    click.echo(f"{pipeline.name} (dry run): {len(summary.planned)} recordings discovered: {', '.join(parts)}; "
-               + (f"{human_bytes(summary.known_bytes)} where sizes are known" if sized
-                  else "sizes are known only once downloads start")
-               + f". Nothing was downloaded, stored or recorded"
-               f"{'' if summary.ledger else ' (no ledger yet: every recording is new)'}.", err=True)
-    if summary.discovery_error:
-        click.echo(f"error: {summary.discovery_error}", err=True)
-        return EXIT_FAILED
-    return EXIT_OK
-
-
-def _short_date(value: str | None) -> str:
-    """An ISO 8601 date-time as ``2026-11-01T08:00:00Z`` (UTC, to the second); others as given."""
-    if not value:
-        return ""
-    from .manifest import parse_time
-
-    try:
-        return parse_time(value).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except ValueError:
-        return value[:20]
 
 
 def run_error(exc: BaseException) -> VoxpipeError | None:

@@ -11,16 +11,20 @@ of attempts) and which it would resume. No audit log, report or ledger entry is 
 from __future__ import annotations
 
 import contextlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
+import click
 import trio
 
 from .components import Component, PipelineContext, aclose_all
 from .config import PipelineConfig
 from .engine import _primary_error, state_dir_of
+from .manifest import parse_time
+from .progress import human_bytes, shorten_middle
 
 #: Most recordings a dry run lists (a batch source bounds its own listing as well).
 MAX_DRY_RUN_STREAMS = 1_000_000
@@ -139,3 +143,42 @@ class _LedgerView:
     def close(self) -> None:
         if self._ledger is not None:
             self._ledger.close()
+
+
+def print_dry_run(pipeline: PipelineConfig, *, json_output: bool = False) -> int:
+    """``run --dry-run``: one line per discovered recording on stdout (``--json``: one object),
+    then a summary on stderr; returns the exit status (0, or 1 when discovery failed)."""
+
+    def show(p) -> None:
+        if json_output:
+            click.echo(json.dumps(p.to_dict(), separators=(",", ":")))
+            return
+        what = {"fetch": "fetch", "resume": f"resume at byte {p.resume_offset}",
+                "skip": f"skip ({(p.reason or '').replace('-', ' ')})"}[p.action]
+        size = human_bytes(p.size) if p.size is not None else "size ?"
+        # 80 columns: a UUID (36), size, date to the second (20), what a run would do
+        click.echo(f"{shorten_middle(p.id, 36):<36} {size:>9}  {_short_date(p.date):<20}  {what}")
+
+    summary = trio.run(dry_run, pipeline, show)
+    parts = [f"{summary.count('fetch')} to fetch", f"{summary.count('resume')} to resume",
+             f"{summary.count('skip')} to skip"]
+    sized = any(p.size is not None for p in summary.planned if p.action != "skip")
+    click.echo(f"{pipeline.name} (dry run): {len(summary.planned)} recordings discovered: {', '.join(parts)}; "
+               + (f"{human_bytes(summary.known_bytes)} where sizes are known" if sized
+                  else "sizes are known only once downloads start")
+               + f". Nothing was downloaded, stored or recorded"
+               f"{'' if summary.ledger else ' (no ledger yet: every recording is new)'}.", err=True)
+    if summary.discovery_error:
+        click.echo(f"error: {summary.discovery_error}", err=True)
+        return 1
+    return 0
+
+
+def _short_date(value: str | None) -> str:
+    """An ISO 8601 date-time as ``2026-11-01T08:00:00Z`` (UTC, to the second); others as given."""
+    if not value:
+        return ""
+    try:
+        return parse_time(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return value[:20]
