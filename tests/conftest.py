@@ -5,8 +5,15 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from voxpipe.plugins import get_plugin_manager, get_registry
+
+
+# Property tests check correctness, not speed: a per-example deadline only measures how
+# loaded the machine is (CI shares its cores), so it is off for every test.
+settings.register_profile("voxpipe", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("voxpipe")
 
 
 @contextlib.contextmanager
@@ -24,6 +31,42 @@ def registered(plugin, name: str | None = None):
 def register_plugin():
     """``with register_plugin(obj) as registry: ...``"""
     return registered
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL 16 from the ``pgserver`` wheel, for the whole session (about 5 s to start).
+
+    Listens on a Unix socket in a temporary directory only; stopped and deleted at the end.
+    The directory is world-traversable because pgserver runs PostgreSQL as its own user
+    when the tests run as root."""
+    import os
+    import shutil
+    import tempfile
+
+    pgserver = pytest.importorskip("pgserver")
+    base = tempfile.mkdtemp(prefix="voxpipe-pg-")
+    os.chmod(base, 0o755)
+    server = pgserver.get_server(os.path.join(base, "data"), cleanup_mode="stop")
+    try:
+        yield server
+    finally:
+        server.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server, request):
+    """The URL of a fresh, empty database for this test."""
+    import re
+    import uuid
+
+    import psycopg
+
+    name = "t_" + re.sub(r"\W", "_", request.node.name)[:40].lower() + "_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(pg_server.get_uri("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return pg_server.get_uri(name)
 
 
 @pytest.fixture(scope="session")

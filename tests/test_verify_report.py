@@ -87,7 +87,7 @@ def test_mixed_run_report_is_exact_in_json_and_csv_and_reprinted_by_the_cli(tmp_
     expected = {
         "format": "voxpipe-compliance-report", "version": 1,
         "run": {"run_id": 1, "pipeline": "archive", "started_at": _iso(runs[0]["started_at"]),
-                "finished_at": _iso(runs[0]["finished_at"]), "interrupted": False},
+                "finished_at": _iso(runs[0]["finished_at"]), "interrupted": False, "workers": 1},
         "totals": totals,
         "sources": {"cxone": {"totals": totals, "recordings": recordings}},
     }

@@ -217,6 +217,10 @@ def emulate() -> None:
 
 cli.emulate = emulate  # type: ignore[attr-defined]  # where plugins add emulators (hookspecs.register_commands)
 
+from .ledger.cli import ledger_group  # noqa: E402  (after the root group it joins)
+
+cli.add_command(ledger_group)
+
 
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))

@@ -118,6 +118,19 @@ class Source(Component):
     #: Whether ``read`` honours ``stream.resume_offset`` (start at that byte, validating
     #: the resource against ``stream.metadata["etag"]``). Set by sources that can.
     resumable: ClassVar[bool] = False
+    #: Whether any worker may read a stream this source discovered (a finite batch of
+    #: recordings whose spec metadata is JSON): with a shared ledger (PostgreSQL) one worker
+    #: discovers into the ledger's queue and every worker claims from it. Live sources
+    #: (a call connects to *this* process) leave it ``False`` and keep their own streams.
+    #: ``read`` must cope with private (``_``) metadata values that are not JSON being
+    #: absent (they are not queued).
+    shareable: ClassVar[bool] = False
+
+    def identity(self) -> str:
+        """What this source reads from, without secrets: with the pipeline name it keys a
+        shared ledger's rows, so two tenants' recording ids never collide. Default: the
+        source type; sources with accounts or tenants add them (e.g. the OAuth client id)."""
+        return self.type
 
     def discover(self) -> AsyncIterator[StreamSpec]:
         """Yield the streams to process, as an async generator.
@@ -251,6 +264,10 @@ class Sink(Component):
 
     kind = "sink"
     announces: ClassVar[bool] = False
+    #: Whether another machine can resume this sink's checkpoints (its partial state lives
+    #: in shared storage, e.g. an S3 multipart upload). Otherwise a recording taken over
+    #: from another worker restarts at byte 0 (see :mod:`voxpipe.ledger.leases`).
+    shares_partial_state: ClassVar[bool] = False
 
     async def begin(self, stream: Stream) -> SinkWriter:
         """A fresh per-stream writer (open a temporary file, etc.)."""

@@ -52,9 +52,16 @@ class PipelineSettings(Settings):
                                      example="./archive/.voxpipe")
     max_stream_attempts: int = setting(3, description="Attempts per stream when a retryable failure restarts it from byte 0.",
                                        ge=1, le=20)
-    ledger: Path | None = setting(None, description="SQLite ledger of every recording's state (skips what is stored, "
-                                  "retries what failed, resumes partial downloads); default `<state_dir>/ledger.sqlite3`.",
-                                  example="./archive/.voxpipe/ledger.sqlite3")
+    ledger: str | None = setting(None, description="Where every recording's state is kept (skips what is stored, "
+                                 "retries what failed, resumes partial downloads): a SQLite file path (default "
+                                 "`<state_dir>/ledger.sqlite3`), or a `postgresql://` URL shared by several workers "
+                                 "(`pip install 'voxpipe[postgres]'`; put the password in a `${VAR}`). See "
+                                 "docs/scaling.md.", example="${VOXPIPE_LEDGER_URL}")
+    lease_seconds: float = setting(60.0, description="Shared ledger: seconds a worker holds a claimed recording "
+                                   "without renewing it; a dead worker's recordings are taken over this long after "
+                                   "its last heartbeat.", ge=5, le=3600)
+    heartbeat_seconds: float = setting(20.0, description="Shared ledger: seconds between a worker's lease renewals "
+                                       "(at most half of `lease_seconds`).", ge=1, le=1800)
     max_attempts_total: int = setting(5, description="Attempts per recording across runs; a recording that failed this "
                                       "often is reported failed without another try.", ge=1, le=1000)
     checkpoint_bytes: ByteSize = setting(2 << 20, description="Bytes between resume checkpoints (data fsynced and recorded in "
@@ -73,6 +80,13 @@ class PipelineSettings(Settings):
     def _check_phone_policy(self) -> "PipelineSettings":
         if self.phone_numbers == "hash" and self.phone_number_key is None:
             raise ValueError("phone_numbers: hash needs phone_number_key (a secret, e.g. ${PHONE_NUMBER_KEY})")
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _check_lease_terms(self) -> "PipelineSettings":
+        from .ledger.leases import check_terms
+
+        check_terms(self.lease_seconds, self.heartbeat_seconds)
         return self
 
 

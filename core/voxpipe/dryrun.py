@@ -58,7 +58,7 @@ class Planned:
 class DryRunSummary:
     pipeline: str
     planned: list[Planned] = field(default_factory=list)
-    ledger: Path | None = None
+    ledger: str | None = None  # where the ledger read is (None: no ledger yet)
     discovery_error: str | None = None
 
     def count(self, action: str) -> int:
@@ -75,9 +75,9 @@ async def dry_run(config: PipelineConfig, on_planned: Callable[[Planned], None] 
     context = PipelineContext(pipeline=config.name, state_dir=Path("."))
     sinks = [c.info.cls(c.settings, context) for c in config.sinks]
     context.state_dir = state_dir_of(config, sinks)
-    states = _LedgerView(config.settings.ledger or context.state_dir / "ledger.sqlite3")
-    summary.ledger = states.path if states.exists else None
     source = config.source.info.cls(config.source.settings, context)
+    states = await trio.to_thread.run_sync(_LedgerView, config, context.state_dir, source.identity())
+    summary.ledger = states.location
     components: list[Component] = [source, *sinks]
     try:
         async with trio.open_nursery() as nursery:
@@ -126,16 +126,19 @@ def _plan(spec, state, config: PipelineConfig) -> Planned:
 
 
 class _LedgerView:
-    """Reads of an existing ledger; a missing one is not created (every recording is new)."""
+    """Reads of the pipeline's existing ledger (:func:`voxpipe.ledger.open_ledger`); a SQLite
+    ledger that does not exist yet is not created (every recording is new)."""
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.exists = self.path.is_file()
+    def __init__(self, config: PipelineConfig, state_dir: Path, identity: str):
+        from .ledger import is_url, open_ledger
+        from .ledger.locate import LEDGER_FILE
+
+        spec = config.settings.ledger
+        self.location: str | None = None
         self._ledger = None
-        if self.exists:
-            from .ledger import Ledger
-
-            self._ledger = Ledger(self.path)
+        if is_url(spec) or Path(spec if spec is not None else state_dir / LEDGER_FILE).is_file():
+            self._ledger = open_ledger(spec, state_dir=state_dir, pipeline=config.name, identity=identity)
+            self.location = getattr(self._ledger, "location", None) or str(spec)
 
     def get(self, source: str, recording_id: str):
         return self._ledger.get(source, recording_id) if self._ledger is not None else None

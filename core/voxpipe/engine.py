@@ -14,6 +14,10 @@ Per pipeline run (see ``docs/architecture.md``):
 - commit protocol: when the source is exhausted, every verifier gives its verdict; only
   if all pass are the sinks prepared (fsync) and committed (rename), storing sinks first,
   announcing sinks (webhooks) last. Otherwise, or on any error, every sink aborts;
+- every ledger call runs in a worker thread (:class:`voxpipe.ledger.AsyncLedger`); each
+  stream holds a lease on its recording, renewed by a heartbeat, and every state change is
+  fenced by it. With a shared ledger (PostgreSQL) and a shareable source, one worker
+  discovers into the ledger's queue and every worker claims from it (``docs/scaling.md``);
 - a stream's failure never stops the others; a retryable failure (the server's content
   changed mid-download) restarts that stream from byte 0 up to ``max_stream_attempts``;
 - :meth:`Runner.request_stop` (SIGINT/SIGTERM) stops admitting streams and gives those
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import os
 import time
@@ -38,8 +43,10 @@ from .audit import AuditLog
 from .components import Component, PipelineContext, Sink, SinkWriter, Source, TransformRun, VerifierRun
 from .config import ComponentConfig, PipelineConfig
 from .errors import RunError, StreamError, VerificationError
-from .ledger import Ledger
 from .facts import PhoneNumberPolicy
+from .ledger import AsyncLedger, Claim, Finish, LeaseLost, LedgerBackend, RecordingState, RunHandle, open_ledger
+from .ledger.leases import Resume, resume_plan
+from .ledger.worker import Held, LeaseKeeper, drain, host_of, worker_id
 from .model import Chunk, Stream, StreamResult, StreamSpec, Verdict
 from .report import write_run_report
 
@@ -127,6 +134,8 @@ class RunSummary:
     interrupted: bool = False
     state_dir: Path | None = None
     ledger_path: Path | None = None
+    #: Where the ledger lives (a path, or a URL without password).
+    ledger_location: str | None = None
     #: Why the source could not list (all of) its streams, e.g. its credentials were refused.
     discovery_error: str | None = None
     #: The compliance report written at the end of the run (JSON, CSV), if any.
@@ -152,12 +161,19 @@ class RunSummary:
 
 
 def state_dir_of(config: PipelineConfig, sinks: list[Sink]) -> Path:
-    """The pipeline's state directory: ``state_dir``, else ``.voxpipe/<pipeline>`` in the
-    first sink's directory, else under the working directory (not created here)."""
+    """The pipeline's state directory, not created: ``state_dir``, else ``.voxpipe/<pipeline>``
+    inside the first sink's archive directory, else under the working directory."""
     if config.settings.state_dir is not None:
         return Path(config.settings.state_dir)
     base = next((d for s in sinks if (d := s.archive_dir()) is not None), None)
     return (Path(base) if base is not None else Path(".")) / ".voxpipe" / config.name
+
+
+def state_dir_for(config: PipelineConfig, sinks: list[Sink]) -> Path:
+    """The pipeline's state directory (:func:`state_dir_of`), created."""
+    path = state_dir_of(config, sinks)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 class Runner:
@@ -181,6 +197,9 @@ class Runner:
         self._phone_policy = PhoneNumberPolicy(
             self.settings.phone_numbers,
             self.settings.phone_number_key.get_secret_value() if self.settings.phone_number_key else None)
+        self.worker = worker_id()
+        self.ledger: AsyncLedger | None = None
+        self.keeper: LeaseKeeper | None = None
 
     # ------------------------------------------------------------------ control
 
@@ -212,25 +231,35 @@ class Runner:
                                                  services=self.services)
         components: list[Component] = []
         audit: AuditLog | None = None
-        self.ledger: Ledger | None = None
-        run_id = None
+        run: RunHandle | None = None
         try:
             self.sinks = [self._make(c, context, components) for c in self.config.sinks]
             summary.destinations = [d for s in self.sinks if not s.announces and (d := s.destination())]
-            context.state_dir = self._state_dir()
+            context.state_dir = state_dir_for(self.config, self.sinks)
             summary.state_dir = context.state_dir
             audit = context.audit = AuditLog(self.settings.audit_log or context.state_dir / "audit.jsonl")
-            self.ledger = Ledger(self.settings.ledger or context.state_dir / "ledger.sqlite3")
-            summary.ledger_path = self.ledger.path
-            context.services.setdefault("ledger", self.ledger)
-            run_id = self.run_id = self.ledger.start_run(self.config.name)
             self.source: Source = self._make(self.config.source, context, components)
+            backend: LedgerBackend = await trio.to_thread.run_sync(functools.partial(
+                open_ledger, self.settings.ledger, state_dir=context.state_dir, pipeline=self.config.name,
+                identity=self.source.identity()))
+            self.ledger = AsyncLedger(backend)
+            summary.ledger_location = backend.location
+            summary.ledger_path = getattr(backend, "path", None)
+            context.services.setdefault("ledger", self.ledger)
+            run = self.run = await self.ledger.start_run(self.config.name, worker=self.worker,
+                                                          lease_seconds=self.settings.lease_seconds)
+            run_id = self.run_id = run.run_id
+            self.keeper = LeaseKeeper(self.ledger, run, lease_seconds=self.settings.lease_seconds,
+                                      heartbeat_seconds=self.settings.heartbeat_seconds)
             self.transforms = [self._make(c, context, components) for c in self.config.transforms]
             self.verifiers = [self._make(c, context, components) for c in self.config.verifiers]
-            audit.write("run-start", pipeline=self.config.name, pid=os.getpid(), run_id=run_id)
-            await self._cleanup_orphans()
+            audit.write("run-start", pipeline=self.config.name, pid=os.getpid(), run_id=run_id, worker=self.worker,
+                        joined=run.joined)
+            if not run.joined:  # a joining worker's peers have temporaries in flight
+                await self._cleanup_orphans()
             self.observer.run_started(self.config)
             async with trio.open_nursery() as services:
+                await services.start(self.keeper.run_forever)
                 try:
                     for component in components:
                         try:
@@ -250,17 +279,22 @@ class Runner:
                             failed=len(summary.failed), bytes=summary.bytes, interrupted=summary.interrupted)
                 audit.close()
             if self.ledger is not None:
-                if run_id is not None:
-                    self.ledger.finish_run(run_id, interrupted=summary.interrupted)
-                    self._write_report(run_id, context.state_dir)
-                self.ledger.close()
+                with trio.CancelScope(shield=True):
+                    if run is not None:
+                        try:
+                            await self.ledger.finish_run(run, interrupted=summary.interrupted)
+                        except Exception:
+                            log.exception("could not record the end of run %s in %s", run.run_id,
+                                          self.ledger.location)
+                        await trio.to_thread.run_sync(self._write_report, run.run_id, context.state_dir)
+                    await self.ledger.close()
         self.observer.run_finished(summary)
         return summary
 
     def _write_report(self, run_id: int, state_dir: Path) -> None:
         """The run's compliance report (``voxpipe.report``); a failure is logged, never fatal."""
         try:
-            paths = write_run_report(self.ledger, run_id, state_dir)
+            paths = write_run_report(self.ledger.backend, run_id, state_dir)
         except Exception:
             log.exception("could not write the compliance report of run %s", run_id)
         else:
@@ -282,17 +316,12 @@ class Runner:
         components.append(component)
         return component
 
-    def _state_dir(self) -> Path:
-        path = state_dir_of(self.config, self.sinks)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
     async def _cleanup_orphans(self) -> None:
         """Delete temporary files left by a crash, except those a resumable checkpoint holds."""
         storing = [s for s in self.sinks if not s.announces]
         keep: list[list[dict[str, Any]]] = [[] for _ in storing]
-        for state in await trio.to_thread.run_sync(self.ledger.all):
-            entries = state.checkpoint.get("sinks", []) if state.checkpoint and state.state != "stored" else []
+        for checkpoint in await self.ledger.held_checkpoints():
+            entries = checkpoint.get("sinks", [])
             if len(entries) == len(storing):  # one opaque resume state per storing sink, in order
                 for held, entry in zip(keep, entries):
                     held.append(entry)
@@ -306,6 +335,9 @@ class Runner:
         return self.source.resumable and not self.transforms
 
     async def _run_streams(self) -> None:
+        if self.ledger.shared and self.source.shareable:
+            await self._run_shared()
+            return
         admit = trio.Semaphore(self.settings.concurrency)
         async with trio.open_nursery() as nursery:
             self._streams_scope = nursery.cancel_scope
@@ -320,26 +352,79 @@ class Runner:
                         async for spec in discovered:
                             count += 1
                             self.observer.stream_discovered(spec)
-                            if self._skip(spec):
+                            if await self._skip(spec):
                                 continue
                             await admit.acquire()
                             nursery.start_soon(self._stream_task, spec, admit)
                 except Exception as exc:  # streams already started go on; the run reports the failure
-                    error = _primary_error(exc)
-                    if not isinstance(error, StreamError):
-                        log.error("%s: discovery failed", self.config.name, exc_info=error)
-                    self.summary.discovery_error = f"{self.config.source.type} discovery failed: {error}"
-                    self.context.audit.write("discovery-failed", pipeline=self.config.name,
-                                             message=self.summary.discovery_error)
+                    self._discovery_failed(exc)
                 finally:
                     self.observer.discovery_finished(count)
 
-    def _skip(self, spec: StreamSpec) -> bool:
-        """Settle streams the ledger says need no attempt: stored already, or out of attempts."""
+    def _discovery_failed(self, exc: BaseException) -> str:
+        error = _primary_error(exc)
+        if not isinstance(error, StreamError):
+            log.error("%s: discovery failed", self.config.name, exc_info=error)
+        self.summary.discovery_error = f"{self.config.source.type} discovery failed: {error}"
+        self.context.audit.write("discovery-failed", pipeline=self.config.name, message=self.summary.discovery_error)
+        return self.summary.discovery_error
+
+    async def _run_shared(self) -> None:
+        """Shared ledger: claim from the run's queue (and discover into it, if this worker should)."""
+        admit = trio.Semaphore(self.settings.concurrency)
+        async with trio.open_nursery() as nursery:
+            self._streams_scope = nursery.cancel_scope
+
+            def start(claim: Claim) -> None:
+                nursery.start_soon(self._stream_task, StreamSpec(claim.lease.id, dict(claim.metadata)), admit, claim)
+
+            await drain(self.ledger, self.run, admit=admit, lease_seconds=self.settings.lease_seconds, start=start,
+                        stopping=lambda: self._stopping, discover=self._discover_into_queue, nursery=nursery)
+
+    async def _discover_into_queue(self) -> None:
+        """Run the source's discovery into the shared queue, in batches (idempotent)."""
         source = self.config.source.type
-        state = self.ledger.get(source, spec.id)
+        batch: list[tuple[str, dict[str, Any]]] = []
+        flushed = time.monotonic()
+        error: str | None = None
+
+        async def flush() -> None:
+            settled = await self.ledger.enqueue(self.run, source, batch,
+                                                max_attempts_total=self.settings.max_attempts_total)
+            batch.clear()
+            for state in settled:
+                await self._settle(state.id, state)
+
+        with trio.CancelScope() as scope:
+            self._discover_scope = scope
+            if self._stopping:
+                scope.cancel()
+            discovered = self.source.discover()
+            try:
+                async with contextlib.aclosing(discovered):
+                    async for spec in discovered:
+                        batch.append((spec.id, _queue_metadata(spec)))
+                        if len(batch) >= ENQUEUE_BATCH or time.monotonic() - flushed >= ENQUEUE_FLUSH_SECONDS:
+                            await flush()
+                            flushed = time.monotonic()
+                    if batch:
+                        await flush()
+            except Exception as exc:
+                error = self._discovery_failed(exc)
+        if scope.cancelled_caught:
+            return  # stopped: another worker takes discovery over once this one's heartbeat ends
+        await self.ledger.end_discovery(self.run, error=error)
+
+    async def _skip(self, spec: StreamSpec) -> bool:
+        """Settle streams the ledger says need no attempt: stored already, or out of attempts."""
+        state = await self.ledger.get(self.config.source.type, spec.id)
         if state is None:
             return False
+        return await self._settle(spec.id, state)
+
+    async def _settle(self, recording_id: str, state: RecordingState) -> bool:
+        source = self.config.source.type
+        spec = StreamSpec(recording_id)
         result = StreamResult(id=spec.id, source=source, pipeline=self.config.name, attempts=state.attempts,
                               started_at=time.time(), digests={"sha256": state.sha256} if state.sha256 else {})
         if state.state == "stored":
@@ -354,38 +439,57 @@ class Runner:
             return False
         result.finished_at = time.time()
         self.summary.results.append(result)
-        self.ledger.record_outcome(self.run_id, source, spec.id, result.status, result.to_dict())
+        await self.ledger.record_outcome(self.run_id, source, spec.id, result.status, result.to_dict())
         self.context.audit.write("stream", pipeline=self.config.name, source=source, stream=spec.id,
                                  status=result.status, reason=result.reason, message=result.message)
         self.observer.stream_finished(result)
         return True
 
-    async def _stream_task(self, spec: StreamSpec, admit: trio.Semaphore) -> None:
+    async def _stream_task(self, spec: StreamSpec, admit: trio.Semaphore, claim: Claim | None = None) -> None:
+        held: Held | None = None
         try:
-            for attempt in range(1, self.settings.max_stream_attempts + 1):
-                result, retry = await self._attempt(spec, attempt)
-                if result.ok or not retry or self._stopping:
-                    break
-                log.warning("stream %s: %s; restarting from byte 0 (attempt %d of %d)", spec.id, result.message,
-                            attempt + 1, self.settings.max_stream_attempts)
+            if claim is None:
+                lease = await self.ledger.acquire(self.config.source.type, spec.id, run=self.run,
+                                                  lease_seconds=self.settings.lease_seconds)
+                takeover = False
+            else:
+                lease, takeover = claim.lease, claim.takeover and self.ledger.shared
+            held = self.keeper.hold(lease)
+            with held.scope:
+                for attempt in range(1, self.settings.max_stream_attempts + 1):
+                    begun = claim.attempt if claim is not None and attempt == 1 else None
+                    result, retry = await self._attempt(spec, attempt, held, takeover, begun)
+                    if result.ok or not retry or self._stopping or held.lost:
+                        break
+                    log.warning("stream %s: %s; restarting from byte 0 (attempt %d of %d)", spec.id, result.message,
+                                attempt + 1, self.settings.max_stream_attempts)
         finally:
+            if held is not None:
+                self.keeper.release(held)
             admit.release()
 
     # ------------------------------------------------------------------ one stream
 
-    async def _open_writers(self, stream: Stream, result: StreamResult,
-                            writers: list[tuple[Sink, SinkWriter]]) -> list[dict[str, Any]] | None:
+    async def _open_writers(self, stream: Stream, result: StreamResult, writers: list[tuple[Sink, SinkWriter]],
+                            held: Held, takeover: bool) -> list[dict[str, Any]] | None:
         """Begin (or resume, from the ledger's checkpoint) every sink's writer.
 
         Returns the storing sinks' checkpoint entries when resuming, else ``None``.
         """
-        state = self.ledger.get(stream.source, stream.id)
+        state = await self.ledger.get(stream.source, stream.id)
         checkpoint = state.checkpoint if state and state.resume_offset and state.checkpoint else None
         entries = checkpoint.get("sinks") if checkpoint else None
         storing = [s for s in self.sinks if not s.announces]
-        if entries is not None and (not self._can_resume or stream.attempt > 1 or len(entries) != len(storing)):
-            await self._discard(storing, entries)
-            entries = None
+        if entries is not None:
+            plan = resume_plan(checkpoint_host=checkpoint.get("host"), my_host=host_of(self.worker) or "",
+                               takeover=takeover and stream.attempt == 1,
+                               sinks_share_state=all(s.shares_partial_state for s in storing),
+                               can_resume=self._can_resume, first_attempt=stream.attempt == 1,
+                               entries_match=len(entries) == len(storing))
+            if plan is not Resume.RESUME:
+                if plan is Resume.DISCARD:
+                    await self._discard(storing, entries)
+                entries = None
         if entries is not None:
             try:
                 for sink, entry in zip(storing, entries):
@@ -404,7 +508,7 @@ class Runner:
                     stream.metadata["size"] = state.size
         if entries is None:
             if state is not None and state.resume_offset:
-                self.ledger.clear_checkpoint(stream.source, stream.id)
+                await self.ledger.clear_checkpoint(held.lease)
             for sink in storing:
                 writers.append((sink, await sink.begin(stream)))
         for sink in self.sinks:
@@ -419,7 +523,10 @@ class Runner:
             except Exception:
                 log.exception("sink %r failed to discard a checkpoint", sink.type)
 
-    async def _attempt(self, spec: StreamSpec, attempt: int) -> tuple[StreamResult, bool]:
+    async def _attempt(self, spec: StreamSpec, attempt: int, held: Held, takeover: bool, begun: int | None = None
+                       ) -> tuple[StreamResult, bool]:
+        """One attempt of a stream under ``held``'s lease; ``begun``: the attempt number a
+        claim already counted (else :meth:`LedgerBackend.begin_attempt` counts it)."""
         stream = Stream(spec, source=self.config.source.type, pipeline=self.config.name,
                         audit=self.context.audit, attempt=attempt, on_event=self.observer.stream_event,
                         phone_policy=self._phone_policy)
@@ -428,17 +535,20 @@ class Runner:
         writers: list[tuple[Sink, SinkWriter]] = []
         t0 = time.perf_counter()
         retry = False
-        ledger = self.ledger
-        result.attempts = await trio.to_thread.run_sync(ledger.begin_attempt, stream.source, stream.id)
+        ledger, lease = self.ledger, held.lease
+        try:
+            result.attempts = begun if begun is not None else await ledger.begin_attempt(lease)
+        except LeaseLost as exc:
+            return self._lost(stream, result, exc), False
         self.observer.stream_started(stream)
         verifier_runs: list[_TrackedRun] = []
         try:
             verifier_runs = [_TrackedRun(v.type, v.begin(stream)) for v in self.verifiers]
             transform_runs = [t.begin(stream) for t in self.transforms]
-            entries = await self._open_writers(stream, result, writers)
+            entries = await self._open_writers(stream, result, writers, held, takeover)
             if entries is not None and verifier_runs:
                 await self._replay(stream, entries, verifier_runs)
-            await self._pump(stream, verifier_runs, transform_runs, writers, result)
+            await self._pump(stream, verifier_runs, transform_runs, writers, result, lease)
             result.verdicts = [run.finish() for run in verifier_runs]
             for verdict in result.verdicts:
                 for key, value in verdict.details.items():
@@ -451,9 +561,8 @@ class Runner:
                                         reason=first.reason or f"{first.verifier}-failed")
             for _, writer in writers:
                 await writer.prepare()
-            await trio.to_thread.run_sync(functools.partial(
-                ledger.transition, stream.source, stream.id, "verified", sha256=result.digests.get("sha256"),
-                verdicts=[v.to_dict() for v in result.verdicts]))
+            await ledger.verified(lease, sha256=result.digests.get("sha256"),
+                                  verdicts=[v.to_dict() for v in result.verdicts])
             result.ok = True
             result.seconds = time.perf_counter() - t0
             result.metadata = _public_metadata(stream.metadata)
@@ -466,13 +575,18 @@ class Runner:
             # is its durable enqueue): a crash before this point re-runs the stream, whose
             # storing sinks find their identical files and whose announcement is then made,
             # so no announcement is lost (at-least-once)
-            await trio.to_thread.run_sync(functools.partial(
-                ledger.transition, stream.source, stream.id, "stored", stored=result.stored,
-                resume_offset=0, checkpoint=None, reason=None, message=None))
+            result.finished_at = time.time()
+            await ledger.finish(lease, Finish("stored", stored=result.stored,
+                                              outcome=(result.status, result.to_dict())), run_id=self.run_id)
         except BaseException as exc:  # noqa: B036 - classified below; cancellation is re-raised
             error = _primary_error(exc)
             cancelled = isinstance(error, (trio.Cancelled, KeyboardInterrupt))
             result.ok = False
+            if held.lost or isinstance(error, LeaseLost):  # another worker holds it now: hands off the ledger
+                await self._abort_all(writers, result)
+                if cancelled and not held.lost:
+                    raise
+                return self._lost(stream, result, error), False
             if cancelled:
                 result.reason, result.message = "interrupted", f"stream {stream.id} interrupted by shutdown"
             elif isinstance(error, StreamError):
@@ -495,17 +609,33 @@ class Runner:
                 else:
                     await self._abort_all(writers, result)
                 final = not result.retrying
-                await trio.to_thread.run_sync(functools.partial(
-                    ledger.transition, stream.source, stream.id, "failed", reason=result.reason,
-                    message=result.message, verdicts=[v.to_dict() for v in result.verdicts] or None,
-                    **({} if keep_checkpoint else {"resume_offset": 0, "checkpoint": None})))
                 if final:
-                    await self._finish(stream, result)
+                    result.finished_at = time.time()
+                try:
+                    await ledger.finish(lease, Finish(
+                        "failed", reason=result.reason, message=result.message,
+                        verdicts=[v.to_dict() for v in result.verdicts] or None, keep_checkpoint=keep_checkpoint,
+                        outcome=(result.status, result.to_dict()) if final else None), run_id=self.run_id)
+                except LeaseLost as lost:
+                    return self._lost(stream, result, lost), False
+                if final:
+                    self._finished(stream, result)
             if cancelled:
                 raise
             return result, retry
-        await self._finish(stream, result)
+        self._finished(stream, result)
         return result, False
+
+    def _lost(self, stream: Stream, result: StreamResult, error: BaseException) -> StreamResult:
+        """The stream's lease was taken over: report it here; the new holder records the outcome."""
+        result.ok = False
+        result.reason = "lease-lost"
+        result.message = (f"recording {stream.id}: lease lost to another worker (this worker was silent longer "
+                          f"than lease_seconds={self.settings.lease_seconds:g}); it is archived there")
+        result.finished_at = time.time()
+        log.warning("%s (%s)", result.message, error)
+        self._finished(stream, result)
+        return result
 
     async def _replay(self, stream: Stream, entries: list[dict[str, Any]], verifier_runs: list[VerifierRun]) -> None:
         """Feed the bytes a checkpoint holds to the verifiers, so their digests cover the whole stream."""
@@ -528,14 +658,9 @@ class Runner:
 
         await trio.to_thread.run_sync(feed)
 
-    async def _finish(self, stream: Stream, result: StreamResult) -> None:
-        result.finished_at = time.time()
+    def _finished(self, stream: Stream, result: StreamResult) -> None:
+        """A stream ended for good (its outcome is in the ledger): summary, audit log, observer."""
         self.summary.results.append(result)
-        # In a worker thread: the ledger commits with fsync and serialises writers on a lock,
-        # so with hundreds of streams in flight (live calls) a synchronous call here would
-        # stall the event loop, and with it every other stream, for tens of milliseconds.
-        await trio.to_thread.run_sync(functools.partial(
-            self.ledger.record_outcome, self.run_id, stream.source, stream.id, result.status, result.to_dict()))
         stream.audit("stream", status=result.status, reason=result.reason, message=result.message,
                      bytes=result.bytes, seconds=round(result.seconds, 6), attempts=result.attempts,
                      resumed_from=result.resumed_from, digests=result.digests, stored=result.stored,
@@ -558,8 +683,8 @@ class Runner:
                     log.error("stream %s: sink %r %s timed out after %ss", result.id, sink.type, what, ABORT_TIMEOUT)
 
     async def _pump(self, stream: Stream, verifier_runs: list[VerifierRun], transform_runs: list[TransformRun],
-                    writers: list[tuple[Sink, SinkWriter]], result: StreamResult) -> None:
-        checkpoints = _Checkpoints(self, stream, [w for s, w in writers if not s.announces]) \
+                    writers: list[tuple[Sink, SinkWriter]], result: StreamResult, lease) -> None:
+        checkpoints = _Checkpoints(self, stream, [w for s, w in writers if not s.announces], lease) \
             if self._can_resume else None
         async with trio.open_nursery() as nursery:
             verifier_channels = []
@@ -625,8 +750,8 @@ class _Marker:
 class _Checkpoints:
     """Collects every storing sink's checkpoint for one offset, then records it in the ledger."""
 
-    def __init__(self, runner: Runner, stream: Stream, writers: list[SinkWriter]):
-        self.runner, self.stream, self.writers = runner, stream, writers
+    def __init__(self, runner: Runner, stream: Stream, writers: list[SinkWriter], lease):
+        self.runner, self.stream, self.writers, self.lease = runner, stream, writers, lease
         self.disabled = False
 
     def marker(self, offset: int) -> _Marker:
@@ -644,10 +769,10 @@ class _Checkpoints:
         if marker.pending == 0 and not self.disabled:
             stream = self.stream
             size = stream.metadata.get("size")
-            await trio.to_thread.run_sync(functools.partial(
-                self.runner.ledger.checkpoint, stream.source, stream.id, resume_offset=marker.offset,
-                checkpoint={"sinks": marker.entries}, etag=stream.metadata.get("etag"),
-                size=size if isinstance(size, int) else None))
+            await self.runner.ledger.checkpoint(
+                self.lease, resume_offset=marker.offset,
+                checkpoint={"sinks": marker.entries, "host": host_of(self.runner.worker)},
+                etag=stream.metadata.get("etag"), size=size if isinstance(size, int) else None)
 
 
 class _TrackedRun(VerifierRun):
@@ -727,6 +852,29 @@ def _primary_error(exc: BaseException) -> BaseException:
 
 
 _PRIVATE_METADATA_PREFIX = "_"
+#: Discovered specs queued per ledger call, and the longest a discovered spec waits to be queued.
+ENQUEUE_BATCH = 500
+ENQUEUE_FLUSH_SECONDS = 1.0
+
+
+def _queue_metadata(spec: StreamSpec) -> dict[str, Any]:
+    """A spec's metadata as stored in a shared queue (JSON).
+
+    Private values (``_`` keys) that are not JSON, such as a Media Playback file with its
+    temporary URL, are left out: the source looks them up again when it reads the stream.
+
+    :raises RunError: a public value is not JSON.
+    """
+    metadata: dict[str, Any] = {}
+    for key, value in spec.metadata.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            if key.startswith(_PRIVATE_METADATA_PREFIX):
+                continue
+            raise RunError(f"stream {spec.id}: metadata {key!r} cannot be queued in a shared ledger ({exc})") from None
+        metadata[key] = value
+    return metadata
 
 
 def _public_metadata(metadata: dict[str, Any]) -> dict[str, Any]:

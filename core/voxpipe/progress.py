@@ -192,7 +192,10 @@ class RunTally(RunObserver):
 
     def totals_text(self, in_flight_bytes: int = 0) -> str:
         """``3 of 6 recordings · 2 ok · 1 skipped · 0 failed · 1.2 MB · 3.4 MB/s · ETA 0:05``."""
-        of = f"{self.ended} of {self.discovered}{'' if self.discovery_done else '+'} recordings"
+        if self.discovered:
+            of = f"{self.ended} of {self.discovered}{'' if self.discovery_done else '+'} recordings"
+        else:  # a worker of a shared ledger claims from a queue another worker may fill
+            of = f"{self.ended} recordings"
         parts = [of, f"{self.done} ok"]
         if self.skipped:
             parts.append(f"{self.skipped} skipped")

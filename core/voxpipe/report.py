@@ -2,7 +2,9 @@
 
 Built only from the ledger (its ``runs`` and ``outcomes`` tables), so the report written
 at the end of a run and the one ``voxpipe report STATE_DB`` prints later are the same
-document. Written atomically (temporary name, fsync, rename) to
+document. On a shared (PostgreSQL) ledger a run is the night's work of every worker that
+drained its queue: the report covers the outcomes all of them recorded, and ``workers``
+says how many took part. Written atomically (temporary name, fsync, rename) to
 ``<state_dir>/reports/run-<run_id>.json`` and ``.csv``.
 
 Totals, per source and for the whole run (requirement: the verification issue, item 4):
@@ -31,7 +33,7 @@ from typing import Any, Iterable
 
 from .atomic import write_atomic
 from .audioformat import REASONS as AUDIO_FORMAT_REASONS
-from .ledger import Ledger
+from .ledger import LedgerBackend
 
 REPORT_FORMAT = "voxpipe-compliance-report"
 REPORT_VERSION = 1
@@ -114,7 +116,7 @@ def _totals(outcomes: Iterable[dict[str, Any]]) -> dict[str, int]:
     return totals
 
 
-def build_report(ledger: Ledger, run_id: int | None = None) -> dict[str, Any]:
+def build_report(ledger: LedgerBackend, run_id: int | None = None) -> dict[str, Any]:
     """The report of run ``run_id`` (default: the latest run) from ``ledger``.
 
     Shape::
@@ -132,13 +134,13 @@ def build_report(ledger: Ledger, run_id: int | None = None) -> dict[str, Any]:
     """
     runs = ledger.runs()
     if not runs:
-        raise ReportError(f"{ledger.path}: no runs recorded")
+        raise ReportError(f"{ledger.location}: no runs recorded")
     if run_id is None:
         run = runs[-1]
     else:
         run = next((r for r in runs if r["run_id"] == run_id), None)
         if run is None:
-            raise ReportError(f"{ledger.path}: no run {run_id} (runs {runs[0]['run_id']}..{runs[-1]['run_id']})")
+            raise ReportError(f"{ledger.location}: no run {run_id} (runs {runs[0]['run_id']}..{runs[-1]['run_id']})")
     outcomes = ledger.outcomes(run["run_id"])
     sources: dict[str, dict[str, Any]] = {}
     for o in outcomes:
@@ -148,7 +150,8 @@ def build_report(ledger: Ledger, run_id: int | None = None) -> dict[str, Any]:
     return {
         "format": REPORT_FORMAT, "version": REPORT_VERSION,
         "run": {"run_id": run["run_id"], "pipeline": run["pipeline"], "started_at": _iso(run["started_at"]),
-                "finished_at": _iso(run["finished_at"]), "interrupted": bool(run["interrupted"])},
+                "finished_at": _iso(run["finished_at"]), "interrupted": bool(run["interrupted"]),
+                "workers": run.get("workers", 1)},
         "totals": _totals(outcomes),
         "sources": dict(sorted(sources.items())),
     }
@@ -207,6 +210,6 @@ def write_report(report: dict[str, Any], state_dir: Path) -> tuple[Path, Path]:
     return json_path, csv_path
 
 
-def write_run_report(ledger: Ledger, run_id: int, state_dir: Path) -> tuple[Path, Path]:
+def write_run_report(ledger: LedgerBackend, run_id: int, state_dir: Path) -> tuple[Path, Path]:
     """Build and write the report of ``run_id`` (called by the engine at the end of every run)."""
     return write_report(build_report(ledger, run_id), state_dir)

@@ -181,6 +181,18 @@ class CxoneSource(HTTPSource):
         #: The credentials' request budget shared by every stream (None: unlimited).
         self.limiter = RateLimiter(*budget) if budget else None
 
+    @property
+    def shareable(self) -> bool:  # type: ignore[override]
+        """Download and Media Playback specs queue in a shared ledger; stream mode's request
+        plans are not JSON, so stream mode keeps its own streams."""
+        return self.settings.mode == "download"
+
+    def identity(self) -> str:
+        """``cxone <api base> client=<client id>`` (plus the access-key id): the tenant, no secret."""
+        s = self.settings
+        key = f" key={s.access_key_id}" if s.grant == "access_key" else ""
+        return f"cxone {self.api_base} client={s.client_id}{key}"
+
     # ---------------------------------------------------------------- auth
 
     def _token_form(self) -> dict[str, str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from voxpipe.ledger import Ledger, LedgerError
+from voxpipe.ledger import LedgerError, SqliteLedger
 from voxpipe.report import ReportError, build_report, render_csv, render_json, render_table
 
 LEDGER_NAME = "ledger.sqlite3"
@@ -31,7 +31,7 @@ def report_command(state_db: Path, run_id: int | None, fmt: str) -> None:
         click.echo(f"error: {path}: no ledger database", err=True)
         raise SystemExit(EXIT_USAGE)
     try:
-        ledger = Ledger(path)
+        ledger = SqliteLedger(path)
     except LedgerError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(EXIT_USAGE) from None

@@ -589,7 +589,7 @@ class VoiceSource(Source):
         count = 0
         async with self._pending_receive:
             async for session in self._pending_receive:
-                call_id = session.call_id = session.machine.call_id = self._unique_id(session.call_id)
+                call_id = session.call_id = session.machine.call_id = await self._unique_id(session.call_id)
                 self._sessions[call_id] = session
                 yield StreamSpec(call_id, session.metadata())
                 count += 1
@@ -597,16 +597,17 @@ class VoiceSource(Source):
                     self._refusing = True
                     return
 
-    def _unique_id(self, base: str) -> str:
+    async def _unique_id(self, base: str) -> str:
         """``base``, or ``base-N`` if a call in flight or one stored by an earlier run has it.
 
         A second stream of the same call (Twilio: another ``<Stream>`` with the same
         ``callSid``) must not be skipped by the engine as already stored: it is a live
-        connection nobody else will read, and its audio would be lost.
+        connection nobody else will read, and its audio would be lost. The ledger (an
+        :class:`voxpipe.ledger.AsyncLedger`) is read in a worker thread, off the event loop.
         """
         ledger = self.context.services.get("ledger")
         call_id = base
-        while call_id in self._sessions or (ledger is not None and (state := ledger.get(self.type, call_id))
+        while call_id in self._sessions or (ledger is not None and (state := await ledger.get(self.type, call_id))
                                             is not None and state.state == "stored"):
             call_id = f"{base}-{next(self._ids)}"
         return call_id

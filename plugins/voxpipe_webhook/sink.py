@@ -72,8 +72,9 @@ class WebhookSettings(Settings):
                                    "leaving them in the outbox (bounded by the engine's 10 s close limit).",
                                    ge=0, le=10)
     max_in_flight: int = setting(8, description="Delivery attempts in flight at once.", ge=1, le=256)
-    outbox: Path | None = setting(None, description="SQLite outbox file; default `<state_dir>/outbox.sqlite3`. "
-                                  "`voxpipe webhooks FILE` lists and redelivers its events.")
+    outbox: Path | None = setting(None, description="SQLite outbox file; default `<state_dir>/outbox.sqlite3`, or, "
+                                  "with a PostgreSQL ledger, tables in the ledger's database shared by every worker. "
+                                  "`voxpipe webhooks FILE` lists and redelivers a file's events.")
 
     @field_validator("url")
     @classmethod
@@ -151,11 +152,27 @@ class WebhookSink(Sink):
     def outbox_path(self) -> Path:
         return Path(self.settings.outbox) if self.settings.outbox else Path(self.context.state_dir) / OUTBOX_FILE
 
+    def _shared_ledger(self) -> Any:
+        """The pipeline's PostgreSQL ledger when the outbox should live in it (no explicit
+        ``outbox`` file set), else ``None``."""
+        ledger = self.context.services.get("ledger")
+        backend = getattr(ledger, "backend", None)
+        if self.settings.outbox is None and getattr(ledger, "shared", False) and hasattr(backend, "connection"):
+            return backend
+        return None
+
     async def _open(self) -> Outbox:
         async with self._open_lock:  # streams begin concurrently: open the file once
             if self.outbox is None:
-                path = self.outbox_path()
-                outbox = await trio.to_thread.run_sync(Outbox, path)
+                shared = self._shared_ledger()
+                if shared is not None:  # every worker delivers every worker's events
+                    from .pg_outbox import PgOutbox
+
+                    path = f"{shared.location} (webhook outbox)"
+                    outbox = await trio.to_thread.run_sync(PgOutbox, shared)
+                else:
+                    path = self.outbox_path()
+                    outbox = await trio.to_thread.run_sync(Outbox, path)
                 pruned = await trio.to_thread.run_sync(outbox.prune)
                 if pruned:
                     log.debug("outbox %s: pruned %d old delivered events", path, pruned)
@@ -230,7 +247,7 @@ class WebhookSink(Sink):
                 if not drained:
                     log.warning("webhook deliveries to %s still pending after %.1f s; they stay in %s for the "
                                 "next run or `voxpipe webhooks --deliver-pending`", redact_url(self.endpoint.url),
-                                self.settings.drain_timeout, self.outbox_path())
+                                self.settings.drain_timeout, self.outbox.path if self.outbox else self.outbox_path())
                 if self._scope is not None:
                     self._scope.cancel()
                 await self._stopped.wait()
