@@ -3,7 +3,10 @@
 Run: ``python benchmarks/dsp.py [--quick]``.  Prints ns per 20 ms frame
 (160 samples, 8 kHz PCM16) and the ratios.  Goals (issue "Live call
 audio", item 8): native >= 50x pure Python and >= 2x NumPy per frame for
-gain + gate + clip.
+gain + gate + clip. Also timed (issue 16, item 8): frame reassembly of a call's
+randomly sized WebSocket messages (the NumPy column is a ``bytearray`` slicing
+baseline there: reassembly is copying, not arithmetic), and the stereo path
+(interleaving two channels, the per-channel gate).
 
 The NumPy baseline is the seed's per-sample gate (zero samples under the
 threshold), gain and clip, vectorised: it does less work than the native
@@ -114,6 +117,54 @@ def main() -> int:
     row(f"mu-law decode, {BATCH_FRAMES} frames", BATCH_FRAMES, nat.mulaw_decode,
         py.mulaw_decode, lambda f: numpy_mulaw_decode(f, ulaw_table), mulaw, 400)
 
+    # frame reassembly: one second of a call in randomly sized messages (80..1200 bytes, odd sizes too)
+    rng = np.random.default_rng(7)
+    second = batch[: 2 * RATE]
+    cuts = np.cumsum(rng.integers(80, 1201, size=64))
+    cuts = [0] + [int(c) for c in cuts if c < len(second)] + [len(second)]
+    messages = [second[a:b] for a, b in zip(cuts, cuts[1:])]
+    frames_per_second = RATE // FRAME_SAMPLES
+
+    def reassemble(impl):
+        def run(msgs):
+            r = impl.Reassembler(FRAME_BYTES)
+            for m in msgs:
+                r.feed(m)
+        return run
+
+    def bytearray_baseline(msgs):
+        carry = bytearray()
+        for m in msgs:
+            carry += m
+            k = len(carry) - len(carry) % FRAME_BYTES
+            if k:
+                bytes(carry[:k])
+                del carry[:k]
+
+    row(f"reassembly, 1 s in {len(messages)} messages", frames_per_second, reassemble(nat), reassemble(py),
+        bytearray_baseline, messages, 4000)
+    # stereo: interleave two 100 ms chunks; per-channel gate on 100 ms of stereo
+    left, right = batch[: 5 * FRAME_BYTES], batch[5 * FRAME_BYTES: 10 * FRAME_BYTES]
+
+    def np_interleave(pair):
+        out = np.empty(2 * FRAME_SAMPLES * 5, dtype="<i2")
+        out[0::2] = np.frombuffer(pair[0], "<i2")
+        out[1::2] = np.frombuffer(pair[1], "<i2")
+        return out.tobytes()
+
+    row("interleave L+R, 5 frames", 5, lambda lr: nat.interleave(lr[0], lr[1], 2),
+        lambda lr: py.interleave(lr[0], lr[1], 2), np_interleave, (left, right), 20000)
+    stereo = dsp.interleave(left, right)
+    sgates = {b: dsp.NoiseGate(**kw, channels=2, backend=b) for b in ("native", "python")}
+
+    def np_stereo_gate(data):
+        x = np.frombuffer(data, dtype="<i2").astype(np.float32).reshape(-1, 2)
+        y = np.where(np.abs(x) < thr, 0.0, x * g)
+        return np.clip(y, -32768, 32767).astype("<i2").tobytes()
+
+    row("stereo gain+gate+clip, 5 frames", 5, sgates["native"].process, sgates["python"].process,
+        np_stereo_gate, stereo, 20000)
+
     print(f"voxpipe.dsp benchmark: 20 ms frames of {FRAME_SAMPLES} samples at {RATE} Hz; "
           f"ns per frame, best of repeats (pid {os.getpid()})")
     header = f"{'operation':34} {'python':>10} {'numpy':>9} {'native':>9} {'nat/py':>8} {'nat/np':>7}"
@@ -121,10 +172,13 @@ def main() -> int:
     print("-" * len(header))
     for name, t_py, t_np, t_nat in rows:
         print(f"{name:34} {t_py:10.0f} {t_np:9.0f} {t_nat:9.0f} "
-              f"{t_py / t_nat:7.0f}x {t_np / t_nat:6.1f}x")
+              f"{t_py / t_nat:7.1f}x {t_np / t_nat:6.1f}x")
     gate_row = rows[0]
     print(f"\ngoal per frame (gain+gate+clip): native/python {gate_row[1] / gate_row[3]:.0f}x "
           f"(>= 50x), native/numpy {gate_row[2] / gate_row[3]:.1f}x (>= 2x)")
+    reas = next(r for r in rows if r[0].startswith("reassembly"))
+    print(f"frame reassembly: native/python {reas[1] / reas[3]:.1f}x, native/bytearray {reas[2] / reas[3]:.1f}x "
+          "(the bytearray column stands in for NumPy)")
     return 0
 
 

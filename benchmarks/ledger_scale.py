@@ -32,8 +32,6 @@ Run: ``python benchmarks/ledger_scale.py [--cycles 3000 --recordings 240]``.
 from __future__ import annotations
 
 import argparse
-import gzip
-import hashlib
 import multiprocessing
 import os
 import shutil
@@ -148,48 +146,20 @@ def cycles_pg(url: str, n: int, workers: int, threads: int, mode: str) -> float:
 
 # ---------------------------------------------------------------------- part 2: whole pipelines
 
-PIPELINE = """
-pipelines:
-  night:
-    concurrency: 4
-    state_dir: {state}
-    ledger: ${{LEDGER_URL}}
-    source:
-      type: cxone
-      api_base: {base}
-      token_url: {base}/oauth/token
-      client_id: demo-client
-      client_secret: ${{CXONE_SECRET}}
-      recordings_file: {ids}
-    verifiers:
-      - type: sha256
-    sinks:
-      - type: gzip
-        dir: {out}
-        level: 1
-"""
-
-
-def archive(url_for, base: str, recs: Path, tmp: Path, ids: list[str], digests: dict[str, str], workers: int) -> float:
-    from voxpipe_cxone.emulator.settings import DEMO_CLIENT_SECRET
+def archive(url_for, base: str, tmp: Path, ids: list[str], digests: dict[str, str], workers: int) -> float:
+    from ledger_support import check_archive, start_worker, worker_env, write_pipeline
 
     run_dir = tmp / f"run-{workers}"
-    shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir()
-    (run_dir / "ids.txt").write_text("\n".join(ids) + "\n")
-    config = run_dir / "p.yaml"
-    config.write_text(PIPELINE.format(state=run_dir / "state", base=base, ids=run_dir / "ids.txt", out=run_dir / "out"))
-    env = {**os.environ, "CXONE_SECRET": DEMO_CLIENT_SECRET, "LEDGER_URL": url_for(f"a{workers}")}
+    config = write_pipeline(run_dir, base, ids)
+    env = worker_env(url_for(f"a{workers}"))
     t0 = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, "-m", "voxpipe", "-q", "run", "--no-progress", str(config)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(workers)]
+    procs = [start_worker(config, env, stdout=subprocess.DEVNULL) for _ in range(workers)]
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err[-2000:]
     elapsed = time.perf_counter() - t0
-    for rid in ids:
-        with gzip.open(run_dir / "out" / f"{rid}.wav.gz", "rb") as f:
-            assert hashlib.sha256(f.read()).hexdigest() == digests[rid], rid
+    check_archive(run_dir / "out", digests)
     return len(ids) / elapsed
 
 
@@ -203,12 +173,16 @@ def main() -> None:
                     help="Ledger cycle kinds to measure (engine: with the verified call between).")
     args = ap.parse_args()
 
-    import pgserver
     import psycopg
 
+    from ledger_support import postgres_server
+
+    with postgres_server() as server:
+        run(args, server, psycopg)
+
+
+def run(args, server, psycopg) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="voxpipe-ledger-bench-"))
-    os.chmod(tmp, 0o755)  # pgserver runs PostgreSQL as its own user when started as root
-    server = pgserver.get_server(tmp / "pg", cleanup_mode="stop")
 
     def url_for(name: str) -> str:
         with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
@@ -245,28 +219,23 @@ def main() -> None:
                       f"{'met' if best >= 1000 else 'NOT met'} ({best:.0f}/s)")
         if args.skip_archive:
             return
-        from cxone_env import make_wav
+        from ledger_support import make_recordings
         from voxpipe.serving import serve_in_thread
         from voxpipe_cxone.emulator.app import CxoneEmulator
         from voxpipe_cxone.emulator.settings import EmulatorSettings
 
         recs = tmp / "recordings"
-        recs.mkdir()
         ids = [str(700000 + i) for i in range(args.recordings)]
-        digests = {}
-        for i, rid in enumerate(ids):
-            path = make_wav(recs / f"{rid}.wav", seconds=args.seconds, seed=i)
-            digests[rid] = hashlib.sha256(path.read_bytes()).hexdigest()
+        digests = make_recordings(recs, ids, lambda i: args.seconds)
         size = sum(p.stat().st_size for p in recs.iterdir()) / 1e6
         print(f"archive, {args.recordings} recordings ({size:.1f} MB), workers sharing one PostgreSQL ledger:")
         with serve_in_thread(CxoneEmulator(EmulatorSettings(recordings=recs))) as emu:
             rates = {}
             for workers in (1, 2, 4):
-                rates[workers] = archive(url_for, emu, recs, tmp, ids, digests, workers)
+                rates[workers] = archive(url_for, emu, tmp, ids, digests, workers)
                 print(f"  {workers} worker(s)   {rates[workers]:7.1f} recordings/s   "
                       f"{rates[workers] / rates[1]:4.2f}x one worker   (load average {os.getloadavg()[0]:.1f})")
     finally:
-        server.cleanup()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -36,6 +36,19 @@ typedef struct {
 
 void vp_gain(const char *in, char *out, size_t n_samples, int64_t q16);
 void vp_gate_process(vp_gate *g, const char *in, char *out, size_t n_samples);
+/*
+ * The gate on one channel of interleaved audio: processes n_samples samples
+ * stride samples apart (in[0], in[stride], ...), writing the same positions
+ * of out; the other channels' samples are not touched.  stride 1 is
+ * vp_gate_process.
+ */
+void vp_gate_process_strided(vp_gate *g, const char *in, char *out, size_t n_samples, size_t stride);
+
+/*
+ * Interleave two channels of n_samples samples of width bytes each (1 for
+ * G.711, 2 for PCM16) into out (2 * n_samples * width bytes): L R L R ...
+ */
+void vp_interleave(const char *left, const char *right, char *out, size_t n_samples, size_t width);
 
 void vp_mulaw_decode(const char *in, char *out, size_t n_samples);
 void vp_mulaw_encode(const char *in, char *out, size_t n_samples);

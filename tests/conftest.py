@@ -35,24 +35,13 @@ def register_plugin():
 
 @pytest.fixture(scope="session")
 def pg_server():
-    """A real PostgreSQL 16 from the ``pgserver`` wheel, for the whole session (about 5 s to start).
+    """A real PostgreSQL 16 from the ``pgserver`` wheel, for the whole session (about 5 s to
+    start), on a Unix socket in a temporary directory; stopped and deleted at the end."""
+    pytest.importorskip("pgserver")
+    from ledger_support import postgres_server
 
-    Listens on a Unix socket in a temporary directory only; stopped and deleted at the end.
-    The directory is world-traversable because pgserver runs PostgreSQL as its own user
-    when the tests run as root."""
-    import os
-    import shutil
-    import tempfile
-
-    pgserver = pytest.importorskip("pgserver")
-    base = tempfile.mkdtemp(prefix="voxpipe-pg-")
-    os.chmod(base, 0o755)
-    server = pgserver.get_server(os.path.join(base, "data"), cleanup_mode="stop")
-    try:
+    with postgres_server() as server:
         yield server
-    finally:
-        server.cleanup()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -99,3 +99,44 @@ def test_unusable_ledger_exits_2_without_the_password(tmp_path, monkeypatch):
     result = ledger_cmd(config, "status")
     assert result.exit_code == 2
     assert "vox:***@127.0.0.1:1/ledger" in result.stderr and "Hunter2" not in result.stderr + result.stdout
+
+
+def test_run_with_an_unreachable_ledger_fails_cleanly_without_the_password(tmp_path):
+    import subprocess
+    import sys
+
+    config = tmp_path / "p.yaml"
+    config.write_text(PIPELINE.format(state=tmp_path / "state", ledger="ledger: ${LEDGER_URL}",
+                                      base="http://127.0.0.1:9", client_id="c", ids=["1"], out=tmp_path / "out"))
+    env = {**os.environ, "CXONE_SECRET": "x", "LEDGER_URL": "postgresql://vox:Hunter2-pw@127.0.0.1:1/ledger"}
+    proc = subprocess.run([sys.executable, "-m", "voxpipe", "run", "--no-progress", str(config)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "error: postgresql://vox:***@127.0.0.1:1/ledger: cannot connect" in proc.stderr
+    assert "Hunter2" not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_a_recording_another_worker_holds_is_skipped_by_a_live_source(tmp_path, pg_url):
+    """CXone stream mode keeps its own streams even with a shared ledger (not shareable):
+    each worker acquires what it discovered, and one held elsewhere is skipped."""
+    from voxpipe.ledger import open_ledger
+
+    recs = tmp_path / "recs"
+    recs.mkdir()
+    for i, rid in enumerate(["5001", "5002"]):
+        make_wav(recs / f"{rid}.wav", 1.0, seed=i)
+    with emulator(recs) as (_, base):
+        text = PIPELINE.format(state=tmp_path / "state", ledger=f"ledger: {pg_url}", base=base,
+                               client_id=DEMO_CLIENT_ID, ids=["5001", "5002"], out=tmp_path / "out")
+        text = text.replace("      max_attempts: 1\n", "      max_attempts: 1\n      mode: stream\n")
+        other = open_ledger(pg_url, state_dir=tmp_path, pipeline="night", identity=f"cxone {base} client={DEMO_CLIENT_ID}")
+        try:
+            run = other.start_run("night", worker="elsewhere:1:abc", lease_seconds=600)
+            other.acquire("cxone", "5001", run=run, lease_seconds=600)
+            summary = run_pipeline(text.replace("${CXONE_SECRET}", DEMO_CLIENT_SECRET))
+        finally:
+            other.close()
+    results = {r.id: r for r in summary.results}
+    assert results["5001"].skipped and results["5001"].reason == "leased-elsewhere"
+    assert results["5002"].ok and not results["5002"].skipped
+    assert summary.ok

@@ -9,8 +9,6 @@ test can show that no recording was downloaded by two workers at the same time.
 from __future__ import annotations
 
 import base64
-import gzip
-import hashlib
 import json
 import os
 import signal
@@ -22,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from cxone_env import make_wav
+from ledger_support import check_archive, identity, make_recordings, start_worker, worker_env, write_pipeline
 from voxpipe.ledger import open_ledger
 from voxpipe.serving import serve_in_thread
 from voxpipe_cxone.emulator.app import CxoneEmulator
-from voxpipe_cxone.emulator.settings import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, EmulatorSettings
+from voxpipe_cxone.emulator.settings import EmulatorSettings
 from voxpipe_webhook.pg_outbox import PgOutbox
 
 from webhook_receiver import Receiver, verified
@@ -39,28 +37,7 @@ LEASE = 6.0
 HEARTBEAT = 1.0
 DOWNLOAD = "/api/v2/recording/download/"
 
-PIPELINE = """
-pipelines:
-  night:
-    concurrency: 4
-    state_dir: {state}
-    ledger: ${{LEDGER_URL}}
-    lease_seconds: {lease}
-    heartbeat_seconds: {heartbeat}
-    source:
-      type: cxone
-      api_base: {base}
-      token_url: {base}/oauth/token
-      client_id: {client_id}
-      client_secret: ${{CXONE_SECRET}}
-      recordings_file: {ids}
-      retry_base_delay: 0.01
-    verifiers:
-      - type: sha256
-    sinks:
-      - type: gzip
-        dir: {out}
-        level: 1
+WEBHOOK_SINK = """
       - type: webhook
         url: {hook}/hooks/voxpipe
         secrets: ["{secret}"]
@@ -124,37 +101,24 @@ def _readlink(path: str) -> str | None:
         return None
 
 
-def _worker(config: Path, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "voxpipe", "-q", "run", "--no-progress", str(config)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def test_three_workers_one_killed_store_every_recording_once(tmp_path, pg_url):
     recs = tmp_path / "recordings"
-    recs.mkdir()
     ids = [str(300000 + i) for i in range(RECORDINGS)]
-    digests = {}
-    for i, rid in enumerate(ids):
-        path = make_wav(recs / f"{rid}.wav", seconds=1.0 + (i % 5) * 0.5, seed=i)  # 16-48 KB
-        digests[rid] = hashlib.sha256(path.read_bytes()).hexdigest()
-    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    digests = make_recordings(recs, ids, lambda i: 1.0 + (i % 5) * 0.5)  # 16-48 KB
     out, state = tmp_path / "out", tmp_path / "state"
-    env = {**os.environ, "CXONE_SECRET": DEMO_CLIENT_SECRET, "LEDGER_URL": pg_url}
+    env = worker_env(pg_url)
     pids: set[int] = set()
     log = RequestLog(CxoneEmulator(EmulatorSettings(recordings=recs)), pids)
     receiver = Receiver()
     with serve_in_thread(log) as base, serve_in_thread(receiver) as hook:
-        config = tmp_path / "pipeline.yaml"
-        config.write_text(PIPELINE.format(state=state, lease=LEASE, heartbeat=HEARTBEAT, base=base,
-                                          client_id=DEMO_CLIENT_ID, ids=tmp_path / "ids.txt", out=out, hook=hook,
-                                          secret=WEBHOOK_SECRET))
+        config = write_pipeline(tmp_path, base, ids, lease=LEASE, heartbeat=HEARTBEAT,
+                                extra_sinks=WEBHOOK_SINK.format(hook=hook, secret=WEBHOOK_SECRET))
         procs = []
         for _ in range(WORKERS):
-            proc = _worker(config, env)
+            proc = start_worker(config, env)
             pids.add(proc.pid)
             procs.append(proc)
-        ledger = open_ledger(pg_url, state_dir=state, pipeline="night",
-                             identity=f"cxone {base} client={DEMO_CLIENT_ID}")
+        ledger = open_ledger(pg_url, state_dir=state, pipeline="night", identity=identity(base))
         try:
             victim = procs[1]
             deadline = time.monotonic() + 90
@@ -179,11 +143,7 @@ def test_three_workers_one_killed_store_every_recording_once(tmp_path, pg_url):
 
             # every recording stored exactly once, byte-identical
             assert ledger.counts() == {"stored": RECORDINGS}
-            stored = sorted(p.name for p in out.iterdir() if p.name.endswith(".gz"))
-            assert stored == sorted(f"{rid}.wav.gz" for rid in ids)
-            for rid in ids:
-                with gzip.open(out / f"{rid}.wav.gz", "rb") as f:
-                    assert hashlib.sha256(f.read()).hexdigest() == digests[rid], rid
+            check_archive(out, digests)
             [run] = ledger.runs()
             outcomes = ledger.outcomes(run["run_id"])
             assert sorted(o["id"] for o in outcomes) == ids and all(o["status"] == "ok" for o in outcomes)
@@ -221,3 +181,7 @@ def test_three_workers_one_killed_store_every_recording_once(tmp_path, pg_url):
     report = json.loads((state / "reports" / f"run-{run['run_id']}.json").read_text())
     assert report["totals"]["stored"] == RECORDINGS and report["totals"]["processed"] == RECORDINGS
     assert report["run"]["workers"] == WORKERS
+    again = subprocess.run([sys.executable, "-m", "voxpipe", "report", str(config), "--format", "json"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["totals"] == report["totals"]  # voxpipe report reads the shared ledger

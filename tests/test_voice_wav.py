@@ -105,3 +105,26 @@ def test_name_template_and_bad_metadata(tmp_path):
     assert trio.run(main)["path"] == str(tmp_path / "websocket-voice" / "call-7.wav")
     with pytest.raises(SinkError, match="metadata sample_rate='8k' is not an integer"):
         trio.run(sink.begin, _stream(sample_rate="8k"))
+
+
+def test_stereo_wav_has_two_channels_and_refuses_a_partial_sample_frame(tmp_path):
+    sink = _sink(tmp_path)
+    left, right = bytes([1, 0]) * 160, bytes([2, 0]) * 160
+    from voxpipe import dsp
+    stereo = dsp.interleave(left, right)
+
+    async def main():
+        writer = await sink.begin(_stream("st-1", channels=2))
+        await writer.write(Chunk(0, stereo))
+        await writer.prepare()
+        await writer.commit(StreamResult(id="st-1", source="s", pipeline="p", ok=True, bytes=len(stereo)))
+        writer = await sink.begin(_stream("st-2", channels=2))
+        await writer.write(Chunk(0, stereo + b"\x00\x00"))  # half a sample frame at the end
+        with pytest.raises(SinkError, match="not a whole number of 4-byte sample frames"):
+            await writer.prepare()
+
+    trio.run(main)
+    with wave.open(str(tmp_path / "st-1.wav")) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()) == (2, 2, 8000, 160)
+        assert w.readframes(160) == stereo
+    assert mutagen.wave.WAVE(str(tmp_path / "st-1.wav")).info.channels == 2

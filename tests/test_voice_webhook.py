@@ -48,4 +48,6 @@ def test_twilio_call_end_event_carries_quality_and_a_valid_signature(tmp_path):
         # every media packet the emulator dropped was concealed with silence, and counted
         assert quality["frames_concealed"] == quality["frames_dropped"] == dropped
         assert quality["packets"] == len(plan) and quality["jitter_ms"] >= 0
+        # the degradation verdict travels in the call-end event (streamed fast: far above 12 kbps)
+        assert quality["degraded"] is False and quality["degradation"]["threshold_bps"] == 12000
         assert event["location"].endswith(f"{call_id}.wav")

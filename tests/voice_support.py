@@ -19,14 +19,17 @@ GAIN_DB = 6.0
 GATE = dict(threshold_db=-40.0, attack_ms=2.0, hold_ms=60.0, release_ms=100.0)
 
 
-def processed(pcm: bytes, sample_rate: int = 8000) -> bytes:
-    """What the test pipelines' transforms (gain then noise-gate) make of ``pcm``."""
-    gate = dsp.NoiseGate(sample_rate, GATE["threshold_db"], GATE["attack_ms"], GATE["hold_ms"], GATE["release_ms"])
+def processed(pcm: bytes, sample_rate: int = 8000, channels: int = 1) -> bytes:
+    """What the test pipelines' transforms (gain then noise-gate, one gate per channel) make of ``pcm``."""
+    gate = dsp.NoiseGate(sample_rate, GATE["threshold_db"], GATE["attack_ms"], GATE["hold_ms"], GATE["release_ms"],
+                         channels=channels)
     return gate.process(dsp.gain(pcm, GAIN_DB))
 
 
-def pipeline_yaml(source: str, out: Path, *, concurrency: int = 4, extra_sinks: str = "") -> str:
-    """A pipeline: ``source`` (YAML block body) → gain → noise-gate → wav sink in ``out``."""
+def pipeline_yaml(source: str, out: Path, *, concurrency: int = 4, extra_sinks: str = "",
+                  backend: str = "auto") -> str:
+    """A pipeline: ``source`` (YAML block body) → gain → noise-gate → wav sink in ``out``
+    (the transforms on DSP ``backend``)."""
     return textwrap.dedent("""
         pipelines:
           voice:
@@ -37,7 +40,9 @@ def pipeline_yaml(source: str, out: Path, *, concurrency: int = 4, extra_sinks: 
             transforms:
               - type: gain
                 db: {gain}
+                backend: {backend}
               - type: noise-gate
+                backend: {backend}
                 threshold_db: {threshold_db}
                 attack_ms: {attack_ms}
                 hold_ms: {hold_ms}
@@ -47,7 +52,7 @@ def pipeline_yaml(source: str, out: Path, *, concurrency: int = 4, extra_sinks: 
                 dir: {out}
         {extra_sinks}
         """).format(concurrency=concurrency, source=textwrap.indent(textwrap.dedent(source).strip(), " " * 6),
-                    gain=GAIN_DB, out=out, extra_sinks=extra_sinks, **GATE)
+                    gain=GAIN_DB, out=out, extra_sinks=extra_sinks, backend=backend, **GATE)
 
 
 def runner_for(text: str, services: dict | None = None, observer: RunObserver | None = None) -> Runner:
@@ -55,9 +60,9 @@ def runner_for(text: str, services: dict | None = None, observer: RunObserver | 
     return Runner(config.pipeline(None), services=services, observer=observer)
 
 
-def read_wav(path: Path) -> tuple[bytes, int]:
+def read_wav(path: Path, channels: int = 1) -> tuple[bytes, int]:
     with wave.open(str(path), "rb") as w:
-        assert w.getnchannels() == 1 and w.getsampwidth() == 2
+        assert w.getnchannels() == channels and w.getsampwidth() == 2
         return w.readframes(w.getnframes()), w.getframerate()
 
 

@@ -140,7 +140,9 @@ def execute(pipeline: PipelineConfig, *, json_output: bool = False, progress: bo
         metrics = RunMetrics()
     json_results = JsonResults() if json_output else None
     observer = ObserverFanout(display, json_results, metrics, *observers)
-    runner = Runner(pipeline, observer=observer)
+    # voice sources publish live call metrics into the run's registry
+    runner = Runner(pipeline, observer=observer,
+                    services={"metrics_registry": metrics.registry} if metrics is not None else None)
     if json_results is not None:
         json_results.on_closed = runner.request_stop
     try:

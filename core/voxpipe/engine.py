@@ -35,7 +35,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import trio
 
@@ -44,7 +44,8 @@ from .components import Component, PipelineContext, Sink, SinkWriter, Source, Tr
 from .config import ComponentConfig, PipelineConfig
 from .errors import RunError, StreamError, VerificationError
 from .facts import PhoneNumberPolicy
-from .ledger import AsyncLedger, Claim, Finish, LeaseLost, LedgerBackend, RecordingState, RunHandle, open_ledger
+from .ledger import (AsyncLedger, Claim, Finish, LeaseBusy, LeaseLost, LedgerBackend, LedgerError, RecordingState,
+                     RunHandle, open_ledger)
 from .ledger.leases import Resume, resume_plan
 from .ledger.worker import Held, LeaseKeeper, drain, host_of, worker_id
 from .model import Chunk, Stream, StreamResult, StreamSpec, Verdict
@@ -341,25 +342,36 @@ class Runner:
         admit = trio.Semaphore(self.settings.concurrency)
         async with trio.open_nursery() as nursery:
             self._streams_scope = nursery.cancel_scope
-            with trio.CancelScope() as discover_scope:
-                self._discover_scope = discover_scope
-                if self._stopping:
-                    discover_scope.cancel()
-                discovered = self.source.discover()
-                count = 0
-                try:
-                    async with contextlib.aclosing(discovered):
-                        async for spec in discovered:
-                            count += 1
-                            self.observer.stream_discovered(spec)
-                            if await self._skip(spec):
-                                continue
-                            await admit.acquire()
-                            nursery.start_soon(self._stream_task, spec, admit)
-                except Exception as exc:  # streams already started go on; the run reports the failure
-                    self._discovery_failed(exc)
-                finally:
-                    self.observer.discovery_finished(count)
+
+            async def admit_one(spec: StreamSpec) -> None:
+                if not await self._skip(spec):
+                    await admit.acquire()
+                    nursery.start_soon(self._stream_task, spec, admit)
+
+            # streams already started go on after a discovery failure; the run reports it
+            await self._each_discovered(admit_one)
+
+    async def _each_discovered(self, handle: Callable[[StreamSpec], Awaitable[None]]) -> tuple[bool, str | None]:
+        """Run the source's discovery, ``await handle(spec)`` for each spec, under a cancel
+        scope that :meth:`request_stop` cancels. Returns ``(stopped, error)``: whether the
+        stop request ended it, and why it failed (also recorded in the summary and audit log)."""
+        with trio.CancelScope() as scope:
+            self._discover_scope = scope
+            if self._stopping:
+                scope.cancel()
+            discovered = self.source.discover()
+            count = 0
+            try:
+                async with contextlib.aclosing(discovered):
+                    async for spec in discovered:
+                        count += 1
+                        self.observer.stream_discovered(spec)
+                        await handle(spec)
+            except Exception as exc:
+                return False, self._discovery_failed(exc)
+            finally:
+                self.observer.discovery_finished(count)
+        return scope.cancelled_caught, None
 
     def _discovery_failed(self, exc: BaseException) -> str:
         error = _primary_error(exc)
@@ -386,7 +398,6 @@ class Runner:
         source = self.config.source.type
         batch: list[tuple[str, dict[str, Any]]] = []
         flushed = time.monotonic()
-        error: str | None = None
 
         async def flush() -> None:
             settled = await self.ledger.enqueue(self.run, source, batch,
@@ -395,25 +406,25 @@ class Runner:
             for state in settled:
                 await self._settle(state.id, state)
 
-        with trio.CancelScope() as scope:
-            self._discover_scope = scope
-            if self._stopping:
-                scope.cancel()
-            discovered = self.source.discover()
+        async def queue(spec: StreamSpec) -> None:
+            nonlocal flushed
+            batch.append((spec.id, _queue_metadata(spec)))
+            if len(batch) >= ENQUEUE_BATCH or time.monotonic() - flushed >= ENQUEUE_FLUSH_SECONDS:
+                await flush()
+                flushed = time.monotonic()
+
+        stopped, error = await self._each_discovered(queue)
+        if stopped:
+            return  # another worker takes discovery over once this one's heartbeat ends
+        if batch and error is None:
             try:
-                async with contextlib.aclosing(discovered):
-                    async for spec in discovered:
-                        batch.append((spec.id, _queue_metadata(spec)))
-                        if len(batch) >= ENQUEUE_BATCH or time.monotonic() - flushed >= ENQUEUE_FLUSH_SECONDS:
-                            await flush()
-                            flushed = time.monotonic()
-                    if batch:
-                        await flush()
+                await flush()
             except Exception as exc:
                 error = self._discovery_failed(exc)
-        if scope.cancelled_caught:
-            return  # stopped: another worker takes discovery over once this one's heartbeat ends
-        await self.ledger.end_discovery(self.run, error=error)
+        try:
+            await self.ledger.end_discovery(self.run, error=error)
+        except LedgerError as exc:  # still "running" under this worker: the claim loop runs it again
+            log.warning("could not record the end of discovery (%s); it will be repeated", exc)
 
     async def _skip(self, spec: StreamSpec) -> bool:
         """Settle streams the ledger says need no attempt: stored already, or out of attempts."""
@@ -449,8 +460,12 @@ class Runner:
         held: Held | None = None
         try:
             if claim is None:
-                lease = await self.ledger.acquire(self.config.source.type, spec.id, run=self.run,
-                                                  lease_seconds=self.settings.lease_seconds)
+                try:
+                    lease = await self.ledger.acquire(self.config.source.type, spec.id, run=self.run,
+                                                      lease_seconds=self.settings.lease_seconds)
+                except LeaseBusy as exc:  # another worker of a shared ledger has it in flight
+                    self._elsewhere(spec, exc)
+                    return
                 takeover = False
             else:
                 lease, takeover = claim.lease, claim.takeover and self.ledger.shared
@@ -540,6 +555,8 @@ class Runner:
             result.attempts = begun if begun is not None else await ledger.begin_attempt(lease)
         except LeaseLost as exc:
             return self._lost(stream, result, exc), False
+        except LedgerError as exc:
+            return self._unrecorded(stream, result, exc), False
         self.observer.stream_started(stream)
         verifier_runs: list[_TrackedRun] = []
         try:
@@ -618,6 +635,8 @@ class Runner:
                         outcome=(result.status, result.to_dict()) if final else None), run_id=self.run_id)
                 except LeaseLost as lost:
                     return self._lost(stream, result, lost), False
+                except LedgerError as exc:  # the database is away: the next run settles the recording
+                    return self._unrecorded(stream, result, exc), False
                 if final:
                     self._finished(stream, result)
             if cancelled:
@@ -634,6 +653,30 @@ class Runner:
                           f"than lease_seconds={self.settings.lease_seconds:g}); it is archived there")
         result.finished_at = time.time()
         log.warning("%s (%s)", result.message, error)
+        self._finished(stream, result)
+        return result
+
+    def _elsewhere(self, spec: StreamSpec, error: LeaseBusy) -> None:
+        """A stream this worker discovered is held by another worker's live lease: skipped here."""
+        now = time.time()
+        result = StreamResult(id=spec.id, source=self.config.source.type, pipeline=self.config.name,
+                              started_at=now, finished_at=now, ok=True, skipped=True, reason="leased-elsewhere",
+                              message=f"recording {spec.id}: another worker is archiving it ({error})")
+        log.info("%s", result.message)
+        self.summary.results.append(result)
+        self.context.audit.write("stream", pipeline=self.config.name, source=result.source, stream=spec.id,
+                                 status=result.status, reason=result.reason, message=result.message)
+        self.observer.stream_finished(result)
+
+    def _unrecorded(self, stream: Stream, result: StreamResult, error: LedgerError) -> StreamResult:
+        """The ledger could not record the stream's end (database unreachable): reported here;
+        the row keeps its last recorded state, so a later run (or the holder of a takeover)
+        settles the recording; files a sink already committed are found identical then."""
+        result.ok = False
+        result.reason = "ledger-unavailable"
+        result.message = f"recording {stream.id}: the ledger could not record it: {error}"
+        result.finished_at = time.time()
+        log.error("%s", result.message)
         self._finished(stream, result)
         return result
 

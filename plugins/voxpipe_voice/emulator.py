@@ -8,8 +8,9 @@
 * Client mode (:func:`push_calls`): dials ``{url}/calls/<id>`` once per call, N calls
   concurrently, for the source in server mode (as Twilio Media Streams does).
 
-Payloads: ``pcm16`` (binary PCM16 LE in randomly sized messages, boundaries anywhere) or
-``twilio`` (JSON events, 20 ms μ-law per ``media``). Faults: ``drop``/``reorder``
+Payloads: ``pcm16`` (binary PCM16 LE in randomly sized messages, boundaries anywhere),
+``twilio`` (JSON events, 20 ms μ-law per ``media``; ``stereo``: both tracks), and in
+client mode ``audiohook`` and ``cxone`` (:mod:`.platform_clients`). Faults: ``drop``/``reorder``
 probabilities per Twilio media packet, and ``abort_after`` N messages: the first
 connection of each call is cut without a close frame (the receiver sees 1006) and a
 reconnect to the same path resumes where it stopped. Schedules are seeded
@@ -21,7 +22,7 @@ from __future__ import annotations
 import logging
 import random
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Literal
@@ -35,7 +36,8 @@ from voxpipe.errors import VoxpipeError
 from voxpipe.resources import example_recordings
 
 from . import schedule
-from .source import _is_close_race
+from .platform_clients import pace, push_audiohook_call, push_cxone_call
+from .session import _is_close_race
 from .schedule import Audio, Message
 
 log = logging.getLogger("voxpipe.voice.emulator")
@@ -56,7 +58,7 @@ class StreamOptions:
     :ivar abort_after: cut each call's first connection after this many messages.
     """
 
-    codec: Literal["pcm16", "twilio"] = "pcm16"
+    codec: Literal["pcm16", "twilio", "audiohook", "cxone"] = "pcm16"
     speed: float = 1.0
     seed: int = 0
     min_bytes: int = 80
@@ -64,6 +66,16 @@ class StreamOptions:
     drop: float = 0.0
     reorder: float = 0.0
     abort_after: int | None = None
+    #: Twilio both tracks / AudioHook both channels / CXone RX + TX: the next file is the agent.
+    stereo: bool = False
+    #: Twilio stereo: the outbound track starts this much later (ms).
+    outbound_delay_ms: int = 40
+    #: CXone: ``(at, seconds)`` hold; AudioHook: ``(at, seconds)`` pause.
+    hold: tuple[float, float] | None = None
+    pause: tuple[float, float] | None = None
+    audiohook_format: str = "PCMU"
+    api_key: str | None = field(default=None, repr=False)
+    client_secret: str | None = field(default=None, repr=False)
 
     def plan(self, audio: Audio, call_id: str) -> list[int] | None:
         """The Twilio packet plan for a call (None: every packet, in order)."""
@@ -72,7 +84,11 @@ class StreamOptions:
         rng = random.Random(f"{self.seed}:{call_id}:plan")
         return schedule.packet_plan(len(schedule.mulaw_frames(audio)), rng, self.drop, self.reorder)
 
-    def messages(self, audio: Audio, call_id: str) -> list[Message]:
+    def messages(self, audio: Audio, call_id: str, right: Audio | None = None) -> list[Message]:
+        if self.codec == "twilio" and self.stereo and right is not None:
+            plans = (self.plan(audio, call_id), self.plan(right, call_id + ":outbound"))
+            return schedule.twilio_stereo_messages(audio, right, plans, outbound_delay_ms=self.outbound_delay_ms,
+                                                   call_sid=call_id, stream_sid=f"MZ{call_id}")
         if self.codec == "twilio":
             return schedule.twilio_messages(audio, self.plan(audio, call_id), call_sid=call_id,
                                             stream_sid=f"MZ{call_id}")
@@ -91,29 +107,14 @@ class CallReport:
     close_code: int | None = None
     aborted: bool = False
     error: str | None = None
+    #: AudioHook: what the server answered (media, pongs, closed, disconnect).
+    outcome: dict | None = None
 
 
 async def _send(ws, messages: list[Message], start: int, options: StreamOptions, report: CallReport,
                 abort_at: int | None = None) -> int:
     """Send ``messages[start:]`` at pace; returns the index reached (``abort_at`` stops early)."""
-    speed = options.speed
-    first_at = messages[start].at if start < len(messages) else 0.0
-    t0 = trio.current_time()
-    for i in range(start, len(messages)):
-        if abort_at is not None and i >= abort_at:
-            return i
-        m = messages[i]
-        if speed > 0:
-            due = t0 + (m.at - first_at) / speed
-            now = trio.current_time()
-            if due > now:
-                await trio.sleep_until(due)
-            else:
-                report.max_late = max(report.max_late, now - due)
-        await ws.send_message(m.data)
-        report.messages += 1
-        report.bytes += len(m.data)
-    return len(messages)
+    return await pace(ws, messages, options.speed, report, start, abort_at)
 
 
 def load_files(paths: list[Path]) -> list[Audio]:
@@ -193,13 +194,25 @@ class VoiceEmulatorServer:
 
 
 async def push_call(url: str, audio: Audio, call_id: str, options: StreamOptions,
-                    headers: list[tuple[bytes, bytes]] | None = None) -> CallReport:
-    """Dial ``url`` and stream ``audio`` as call ``call_id``; close with 1000 at the end."""
+                    headers: list[tuple[bytes, bytes]] | None = None, right: Audio | None = None) -> CallReport:
+    """Dial ``url`` and stream ``audio`` as call ``call_id`` (``right``: the agent's side of a
+    stereo call); close with 1000 at the end."""
     report = CallReport(call_id)
+    if options.codec == "audiohook":
+        report.outcome = await push_audiohook_call(
+            url, audio, right if options.stereo else None, call_id, report, speed=options.speed,
+            api_key=options.api_key, client_secret=options.client_secret, fmt=options.audiohook_format,
+            pause=options.pause)
+        return report
+    if options.codec == "cxone":
+        base = url.rsplit("/calls/", 1)[0]
+        await push_cxone_call(base, audio, right if options.stereo else None, call_id, report, speed=options.speed,
+                              seed=options.seed, hold=options.hold, headers=headers)
+        return report
     try:
         async with open_websocket_url(url, extra_headers=headers or [], max_message_size=MAX_MESSAGE_BYTES) as ws:
             try:
-                await _send(ws, options.messages(audio, call_id), 0, options, report)
+                await _send(ws, options.messages(audio, call_id, right), 0, options, report)
                 await ws.aclose(1000, "end of call")
                 report.close_code = 1000
             except ConnectionClosed as exc:
@@ -223,9 +236,9 @@ async def push_calls(url: str, files: list[Audio], calls: int, options: StreamOp
 
     async def one(i: int) -> None:
         call_id = f"{prefix}-{i:04d}"
-        audio = files[i % len(files)]
+        audio, right = files[i % len(files)], files[(i + 1) % len(files)]
         try:  # one call's failure must not cancel the others
-            reports[i] = await push_call(f"{url.rstrip('/')}/calls/{call_id}", audio, call_id, options, headers)
+            reports[i] = await push_call(f"{url.rstrip('/')}/calls/{call_id}", audio, call_id, options, headers, right)
         except Exception as exc:
             reports[i] = CallReport(call_id, error=f"{type(exc).__name__}: {exc}")
 
@@ -242,7 +255,21 @@ async def push_calls(url: str, files: list[Audio], calls: int, options: StreamOp
               help="server: serve calls to a pipeline that dials; client: push calls to a listening pipeline.")
 @click.option("--file", "files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="WAV file to stream (PCM16, μ-law or A-law, mono); repeat. Default: the shipped example recordings' *.wav.")
-@click.option("--codec", type=click.Choice(["pcm16", "twilio"]), default="pcm16", show_default=True)
+@click.option("--codec", "--protocol", "codec", type=click.Choice(["pcm16", "twilio", "audiohook", "cxone"]),
+              default="pcm16", show_default=True, help="What to speak: binary PCM16, Twilio Media Streams, "
+              "Genesys AudioHook or CXone Agent Assist (the last two: client mode only, as the platforms call us).")
+@click.option("--stereo", is_flag=True, help="Two sides per call (the next file is the agent): Twilio both_tracks, "
+              "AudioHook external+internal, CXone TX+RX connections.")
+@click.option("--hold", "hold", type=(float, float), default=None, metavar="AT SECONDS",
+              help="CXone: close the connections AT s into the call and reconnect SECONDS later.")
+@click.option("--pause", "pause", type=(float, float), default=None, metavar="AT SECONDS",
+              help="AudioHook: pause AT s into the call for SECONDS (paused/resumed, audio discarded).")
+@click.option("--audiohook-format", type=click.Choice(["PCMU", "L16"]), default="PCMU", show_default=True)
+@click.option("--api-key", envvar="AUDIOHOOK_API_KEY", default=None,
+              help="AudioHook: X-API-KEY (default: $AUDIOHOOK_API_KEY).")
+@click.option("--client-secret", envvar="AUDIOHOOK_CLIENT_SECRET", default=None,
+              help="AudioHook: client secret (base64) to sign the upgrade request (default: "
+              "$AUDIOHOOK_CLIENT_SECRET).")
 @click.option("--speed", type=float, default=1.0, show_default=True, help="1 = real time, 0 = as fast as possible.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds message sizes, drops and reorders.")
 @click.option("--min-bytes", type=click.IntRange(1), default=80, show_default=True, help="Smallest PCM16 message.")
@@ -262,11 +289,15 @@ async def push_calls(url: str, files: list[Audio], calls: int, options: StreamOp
               help="Play each file this many times in a row (longer calls).")
 @click.option("--token", envvar="VOICE_TOKEN", default=None, help="Client mode: bearer token sent in Authorization "
               "(default: $VOICE_TOKEN).")
-def voice(mode, files, codec, speed, seed, min_bytes, max_bytes, drop, reorder, abort_after, host, port, url, calls,
-          stagger, repeat, token) -> None:
-    """Stream audio files as live calls over WebSocket (PCM16 or Twilio Media Streams)."""
+def voice(mode, files, codec, stereo, hold, pause, audiohook_format, api_key, client_secret, speed, seed, min_bytes,
+          max_bytes, drop, reorder, abort_after, host, port, url, calls, stagger, repeat, token) -> None:
+    """Stream audio files as live calls over WebSocket: PCM16, Twilio Media Streams, Genesys
+    AudioHook or CXone Agent Assist, mono or stereo (customer left, agent right)."""
     if min_bytes > max_bytes:
         raise click.BadParameter(f"--min-bytes {min_bytes} exceeds --max-bytes {max_bytes}")
+    if codec in ("audiohook", "cxone") and mode == "server":
+        raise click.BadParameter(f"{codec} platforms connect to voxpipe: use --mode client --url ws://<pipeline>",
+                                 param_hint="--codec")
     try:
         audio = load_files(list(files))
     except (OSError, schedule.WavError, VoxpipeError) as exc:
@@ -274,13 +305,17 @@ def voice(mode, files, codec, speed, seed, min_bytes, max_bytes, drop, reorder, 
     if not audio:
         raise click.ClickException("no WAV files given and none among the shipped example recordings")
     audio = [Audio(a.pcm * repeat, a.sample_rate, a.name) for a in audio]
-    options = StreamOptions(codec, speed, seed, min_bytes, max_bytes, drop, reorder, abort_after)
+    options = StreamOptions(codec, speed, seed, min_bytes, max_bytes, drop, reorder, abort_after, stereo=stereo,
+                            hold=hold, pause=pause, audiohook_format=audiohook_format, api_key=api_key,
+                            client_secret=client_secret)
     if mode == "client":
         reports = trio.run(partial(push_calls, url, audio, calls, options, token=token, stagger=stagger))
-        failed = [r for r in reports if r.error or r.close_code != 1000]
+        failed = [r for r in reports if r.error or r.close_code != 1000 or (r.outcome or {}).get("disconnect")]
         for r in reports:
+            refused = (r.outcome or {}).get("disconnect")
             click.echo(f"{r.call_id}: {r.messages} messages, {r.bytes} bytes, close {r.close_code}, "
-                       f"max late {r.max_late * 1000:.1f} ms" + (f", error {r.error}" if r.error else ""))
+                       f"max late {r.max_late * 1000:.1f} ms" + (f", error {r.error}" if r.error else "")
+                       + (f", disconnect {refused.get('reason')}: {refused.get('info')}" if refused else ""))
         raise SystemExit(1 if failed else 0)
     server = VoiceEmulatorServer(audio, options, host, port)
 

@@ -166,3 +166,153 @@ def expected_twilio_pcm(audio: Audio, plan: list[int] | None = None) -> bytes:
     sent = set(range(len(frames)) if plan is None else plan)
     ulaw = b"".join(f if i in sent else b"\xff" * len(f) for i, f in enumerate(frames))
     return dsp.mulaw_decode(ulaw)
+
+
+# ---- stereo calls: Twilio both tracks, Genesys AudioHook, CXone Agent Assist ------------------------
+
+
+def _pad(pcm: bytes, n_bytes: int) -> bytes:
+    return pcm + bytes(n_bytes - len(pcm))
+
+
+def stereo_pcm(left: bytes, right: bytes) -> bytes:
+    """Two mono PCM16 signals as one interleaved stereo signal, the shorter padded with silence."""
+    n = max(len(left), len(right))
+    return dsp.interleave(_pad(left, n), _pad(right, n))
+
+
+def mulaw_round_trip(pcm: bytes) -> bytes:
+    """What G.711 μ-law transport makes of PCM16 (encode then decode)."""
+    return dsp.mulaw_decode(dsp.mulaw_encode(pcm))
+
+
+def twilio_stereo_messages(inbound: Audio, outbound: Audio, plans: tuple[list[int] | None, list[int] | None] = (
+        None, None), *, outbound_delay_ms: int = 0, call_sid: str = "CA0", stream_sid: str = "MZ0",
+        account_sid: str = "AC0") -> list[Message]:
+    """A ``both_tracks`` stream (``<Start><Stream track="both_tracks">``): one ``start`` listing
+    both tracks, then each track's ``media`` (its own ``chunk`` counter from 1, ``timestamp``
+    in ms since the stream started; the outbound track starting ``outbound_delay_ms``
+    later) merged in time order, then ``stop``."""
+    frame_s = TWILIO_FRAME_MS / 1000
+    out = [Message(0.0, twilio.serialize(twilio.Connected())),
+           Message(0.0, twilio.serialize(twilio.Start(1, stream_sid, call_sid, account_sid, ("inbound", "outbound"),
+                                                      sample_rate=inbound.sample_rate)))]
+    media = []
+    for track, audio, plan, delay in (("inbound", inbound, plans[0], 0), ("outbound", outbound, plans[1],
+                                                                           outbound_delay_ms)):
+        frames = mulaw_frames(audio)
+        order = list(range(len(frames))) if plan is None else plan
+        for sent, i in enumerate(order):
+            at = delay / 1000 + (sent + 1) * frame_s
+            media.append((at, track == "outbound", i, track, frames[i], delay))
+    media.sort(key=lambda m: (m[0], m[1]))
+    seq = 2
+    for at, _, i, track, payload, delay in media:
+        out.append(Message(at, twilio.serialize(twilio.Media(seq, stream_sid, i + 1, delay + i * TWILIO_FRAME_MS,
+                                                             payload, track))))
+        seq += 1
+    end = max(m[0] for m in media) if media else 0.0
+    out.append(Message(end, twilio.serialize(twilio.Stop(seq, stream_sid, call_sid, account_sid))))
+    return out
+
+
+def expected_twilio_stereo_pcm(inbound: Audio, outbound: Audio, plans: tuple[list[int] | None, list[int] | None] = (
+        None, None), *, outbound_delay_ms: int = 0) -> bytes:
+    """The stereo PCM16 a receiver records from :func:`twilio_stereo_messages`: inbound left,
+    outbound right (after ``outbound_delay_ms`` of silence), concealed frames silent."""
+    left = expected_twilio_pcm(inbound, plans[0])
+    right = bytes(2 * outbound.sample_rate * outbound_delay_ms // 1000) + expected_twilio_pcm(outbound, plans[1])
+    return stereo_pcm(left, right)
+
+
+def audiohook_audio(left: Audio, right: Audio | None, fmt: str) -> bytes:
+    """The wire audio of an AudioHook session: PCMU (μ-law) or L16 (PCM16 LE), the two
+    channels interleaved (external = ``left``, internal = ``right``) when ``right`` is given."""
+    if right is None:
+        return dsp.mulaw_encode(left.pcm) if fmt == "PCMU" else left.pcm
+    n = max(len(left.pcm), len(right.pcm))
+    pcm = dsp.interleave(_pad(left.pcm, n), _pad(right.pcm, n))
+    return dsp.mulaw_encode(pcm) if fmt == "PCMU" else pcm
+
+
+def audiohook_messages(client, wire: bytes, *, width: int, channels: int, frame_ms: int = 20,
+                       pause: tuple[float, float] | None = None, ping_every: float = 5.0) -> list[Message]:
+    """What an AudioHook client sends after ``opened``: binary frames of ``frame_ms`` of the
+    ``wire`` audio, a ``ping`` every ``ping_every`` s, an optional pause (``(at, seconds)``:
+    ``paused``, no audio for that long, ``resumed`` with the discarded duration; the audio
+    of the paused stretch is never sent), then ``close`` (reason ``end``). ``client`` is an
+    :class:`.audiohook.ClientSession` (positions and sequence numbers advance as built)."""
+    from .audiohook import format_duration
+
+    rate = 8000
+    block = width * channels
+    step = rate * frame_ms // 1000 * block
+    out: list[Message] = []
+    ping_step = round(ping_every * rate)
+    next_ping = ping_step
+    pause_at = None if pause is None else round(pause[0] * rate)
+    pos = 0
+    sent = 0  # samples per channel, sent or discarded (the AudioHook position)
+    while pos < len(wire):
+        if pause_at is not None and sent >= pause_at:
+            pause_at = None
+            out.append(Message(sent / rate, client.message("paused")))
+            skip = round(pause[1] * rate)
+            start = client.position
+            pos += skip * block
+            sent += skip
+            client.position = sent / rate
+            out.append(Message(sent / rate, client.message("resumed", {"start": format_duration(start),
+                                                                       "discarded": format_duration(pause[1])})))
+            continue
+        frame = wire[pos:pos + step]
+        pos += len(frame)
+        sent += len(frame) // block
+        client.position = sent / rate
+        out.append(Message(sent / rate, frame))
+        if sent >= next_ping:
+            out.append(Message(sent / rate, client.message("ping")))
+            next_ping += ping_step
+    t = sent / rate
+    out.append(Message(t, client.message("close", {"reason": "end"})))
+    return out
+
+
+def expected_audiohook_pcm(left: Audio, right: Audio | None, fmt: str, *, pause: tuple[float, float] | None = None,
+                           pause_mode: str = "silence") -> bytes:
+    """The PCM16 (interleaved when stereo) recorded from :func:`audiohook_messages`."""
+    wire = audiohook_audio(left, right, fmt)
+    pcm = dsp.mulaw_decode(wire) if fmt == "PCMU" else wire
+    if pause is None:
+        return pcm
+    block = 2 * (1 if right is None else 2)
+    at, length = round(pause[0] * 8000), round(pause[1] * 8000)
+    # the pause starts at the first frame boundary at or after ``at`` (20 ms frames)
+    at = -(-at // 160) * 160
+    head, tail = pcm[: at * block], pcm[(at + length) * block:]
+    return head + (bytes(length * block) if pause_mode == "silence" else b"") + tail
+
+
+def cxone_messages(audio: Audio, perspective: str, contact_id: str, rng: random.Random, *, min_bytes: int = 80,
+                   max_bytes: int = 480, hold: tuple[float, float] | None = None) -> list[list[Message]]:
+    """One CXone perspective as connections: each starts with the initial JSON message
+    (``streamPerspective``, ``contactId``) followed by raw μ-law in randomly sized binary
+    messages. With ``hold`` (``(at, seconds)``) the first connection closes at ``at`` s
+    and a second one opens ``seconds`` later, continuing the audio (as CXone does around a
+    hold)."""
+    import json
+
+    ulaw = dsp.mulaw_encode(audio.pcm)
+    rate = audio.sample_rate
+    cut = len(ulaw) if hold is None else min(len(ulaw), round(hold[0] * rate))
+    pieces = [(0, cut, 0.0)] + ([] if hold is None else [(cut, len(ulaw), hold[1])])
+    hello = json.dumps({"streamPerspective": perspective, "contactId": contact_id})
+    connections = []
+    for begin, end, delay in pieces:
+        msgs = [Message(begin / rate + delay, hello)]
+        pos = begin
+        for size in slice_sizes(end - begin, rng, min_bytes, max_bytes):
+            msgs.append(Message((pos + size) / rate + delay, ulaw[pos:pos + size]))
+            pos += size
+        connections.append(msgs)
+    return connections

@@ -31,145 +31,33 @@ from __future__ import annotations
 
 import hmac
 import itertools
-import logging
-import re
 import secrets
 import time
 from functools import partial
-from typing import Any, AsyncIterator, Literal
+from typing import AsyncIterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import httpx
 import trio
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
-from trio_websocket import (ConnectionClosed, HandshakeError, WebSocketConnection, WebSocketRequest,
-                            open_websocket_url, wrap_server_stream)
-from wsproto.utilities import LocalProtocolError
+from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, WebSocketRequest, wrap_server_stream
 
 from voxpipe.components import Source
+from voxpipe.download.oauth import client_credentials_token
+from voxpipe.download.tokens import BearerTokens, Token
 from voxpipe.errors import StreamError
 from voxpipe.model import Chunk, Stream, StreamSpec
-from voxpipe.settings import ByteSize, Settings, setting
-from voxpipe.voice.callstate import CallEvent, CallState, CallStateMachine, IllegalTransition
+from voxpipe.voice.callstate import CallEvent
+from voxpipe.voice.metrics import VoiceMetrics
 
-from .decoder import CallDecoder, CallProtocolError
+from . import audiohook
+from .decoder import CallProtocolError
+from .httpsig import SignatureError, decode_secret, verify
+from .platforms import AudioHookDecoder, CxoneDecoder, parse_cxone_hello
+from .session import (CONNECT_TIMEOUT, DISCONNECT_TIMEOUT, RECEIVE_BUFFER_BYTES, TOKEN_REFRESH_MARGIN, TRY_AGAIN_LATER,
+                      _SAFE_ID, CallSession, _backend, _is_close_race, _send_all, audiohook_goodbye, log)
+from .settings import CallTarget, VoiceSourceSettings, _display
 
-log = logging.getLogger("voxpipe.voice")
-
-#: Close codes that end a call normally (RFC 6455 §7.4.1: normal closure, going away).
-NORMAL_CLOSE_CODES = frozenset({1000, 1001})
-#: Close code for calls refused because the pipeline is full (RFC 6455 registry: Try Again Later).
-TRY_AGAIN_LATER = 1013
-#: First reconnect delay (s); doubles per attempt up to MAX_BACKOFF.
-FIRST_BACKOFF = 0.05
-MAX_BACKOFF = 5.0
-#: Bytes read from a socket at once: a backlog of small messages is parsed in one pass.
-RECEIVE_BUFFER_BYTES = 64 * 1024
-#: Seconds to open a connection (TCP + WebSocket handshake) before it counts as failed.
-CONNECT_TIMEOUT = 10.0
-#: Seconds to close a connection cleanly before it is dropped.
-DISCONNECT_TIMEOUT = 5.0
-_SAFE_ID = re.compile(r"[^A-Za-z0-9._@+=-]")
-_QUERY_TOKEN = re.compile(r"(access_token=)[^&\s'\"]*")
-
-
-class _RedactQueryTokens(logging.Filter):
-    """Removes ``access_token=`` values from trio-websocket's debug lines (it logs the
-    resource it dials, query included)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.msg = _QUERY_TOKEN.sub(r"\1REDACTED", record.getMessage())
-            record.args = None
-        return True
-
-
-_ws_logger = logging.getLogger("trio-websocket")
-if not any(isinstance(f, _RedactQueryTokens) for f in _ws_logger.filters):
-    _ws_logger.addFilter(_RedactQueryTokens())
-
-
-class CallTarget(BaseModel):
-    """One call to dial in client mode."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    id: str
-    url: str
-
-
-class VoiceSourceSettings(Settings):
-    mode: Literal["client", "server"] = setting("client", description="`client`: dial a URL per call; `server`: "
-                                                "listen and treat each incoming connection as a call.")
-    url: str | None = setting(None, description="Client mode: one call's WebSocket URL (`ws://` or `wss://`).",
-                              example="${VOICE_STREAM_URL}")
-    urls: list[str] = setting([], description="Client mode: several calls' URLs; a call's id is the URL's last "
-                              "path segment.", example=["wss://voice.example.com/calls/c-1"])
-    calls: list[CallTarget] = setting([], description="Client mode: calls as `{id, url}` pairs.",
-                                      example=[{"id": "c-1", "url": "wss://voice.example.com/calls/c-1"}])
-    host: str = setting("127.0.0.1", description="Server mode: address to listen on.")
-    port: int = setting(8765, description="Server mode: TCP port; 0 picks a free one (logged).", ge=0, le=65535)
-    codec: Literal["pcm16", "twilio"] = setting("pcm16", description="`pcm16`: binary PCM16 little-endian "
-                                                "messages; `twilio`: Twilio Media Streams JSON with base64 μ-law.")
-    track: Literal["inbound", "outbound"] = setting("inbound", description="Twilio: the track recorded when a "
-                                                   "stream carries both (`tracks=\"both_tracks\"`).")
-    sample_rate: Literal[8000, 16000] = setting(8000, description="PCM16 sample rate in Hz (Twilio: from `start`).")
-    frame_ms: int = setting(20, description="Frame length in ms; chunks hold whole frames.", ge=10, le=100)
-    token: SecretStr | None = setting(None, description="Bearer token: sent in `Authorization` (client mode), "
-                                      "required of callers (server mode). Use `${VAR}`.", example="${VOICE_TOKEN}")
-    token_in_query: bool = setting(False, description="Send the token as `?access_token=` instead, for servers "
-                                   "that demand it; URLs are then logged without their query.")
-    ping_interval: float = setting(30.0, description="Seconds between WebSocket pings.", gt=0)
-    read_timeout: float = setting(60.0, description="Seconds without a message (or a pong) before the connection "
-                                  "counts as lost.", gt=0)
-    reconnect_window: float = setting(30.0, description="Client mode: seconds after a drop (1006, network error, "
-                                      "timeout) during which reconnects are attempted.", ge=0)
-    max_reconnects: int = setting(10, description="Client mode: most reconnects per call.", ge=0, le=1000)
-    jitter_depth_ms: int = setting(40, description="Twilio: jitter buffer depth in ms (multiple of `frame_ms`); "
-                                   "packets up to this far out of order are put back in order.", ge=0, le=1000)
-    max_calls: int | None = setting(None, description="Server mode: stop after accepting this many calls "
-                                    "(tests, demos); default unlimited.", ge=1)
-    pending_calls: int = setting(16, description="Server mode: connected calls waiting for a pipeline slot (besides "
-                                 "the one discovery holds); "
-                                 "more are closed with 1013 (try again later).", ge=0, le=10_000)
-    start_timeout: float = setting(10.0, description="Server mode, Twilio: seconds to wait for the `start` event.",
-                                   gt=0)
-    message_queue_size: int = setting(64, description="WebSocket messages queued per connection before the "
-                                      "connection stops reading (TCP backpressure).", ge=1, le=10_000)
-    max_message_bytes: ByteSize = setting(1 << 20, description="Largest WebSocket message accepted (bytes); larger "
-                                     "closes the connection with 1009.", ge=1024)
-    buffer_ms: int = setting(2000, description="Audio (ms) buffered per call between the connection and the "
-                             "pipeline before the connection waits.", ge=20, le=600_000)
-    chunk_ms: int = setting(100, description="Audio (ms) gathered per chunk handed to the pipeline (whole frames; "
-                            "the last chunk of a call may be shorter). Larger chunks cost less per second of audio.",
-                            ge=1, le=10_000)
-    backend: Literal["auto", "native", "python"] = setting("auto", description="DSP backend for reassembly and "
-                                                           "μ-law decoding (see docs/native.md).")
-
-    @field_validator("max_calls", "token", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: Any) -> Any:
-        # ``${VAR:-}`` in YAML gives "" for an unset variable: treat it as not configured.
-        return None if value == "" else value
-
-    @model_validator(mode="after")
-    def _check(self) -> "VoiceSourceSettings":
-        if self.mode == "client" and not (self.url or self.urls or self.calls):
-            raise ValueError("client mode needs `url`, `urls` or `calls`")
-        if self.mode == "server" and (self.url or self.urls or self.calls):
-            raise ValueError("`url`, `urls` and `calls` are for client mode; server mode listens on host:port")
-        for url in [self.url or "", *self.urls, *(c.url for c in self.calls)]:
-            if url and not url.startswith(("ws://", "wss://")):
-                raise ValueError(f"URL {_display(url)} is not ws:// or wss://")
-        if self.jitter_depth_ms % self.frame_ms:
-            raise ValueError(f"jitter_depth_ms={self.jitter_depth_ms} is not a multiple of frame_ms={self.frame_ms}")
-        return self
-
-
-def _display(url: str) -> str:
-    """The URL without query or credentials, for logs and errors."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+__all__ = ["VoiceSource", "VoiceSourceSettings", "CallTarget", "CallSession", "TRY_AGAIN_LATER", "_is_close_race"]
 
 
 def _call_id_from_path(path: str) -> str:
@@ -177,348 +65,19 @@ def _call_id_from_path(path: str) -> str:
     return _SAFE_ID.sub("_", segment)[:100]
 
 
-class CallEnded(Exception):
-    """Internal: the connection ended; ``code`` is the close code (None: abnormal)."""
+#: Ledger states of a call id that a new call must not reuse: stored, or being stored
+#: (its stream ended but its sinks are still committing).
+_TAKEN_STATES = frozenset({"downloading", "verified", "stored"})
 
 
-class _FrameBuffer:
-    """PCM handed from a call's connection task to ``read``: at most ``limit`` bytes.
-
-    ``put`` waits while full (the connection then stops reading: TCP backpressure);
-    ``take`` waits for at least ``batch`` bytes (or the end) and returns everything
-    buffered at once (``None`` at the end, or raises the error the call ended with).
-    Batching wakes the pipeline once per ``chunk_ms`` of audio instead of once per
-    message: with Twilio's 20 ms messages, per-chunk engine work is most of the cost.
-    """
-
-    def __init__(self, limit: int, batch: int = 1):
-        self.limit = limit
-        self.batch = max(1, min(batch, limit))
-        self._data = bytearray()
-        self._closed = False
-        self._abandoned = False
-        self._error: BaseException | None = None
-        self._readable = trio.Event()
-        self._writable = trio.Event()
-
-    async def put(self, data: bytes) -> None:
-        while len(self._data) >= self.limit and not self._abandoned:
-            self._writable = trio.Event()
-            await self._writable.wait()
-        if self._abandoned:
-            raise trio.BrokenResourceError("the pipeline stopped reading this call")
-        self._data += data
-        if len(self._data) >= self.batch:
-            self._readable.set()
-
-    def close(self, error: BaseException | None = None) -> None:
-        if not self._closed:
-            self._closed = True
-            self._error = error
-            self._readable.set()
-
-    def abandon(self) -> None:
-        self._abandoned = True
-        self._writable.set()
-
-    async def take(self) -> bytes | None:
-        while len(self._data) < self.batch:
-            if self._closed:
-                if self._error is not None:
-                    raise self._error
-                if self._data:
-                    break
-                return None
-            self._readable = trio.Event()
-            await self._readable.wait()
-        out = bytes(self._data)
-        self._data.clear()
-        self._writable.set()
-        return out
-
-
-class CallSession:
-    """One call: its decoder, state machine, buffer and connection handling.
-
-    :ivar machine: the call's :class:`CallStateMachine`.
-    :ivar decoder: the call's :class:`CallDecoder` (quality counters in ``decoder.quality``).
-    """
-
-    def __init__(self, source: "VoiceSource", call_id: str, decoder: CallDecoder | None = None):
-        s = source.settings
-        self.source = source
-        self.settings = s
-        self.call_id = call_id
-        self.decoder = decoder or CallDecoder(s.codec, sample_rate=s.sample_rate, frame_ms=s.frame_ms,
-                                              jitter_depth_ms=s.jitter_depth_ms, backend=_backend(s),
-                                              call_id=call_id, track=s.track)
-        self.machine = CallStateMachine(call_id, max_reconnects=s.max_reconnects)
-        width = self.decoder.wire_width
-        frame = self.decoder.frame_bytes // 2 * width
-        self.buffer = _FrameBuffer(max(frame, s.sample_rate * width * s.buffer_ms // 1000),
-                                   max(frame, s.sample_rate * width * s.chunk_ms // 1000))
-        self.last_message = 0.0
-        self.cancel_scope = trio.CancelScope()
-        self.stream: Stream | None = None
-        self.close_code: int | None = None
-
-    def metadata(self) -> dict[str, Any]:
-        d = self.decoder
-        meta: dict[str, Any] = {"format": "pcm16", "codec": self.settings.codec, "sample_rate": d.sample_rate,
-                                "channels": 1, "sample_width": 2, "frame_ms": self.settings.frame_ms,
-                                "call_id": self.call_id}
-        if d.start is not None:
-            meta.update(call_sid=d.start.call_sid, stream_sid=d.start.stream_sid, account_sid=d.start.account_sid,
-                        tracks=list(d.start.tracks), custom_parameters=dict(d.start.custom_parameters))
-        return meta
-
-    def _audit(self, event: str, **fields: Any) -> None:
-        if self.stream is not None:
-            self.stream.audit(event, **fields)
-
-    # ----------------------------------------------------------------- reading
-
-    async def chunks(self, stream: Stream) -> AsyncIterator[Chunk]:
-        """Yield the call's PCM16 as chunks of whole frames until it ends."""
-        self.stream = stream
-        offset = 0
-        to_pcm = self.decoder.to_pcm
-        try:
-            while (wire := await self.buffer.take()) is not None:
-                data = to_pcm(wire)
-                if data:
-                    yield Chunk(offset, data)
-                    offset += len(data)
-            # Ended normally: the connection task fed its last message before closing the
-            # buffer, so the jitter buffer and partial frame can be flushed here, in order.
-            tail = self.decoder.finish()
-            if tail:
-                yield Chunk(offset, tail)
-        finally:
-            stream.metadata.update(self.metadata())
-            quality = self.decoder.quality.snapshot().to_dict()
-            quality.update(reconnects=self.machine.reconnects, messages=self.decoder.messages,
-                           close_code=self.close_code, state=self.machine.state.value)
-            stream.metadata["quality"] = quality
-            self.buffer.abandon()
-            self.cancel_scope.cancel()
-
-    # ----------------------------------------------------------------- one connection
-
-    async def pump(self, ws: WebSocketConnection) -> int | None:
-        """Read messages until the connection closes; returns the close code, or ``None``
-        when the connection was lost (no close frame, read timeout, missing pong).
-
-        :raises CallProtocolError: a message does not fit the codec.
-        :raises trio.BrokenResourceError: the pipeline stopped reading the call.
-        """
-        s = self.settings
-        decoder, buffer, machine = self.decoder, self.buffer, self.machine
-        media = CallEvent.MEDIA
-        lost = False
-        error: Exception | None = None  # raised after the nursery, not wrapped in an ExceptionGroup
-        code: int | None = None
-        closed = False
-        self.last_message = trio.current_time()
-        async with trio.open_nursery() as nursery:
-            with trio.CancelScope() as deadline:
-                nursery.start_soon(self._keepalive, ws, deadline)
-                nursery.start_soon(self._watchdog, deadline)
-                try:
-                    while True:
-                        message = await ws.get_message()
-                        # A timestamp, not a moving cancel-scope deadline: cheaper per message.
-                        self.last_message = trio.current_time()
-                        if machine.state is not CallState.STREAMING:
-                            machine.apply(media)  # raises if media is illegal now; STREAMING→STREAMING is a no-op
-                        pcm = decoder.feed(message, time.monotonic())
-                        if pcm:
-                            await buffer.put(pcm)
-                        if decoder.stopped and machine.state is CallState.STREAMING:
-                            machine.apply(CallEvent.HANGUP)
-                            with trio.move_on_after(DISCONNECT_TIMEOUT):
-                                await ws.aclose(1000, "stream stopped")
-                except ConnectionClosed as exc:
-                    code = exc.reason.code if exc.reason is not None else None
-                    closed = True
-                except (CallProtocolError, IllegalTransition, trio.BrokenResourceError) as exc:
-                    error = exc
-            lost = deadline.cancelled_caught
-            nursery.cancel_scope.cancel()
-        if error is not None:
-            raise error
-        if closed:
-            self.close_code = code
-            return None if code is None or code == 1006 else code
-        if lost:
-            log.warning("call %s: no message for %.0f s; connection counts as lost", self.call_id, s.read_timeout)
-            self.close_code = None
-        return None
-
-    async def _watchdog(self, deadline: trio.CancelScope) -> None:
-        """Cancel ``deadline`` once no message arrived for ``read_timeout`` s (checked at
-        a quarter of that interval, so the timeout fires within 125 % of it)."""
-        timeout = self.settings.read_timeout
-        while True:
-            await trio.sleep_until(self.last_message + timeout + timeout / 4)
-            if trio.current_time() - self.last_message >= timeout:
-                deadline.cancel()
-                return
-
-    async def _keepalive(self, ws: WebSocketConnection, deadline: trio.CancelScope) -> None:
-        s = self.settings
-        try:
-            while True:
-                await trio.sleep(s.ping_interval)
-                with trio.move_on_after(s.read_timeout) as scope:
-                    await ws.ping()
-                if scope.cancelled_caught:
-                    log.warning("call %s: no pong within %.0f s", self.call_id, s.read_timeout)
-                    deadline.cancel()
-                    return
-        except (ConnectionClosed, LocalProtocolError):  # closing: wsproto refuses pings then
-            return
-
-    def _end_normally(self) -> None:
-        m = self.machine
-        if m.state in (CallState.CONNECTING, CallState.STREAMING):
-            m.apply(CallEvent.HANGUP)
-        m.apply(CallEvent.CLOSED)
-
-    def _fail(self, error: StreamError) -> None:
-        if self.machine.can_apply(CallEvent.ERROR):
-            self.machine.apply(CallEvent.ERROR)
-        self.buffer.close(error)
-
-    async def _finish(self) -> None:
-        self.buffer.close()  # ``chunks`` flushes the decoder after the last batch
-
-    # ----------------------------------------------------------------- server mode
-
-    async def serve(self, ws: WebSocketConnection) -> None:
-        """Server mode: run the accepted connection until the call ends."""
-        try:
-            await self._serve(ws)
-        finally:
-            # Whatever ended the connection (including a cancellation by trio-websocket's
-            # reader failing mid-close), ``read`` must not wait forever: a call whose
-            # Twilio ``stop`` arrived is complete; anything else is interrupted.
-            if self.decoder.stopped:
-                if self.machine.state is CallState.DISCONNECTING:
-                    self.machine.apply(CallEvent.CLOSED)
-                self.buffer.close()
-            self.buffer.close(StreamError(f"call {self.call_id}: connection handler stopped", reason="interrupted"))
-
-    async def _serve(self, ws: WebSocketConnection) -> None:
-        with self.cancel_scope:
-            try:
-                if self.machine.state is CallState.IDLE:
-                    self.machine.apply(CallEvent.DIAL)
-                if self.machine.state is CallState.CONNECTING:
-                    self.machine.apply(CallEvent.CONNECTED)
-                code = await self.pump(ws)
-                if code in NORMAL_CLOSE_CODES or self.decoder.stopped:
-                    self._end_normally()
-                    await self._finish()
-                else:
-                    what = "the connection was lost" if code is None else f"close code {code}"
-                    self._fail(StreamError(f"call {self.call_id}: {what} after {self.decoder.assembler.bytes_in} "
-                                           "bytes of audio", reason="call-dropped"))
-            except CallProtocolError as exc:
-                self._fail(StreamError(str(exc), reason="bad-message"))
-                with trio.move_on_after(DISCONNECT_TIMEOUT):
-                    await ws.aclose(1007, "bad message")
-            except trio.BrokenResourceError:
-                with trio.move_on_after(DISCONNECT_TIMEOUT):
-                    await ws.aclose(1011, "call not recorded")
-            except IllegalTransition as exc:
-                self._fail(StreamError(str(exc), reason="call-state"))
-
-    # ----------------------------------------------------------------- client mode
-
-    async def dial(self, url: str, headers: list[tuple[bytes, bytes]], task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Client mode: connect, read, and reconnect after abnormal ends within the window."""
-        s = self.settings
-        shown = _display(url)
-        machine = self.machine
-        task_status.started()
-        with self.cancel_scope:
-            machine.apply(CallEvent.DIAL)
-            dropped_at: float | None = None
-            attempt = 0
-            while True:
-                code: int | None = None
-                problem = ""
-                try:
-                    async with open_websocket_url(url, extra_headers=headers, message_queue_size=s.message_queue_size,
-                                                  max_message_size=s.max_message_bytes,
-                                                  receive_buffer_size=RECEIVE_BUFFER_BYTES,
-                                                  connect_timeout=CONNECT_TIMEOUT,
-                                                  disconnect_timeout=DISCONNECT_TIMEOUT) as ws:
-                        machine.apply(CallEvent.CONNECTED)
-                        if dropped_at is not None:
-                            log.info("call %s: reconnected to %s", self.call_id, shown)
-                            self._audit("call-reconnected", url=shown, attempt=attempt)
-                        dropped_at, attempt = None, 0
-                        code = await self.pump(ws)
-                except CallProtocolError as exc:
-                    self._fail(StreamError(str(exc), reason="bad-message"))
-                    return
-                except trio.BrokenResourceError:
-                    return  # the pipeline stopped reading: the call's stream already ended
-                except HandshakeError as exc:
-                    problem = f"{type(exc).__name__}"
-                    status = getattr(exc, "status_code", None)
-                    if status is not None:
-                        problem += f" (HTTP {status})"
-                        if status in (401, 403, 404):
-                            self._fail(StreamError(f"call {self.call_id}: {shown} refused the connection with HTTP "
-                                                   f"{status}", reason=f"http-{status}"))
-                            return
-                except OSError as exc:
-                    problem = f"{type(exc).__name__}: {exc.strerror or exc}"
-                except Exception as exc:
-                    if not _is_close_race(exc):
-                        raise
-                    problem = "connection failed while closing"
-                if code in NORMAL_CLOSE_CODES or self.decoder.stopped:
-                    self._end_normally()
-                    await self._finish()
-                    return
-                if code is not None:
-                    self._fail(StreamError(f"call {self.call_id}: {shown} closed the call with code {code}",
-                                           reason=f"close-{code}"))
-                    return
-                now = trio.current_time()
-                if dropped_at is None:
-                    dropped_at = now
-                problem = problem or "connection lost (no close frame, 1006)"
-                if machine.state is CallState.STREAMING or machine.state is CallState.CONNECTING:
-                    target = machine.apply(CallEvent.DROPPED)
-                else:
-                    target = CallState.TERMINATED
-                if target is CallState.TERMINATED or now - dropped_at >= s.reconnect_window:
-                    self._fail(StreamError(
-                        f"call {self.call_id}: {shown}: {problem}; gave up after {machine.reconnects} reconnects in "
-                        f"{now - dropped_at:.1f} s (reconnect_window {s.reconnect_window} s)", reason="call-dropped"))
-                    return
-                delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** attempt, max(0.0, dropped_at + s.reconnect_window - now))
-                attempt += 1
-                log.warning("call %s: %s: %s; reconnecting in %.2f s", self.call_id, shown, problem, delay)
-                self._audit("call-dropped", url=shown, problem=problem, retry_in=round(delay, 3))
-                await trio.sleep(delay)
-        self.buffer.close(StreamError(f"call {self.call_id}: stopped", reason="interrupted"))
-
-
-def _is_close_race(exc: BaseException) -> bool:
-    """Whether ``exc`` is only wsproto refusing a frame on a closing connection."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_is_close_race(e) for e in exc.exceptions)
-    return isinstance(exc, LocalProtocolError)
-
-
-def _backend(settings: VoiceSourceSettings) -> str | None:
-    return None if settings.backend == "auto" else settings.backend
+async def _refuse_handshake(ws: WebSocketConnection, exc: Exception, platform: str, missing: str,
+                            close_reason: str) -> None:
+    """A stream whose opening message did not come (``missing``) or did not fit: log why
+    and close with 1008 (policy violation)."""
+    what = missing if isinstance(exc, trio.TooSlowError) else str(exc) or type(exc).__name__
+    log.warning("websocket-voice: refused a %s stream: %s", platform, what)
+    with trio.move_on_after(DISCONNECT_TIMEOUT):
+        await ws.aclose(1008, close_reason)
 
 
 class VoiceSource(Source):
@@ -531,9 +90,15 @@ class VoiceSource(Source):
         super().__init__(settings, context)
         self._nursery: trio.Nursery | None = None
         self._sessions: dict[str, CallSession] = {}
+        self._in_flight: set[str] = set()  # ids announced and not yet ended (being recorded)
         send, receive = trio.open_memory_channel[CallSession](settings.pending_calls)
         self._pending_send, self._pending_receive = send, receive
         self._refusing = False
+        self._joined: dict[tuple[str, bool], CallSession] = {}  # CXone: (contact id, MIX?) -> call
+        self.metrics = VoiceMetrics.for_registry(context.services.get("metrics_registry"))
+        self._http: httpx.AsyncClient | None = None
+        self.tokens: BearerTokens | None = None  # client mode with OAuth: the cached token
+        self.token_refreshes = 0
         self._ids = itertools.count(1)
         self.server = None
         self.port: int | None = None
@@ -549,6 +114,9 @@ class VoiceSource(Source):
         self._nursery = nursery
         s = self.settings
         if s.mode != "server":
+            if s.token_url is not None:
+                self._http = httpx.AsyncClient(timeout=httpx.Timeout(CONNECT_TIMEOUT))
+                self.tokens = BearerTokens(self._fetch_token, refresh_margin=TOKEN_REFRESH_MARGIN)
             return
         listeners = await nursery.start(partial(trio.serve_tcp, self._connection, s.port, host=s.host))
         self.server = listeners
@@ -561,6 +129,9 @@ class VoiceSource(Source):
     async def aclose(self) -> None:
         self._refusing = True
         self._pending_send.close()
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.aclose()
 
     async def check_connect(self):
         """``check --connect``: server mode, the port was bound by :meth:`start`; client mode,
@@ -591,7 +162,8 @@ class VoiceSource(Source):
             async for session in self._pending_receive:
                 call_id = session.call_id = session.machine.call_id = await self._unique_id(session.call_id)
                 self._sessions[call_id] = session
-                yield StreamSpec(call_id, session.metadata())
+                self._in_flight.add(call_id)
+                yield StreamSpec(call_id, session.metadata(), facts=session.recording_facts())
                 count += 1
                 if s.max_calls is not None and count >= s.max_calls:
                     self._refusing = True
@@ -607,8 +179,8 @@ class VoiceSource(Source):
         """
         ledger = self.context.services.get("ledger")
         call_id = base
-        while call_id in self._sessions or (ledger is not None and (state := await ledger.get(self.type, call_id))
-                                            is not None and state.state == "stored"):
+        while call_id in self._in_flight or (ledger is not None and (state := await ledger.get(self.type, call_id))
+                                             is not None and state.state in _TAKEN_STATES):
             call_id = f"{base}-{next(self._ids)}"
         return call_id
 
@@ -632,21 +204,49 @@ class VoiceSource(Source):
             if url is None:
                 raise StreamError(f"call {stream.id}: not in the configured calls", reason="no-call")
             session = CallSession(self, stream.id)
-            dial_url, headers = self._auth(url)
             assert self._nursery is not None, "start() was not called"
-            await self._nursery.start(session.dial, dial_url, headers)
-        async for chunk in session.chunks(stream):
-            yield chunk
+            await self._nursery.start(session.dial, url)
+        try:
+            async for chunk in session.chunks(stream):
+                yield chunk
+        finally:
+            self._in_flight.discard(stream.id)
 
-    def _auth(self, url: str) -> tuple[str, list[tuple[bytes, bytes]]]:
-        token = self.settings.token
+    async def dial_target(self, url: str, renew: str | None = None) -> tuple[str, list[tuple[bytes, bytes]],
+                                                                            str | None]:
+        """Client mode: ``(url, headers, token)`` for one connection attempt: the bearer
+        token (fixed, or from the OAuth cache, renewing ``renew`` first), the configured
+        headers and User-Agent.
+
+        :raises StreamError: reason ``auth-failed`` when the token endpoint refuses.
+        """
+        s = self.settings
+        headers = [(b"user-agent", s.user_agent.encode())]
+        headers += [(k.lower().encode(), v.encode()) for k, v in s.headers.items()]
+        if self.tokens is not None:
+            if renew is not None:
+                self.tokens.invalidate(renew)
+            token: str | None = await self.tokens.get()
+        else:
+            token = s.token.get_secret_value() if s.token is not None else None
         if token is None:
-            return url, []
-        if self.settings.token_in_query:
+            return url, headers, None
+        if s.token_in_query:
             parts = urlsplit(url)
-            query = parse_qsl(parts.query, keep_blank_values=True) + [("access_token", token.get_secret_value())]
-            return urlunsplit(parts._replace(query=urlencode(query))), []
-        return url, [(b"authorization", b"Bearer " + token.get_secret_value().encode())]
+            query = parse_qsl(parts.query, keep_blank_values=True) + [("access_token", token)]
+            return urlunsplit(parts._replace(query=urlencode(query))), headers, token
+        return url, headers + [(b"authorization", b"Bearer " + token.encode())], token
+
+    async def _fetch_token(self) -> Token:
+        s = self.settings
+        assert self._http is not None and s.token_url and s.client_id and s.client_secret is not None
+        token = await client_credentials_token(self._http, s.token_url, s.client_id,
+                                               s.client_secret.get_secret_value(), scope=s.scope,
+                                               client_auth=s.client_auth, headers={"User-Agent": s.user_agent})
+        self.token_refreshes += 1
+        log.info("websocket-voice: new access token for client %s (expires in %.0f s)", s.client_id,
+                 token.expires_in)
+        return token
 
     # ----------------------------------------------------------------- server handler
 
@@ -699,38 +299,161 @@ class VoiceSource(Source):
             await request.reject(401)
             return
         ws = await request.accept()
+        call_id = _call_id_from_path(request.path) or f"call-{secrets.token_hex(6)}"
+        if s.codec == "cxone":  # a connection may continue a call in flight: decided after its first message
+            await self._handle_cxone(ws, call_id)
+            return
         if self._refusing:
             self.refused += 1
             await ws.aclose(TRY_AGAIN_LATER, "try again later")
             return
-        call_id = _call_id_from_path(request.path) or f"call-{secrets.token_hex(6)}"
-        session = CallSession(self, call_id)
-        session.machine.apply(CallEvent.DIAL)
+        if s.codec == "audiohook":
+            session = await self._audiohook_handshake(ws, request, call_id)
+            if session is None:
+                return
+        else:
+            session = CallSession(self, call_id)
+            session.machine.apply(CallEvent.DIAL)
         if s.codec == "twilio":
             try:
                 with trio.fail_after(s.start_timeout):
                     while session.decoder.start is None:
                         session.decoder.feed(await ws.get_message(), time.monotonic())
             except (trio.TooSlowError, CallProtocolError, ConnectionClosed) as exc:
-                what = "no start event" if isinstance(exc, trio.TooSlowError) else str(exc)
-                log.warning("websocket-voice: refused a Twilio stream: %s", what)
-                with trio.move_on_after(DISCONNECT_TIMEOUT):
-                    await ws.aclose(1008, "expected a Twilio start event")
+                await _refuse_handshake(ws, exc, "Twilio", "no start event", "expected a Twilio start event")
                 return
             session.call_id = session.decoder.call_id = _SAFE_ID.sub("_", session.decoder.start.call_sid)[:100] \
                 or call_id
-        try:
-            self._pending_send.send_nowait(session)
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            self.refused += 1
-            log.warning("websocket-voice: refused call %s: %d calls already wait for a pipeline slot (close %d)",
-                        session.call_id, s.pending_calls, TRY_AGAIN_LATER)
+            session._size_buffer()  # a both-tracks start made the call stereo
+        if not self._enqueue(session):
             await ws.aclose(TRY_AGAIN_LATER, "try again later")
             return
-        self.accepted += 1
         try:
             await session.serve(ws)
         finally:
             if ws.closed is None:  # ended without a close handshake (lost, interrupted): say goodbye
                 with trio.CancelScope(shield=True), trio.move_on_after(DISCONNECT_TIMEOUT):
                     await ws.aclose(1001, "going away")
+
+    def _enqueue(self, session: CallSession) -> bool:
+        """Hand a handshaken call to discovery; ``False`` when the queue is full."""
+        try:
+            self._pending_send.send_nowait(session)
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            self.refused += 1
+            log.warning("websocket-voice: refused call %s: %d calls already wait for a pipeline slot (close %d)",
+                        session.call_id, self.settings.pending_calls, TRY_AGAIN_LATER)
+            return False
+        self.accepted += 1
+        return True
+
+    # ----------------------------------------------------------------- Genesys AudioHook
+
+    def _audiohook_check(self, request: WebSocketRequest) -> str | None:
+        """``None`` if the upgrade request carries the configured API key (and a valid
+        signature when a client secret is set), else why not (never a secret)."""
+        s = self.settings
+        if s.audiohook_api_key is None:
+            return None
+        headers: dict[str, str] = {}
+        for name, value in request.headers:
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        # wsproto keeps Host out of the extra headers; the signature's @authority needs it.
+        headers.setdefault("host", getattr(getattr(request, "_event", None), "host", "") or "")
+        api_key = s.audiohook_api_key.get_secret_value()
+        if not hmac.compare_digest(headers.get("x-api-key", "").encode(), api_key.encode()):
+            return "missing or unknown X-API-KEY"
+        if s.audiohook_client_secret is not None:
+            try:
+                verify(headers, request_target=request.path, api_key=api_key,
+                       key=decode_secret(s.audiohook_client_secret.get_secret_value()), now=time.time())
+            except SignatureError as exc:
+                return f"signature: {exc}"
+        return None
+
+    async def _audiohook_handshake(self, ws: WebSocketConnection, request: WebSocketRequest,
+                                   call_id: str) -> CallSession | None:
+        """Run the ``open`` transaction; the call (id: the conversation id) once ``opened``.
+        An unauthenticated or unacceptable ``open`` gets ``disconnect`` and, after the
+        client's ``close``, ``closed``: nothing is recorded."""
+        s = self.settings
+        refused = self._audiohook_check(request)
+        org = next((v.decode("latin-1") for n, v in request.headers if n.lower() == b"audiohook-organization-id"),
+                   None)
+        session = audiohook.ServerSession(authorized=refused, stereo=s.stereo, organization_id=org)
+        decoder = AudioHookDecoder(session, frame_ms=s.frame_ms, pause_mode=s.pause_mode, backend=_backend(s),
+                                   call_id=call_id)
+        try:
+            with trio.fail_after(s.start_timeout):
+                while decoder.opened is None and decoder.refused is None:
+                    decoder.feed(await ws.get_message(), time.monotonic())
+                    await _send_all(ws, decoder.outbox)
+        except (trio.TooSlowError, ConnectionClosed) as exc:
+            log.warning("websocket-voice: AudioHook session without open: %s",
+                        "no open message" if isinstance(exc, trio.TooSlowError) else "connection closed")
+            with trio.move_on_after(DISCONNECT_TIMEOUT):
+                await ws.aclose(1008, "expected an AudioHook open message")
+            return None
+        if decoder.refused is not None:
+            self.refused += 1
+            log.warning("websocket-voice: refused AudioHook session %s: %s", session.session_id, decoder.refused)
+            with trio.move_on_after(DISCONNECT_TIMEOUT):
+                try:
+                    await audiohook_goodbye(ws, decoder)
+                except ConnectionClosed:
+                    return None
+                await ws.aclose(1000, "refused")
+            return None
+        opened = decoder.opened
+        conversation = opened.open.get("conversationId")
+        call_id = _SAFE_ID.sub("_", str(conversation or opened.session_id))[:100] or call_id
+        decoder.call_id = call_id
+        call = CallSession(self, call_id, decoder)
+        call.machine.apply(CallEvent.DIAL)
+        return call
+
+    # ----------------------------------------------------------------- CXone Agent Assist
+
+    async def _handle_cxone(self, ws: WebSocketConnection, path_id: str) -> None:
+        """One CXone connection: its initial message names the perspective; RX and TX of a
+        contact feed one stereo call (MIX: a mono call), new connections of a contact whose
+        call still waits (``rejoin_window``) continue it."""
+        s = self.settings
+        try:
+            with trio.fail_after(s.start_timeout):
+                perspective, contact, hello = parse_cxone_hello(await ws.get_message(), path_id)
+        except (trio.TooSlowError, CallProtocolError, ConnectionClosed) as exc:
+            await _refuse_handshake(ws, exc, "CXone", "no initial message",
+                                    "expected the initial message with streamPerspective")
+            return
+        contact = _SAFE_ID.sub("_", contact)[:100] or path_id
+        key = (contact, perspective == "MIX")
+        call = self._joined.get(key)
+        if call is None and self._refusing:
+            self.refused += 1
+            await ws.aclose(TRY_AGAIN_LATER, "try again later")
+            return
+        if call is None:
+            decoder = CxoneDecoder(stereo=perspective != "MIX", frame_ms=s.frame_ms, max_skew_ms=s.max_skew_ms,
+                                   backend=_backend(s), call_id=contact)
+            decoder.hello = hello
+            call = CallSession(self, contact, decoder)
+            call.machine.apply(CallEvent.DIAL)
+            if not self._enqueue(call):
+                await ws.aclose(TRY_AGAIN_LATER, "try again later")
+                return
+            self._joined[key] = call
+            call.joined_key = key
+        try:
+            await call.serve_perspective(ws, perspective)
+        finally:
+            if ws.closed is None:
+                with trio.CancelScope(shield=True), trio.move_on_after(DISCONNECT_TIMEOUT):
+                    await ws.aclose(1001, "going away")
+
+    def _forget_joined(self, call: CallSession) -> None:
+        key = call.joined_key
+        if key is not None and self._joined.get(key) is call:
+            del self._joined[key]

@@ -2,10 +2,12 @@
 
 Each wraps :mod:`voxpipe.dsp` (native C core or its bit-identical pure-Python twin,
 chosen by the ``backend`` setting; see docs/native.md) as a pipeline transform. PCM is
-PCM16 little-endian mono; a chunk may end mid-sample, so an odd trailing byte is carried
-to the next chunk and any split of a stream gives the same output as processing it
-whole. ``noise-gate`` keeps its envelope, hold and gain per stream (one
-:class:`voxpipe.dsp.NoiseGate` per call). Requirement: issue "Live call audio over
+PCM16 little-endian, mono or interleaved stereo (``channels`` in the stream's metadata);
+a chunk may end mid-sample, so a partial sample (for the gate: a partial sample frame)
+is carried to the next chunk and any split of a stream gives the same output as
+processing it whole. ``gain`` is the same per sample whatever the channel;
+``noise-gate`` keeps its envelope, hold and gain per stream and channel (one
+:class:`voxpipe.dsp.NoiseGate` per call, keyed per channel). Requirement: issue "Live call audio over
 WebSocket", item 3.
 """
 
@@ -36,30 +38,42 @@ def _sample_rate(stream: Stream, default: int = 8000) -> int:
     return rate
 
 
+def _channels(stream: Stream) -> int:
+    channels = stream.metadata.get("channels", 1)
+    if not isinstance(channels, int) or isinstance(channels, bool) or not 1 <= channels <= dsp.MAX_CHANNELS:
+        raise StreamError(f"call {stream.id}: metadata channels {channels!r} is not 1..{dsp.MAX_CHANNELS}",
+                          reason="bad-channels")
+    return channels
+
+
 class _PcmRun(TransformRun):
-    """Applies ``fn`` to whole PCM16 samples, carrying an odd trailing byte."""
+    """Applies ``fn`` to whole ``block``-byte units (a PCM16 sample, or a sample frame of
+    all channels for the per-channel gate), carrying a partial one to the next chunk."""
 
-    __slots__ = ("fn", "carry", "stream_id", "offset")
+    __slots__ = ("fn", "carry", "stream_id", "offset", "block")
 
-    def __init__(self, fn: Callable[[bytes], bytes], stream_id: str):
+    def __init__(self, fn: Callable[[bytes], bytes], stream_id: str, block: int = 2):
         self.fn = fn
         self.carry = b""
         self.stream_id = stream_id
         self.offset = 0
+        self.block = block
 
     def process(self, data: bytes) -> bytes:
         if self.carry:
             data = self.carry + data
             self.carry = b""
-        if len(data) & 1:
-            self.carry = data[-1:]
-            data = data[:-1]
+        rest = len(data) % self.block
+        if rest:
+            self.carry = data[-rest:]
+            data = data[:-rest]
         self.offset += len(data)
         return self.fn(data) if data else b""
 
     def flush(self) -> bytes:
         if self.carry:
-            raise StreamError(f"call {self.stream_id}: PCM16 stream ends with half a sample at byte offset "
+            what = "half a sample" if self.block == 2 else f"a partial {self.block}-byte sample frame"
+            raise StreamError(f"call {self.stream_id}: PCM16 stream ends with {what} at byte offset "
                               f"{self.offset}", reason="odd-pcm-length")
         return b""
 
@@ -110,19 +124,21 @@ class NoiseGateSettings(Settings):
 
 
 class NoiseGateTransform(Transform):
-    """Silence PCM16 below a threshold, with attack, hold and release ramps (one gate per call)."""
+    """Silence PCM16 below a threshold, with attack, hold and release ramps (one gate per call
+    and channel: in stereo each side opens on its own level)."""
 
     type = "noise-gate"
     Settings = NoiseGateSettings
 
     def begin(self, stream: Stream) -> TransformRun:
         s = self.settings
+        channels = _channels(stream)
         try:
             gate = dsp.NoiseGate(_sample_rate(stream), s.threshold_db, s.attack_ms, s.hold_ms, s.release_ms,
-                                 s.floor_db, s.makeup_db, backend=_backend(s.backend))
+                                 s.floor_db, s.makeup_db, channels=channels, backend=_backend(s.backend))
         except ValueError as exc:
             raise StreamError(f"call {stream.id}: noise-gate: {exc}", reason="bad-settings") from None
-        return _PcmRun(gate.process, stream.id)
+        return _PcmRun(gate.process, stream.id, 2 * channels)
 
 
 class CodecSettings(Settings):

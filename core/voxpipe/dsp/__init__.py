@@ -46,6 +46,7 @@ __all__ = [
     "backend",
     "gain",
     "gain_q16",
+    "interleave",
     "mulaw_decode",
     "mulaw_encode",
 ]
@@ -64,6 +65,8 @@ MAX_GATE_TIME_MS = 10_000.0
 #: Accepted sample rates (Hz).
 MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 384_000
+#: Most interleaved channels a gate or frame handles (stereo calls use 2).
+MAX_CHANNELS = 8
 #: Time constant of the gate's envelope detector (peak, exponential decay).
 #: Short enough to follow syllables; the hold time bridges the gaps between
 #: pitch periods so the gate does not chatter.
@@ -274,9 +277,15 @@ class NoiseGate:
 
     The gate starts closed (gain = floor).  ``backend`` forces ``"native"``
     or ``"python"``; default is :data:`BACKEND`.
+
+    ``channels`` > 1: ``pcm`` is interleaved (L R L R ... for stereo) and each
+    channel has its own gate, keyed on its own level (the customer's speech
+    does not open the agent's channel); ``process`` then needs a whole number
+    of sample frames (``2 * channels`` bytes) and :attr:`state` is the first
+    channel's (:attr:`states` has all).
     """
 
-    __slots__ = ("params", "sample_rate", "backend_name", "_gate", "process")
+    __slots__ = ("params", "sample_rate", "backend_name", "channels", "_gate", "_gates", "process")
 
     def __init__(
         self,
@@ -288,17 +297,44 @@ class NoiseGate:
         floor_db: float = -math.inf,
         makeup_db: float = 0.0,
         *,
+        channels: int = 1,
         backend: str | ModuleType | None = None,
     ):
         impl = _default if backend is None else _resolve(backend)
+        if isinstance(channels, bool) or not isinstance(channels, int) or not 1 <= channels <= MAX_CHANNELS:
+            raise ValueError(f"channels={channels!r} must be an integer in [1, {MAX_CHANNELS}]")
         self.params = GateParams.from_db_ms(
             sample_rate, threshold_db, attack_ms, hold_ms, release_ms, floor_db, makeup_db
         )
         self.sample_rate = sample_rate
+        self.channels = channels
         self.backend_name: str = impl.NAME
-        self._gate = impl.Gate(self.params.as_tuple())
+        self._gates = tuple(impl.Gate(self.params.as_tuple()) for _ in range(channels))
+        self._gate = self._gates[0]
         # Bound straight to the backend: no extra Python frame per call.
-        self.process = self._gate.process
+        self.process = self._gate.process if channels == 1 else self._process_interleaved
+
+    def _process_interleaved(self, pcm, out=None):
+        n = memoryview(pcm).nbytes
+        block = 2 * self.channels
+        if n % block:
+            raise ValueError(f"PCM16 buffer of {n} bytes is not a whole number of {self.channels}-channel "
+                             f"sample frames ({block} bytes each)")
+        buf = bytearray(pcm)
+        for index, gate in enumerate(self._gates):
+            gate.process_channel(buf, self.channels, index)
+        if out is None:
+            return bytes(buf)
+        mv = memoryview(out).cast("B")
+        if mv.nbytes != n:
+            raise _python.out_length_error(mv.nbytes, n)
+        mv[:] = buf
+        return out
+
+    @property
+    def states(self) -> tuple[tuple[int, int, int], ...]:
+        """Each channel's ``(envelope Q16, gate gain Q30, hold samples left)``."""
+        return tuple(g.get_state() for g in self._gates)
 
     @property
     def state(self) -> tuple[int, int, int]:
@@ -312,7 +348,8 @@ class NoiseGate:
 
     def reset(self) -> None:
         """Return to the initial state (closed, envelope 0), e.g. for a new call."""
-        self._gate.set_state(0, self.params.floor, 0)
+        for gate in self._gates:
+            gate.set_state(0, self.params.floor, 0)
 
     def __repr__(self) -> str:
         return f"NoiseGate(sample_rate={self.sample_rate}, backend={self.backend_name!r})"
@@ -355,3 +392,22 @@ def alaw_encode(pcm, *, out=None, backend: str | ModuleType | None = None):
     """
     impl = _default if backend is None else _resolve(backend)
     return impl.alaw_encode(pcm, out)
+
+
+def interleave(left, right, *, width: int = 2, backend: str | ModuleType | None = None) -> bytes:
+    """Two channels -> one interleaved buffer ``L R L R ...`` (a stereo WAV's ``data``).
+
+    ``left`` and ``right`` are bytes-like of the same length holding samples of
+    ``width`` bytes (2: PCM16 LE; 1: G.711, so μ-law can be interleaved before a
+    single decode).  Returns ``bytes`` of twice the length.
+    Raises ``ValueError`` for different lengths, a bad ``width`` or partial samples.
+    """
+    n_l, n_r = memoryview(left).nbytes, memoryview(right).nbytes
+    if width not in (1, 2):
+        raise ValueError(f"width={width!r} bytes per sample must be 1 or 2")
+    if n_l != n_r:
+        raise ValueError(f"channels differ in length: left {n_l} bytes, right {n_r} bytes")
+    if n_l % width:
+        raise ValueError(f"{n_l} bytes is not a whole number of {width}-byte samples")
+    impl = _default if backend is None else _resolve(backend)
+    return impl.interleave(left, right, width)

@@ -20,6 +20,8 @@ _from_buffer = ffi.from_buffer
 _vp_gain = lib.vp_gain
 _vp_gate_process = lib.vp_gate_process
 _vp_reassemble = lib.vp_reassemble
+_vp_gate_strided = lib.vp_gate_process_strided
+_vp_interleave = lib.vp_interleave
 _unpack = ffi.unpack
 _new = ffi.new
 
@@ -104,6 +106,22 @@ class Gate:
         return out
 
 
+    def process_channel(self, buf: bytearray, channels: int, index: int) -> None:
+        """Gate channel ``index`` of interleaved PCM16 ``buf`` (``channels`` per sample
+        frame) in place; the other channels are left as they are."""
+        dst = _from_buffer(buf, require_writable=True)
+        n = len(dst) // (2 * channels)
+        _vp_gate_strided(self._g, dst + 2 * index, dst + 2 * index, n, channels)
+
+
+def interleave(left, right, width: int):
+    src_l, src_r = _src(left), _src(right)
+    n = len(src_l)
+    res = bytearray(2 * n)
+    _vp_interleave(src_l, src_r, _from_buffer(res), n // width, width)
+    return bytes(res)
+
+
 def _decoder(cfunc):
     def decode(data, out=None):
         src = _src(data)
@@ -141,14 +159,20 @@ alaw_encode = _encoder(lib.vp_alaw_encode)
 
 
 class Reassembler:
-    """Frame reassembly with the partial frame carried in a C buffer."""
+    """Frame reassembly with the partial frame carried in a C buffer.
 
-    __slots__ = ("_carry", "_len", "_frame_bytes")
+    Whole frames are written into a per-instance scratch buffer (grown to the largest
+    output seen) and copied out once with ``ffi.unpack``: one allocation per message.
+    """
+
+    __slots__ = ("_carry", "_len", "_frame_bytes", "_scratch", "_cap")
 
     def __init__(self, frame_bytes: int):
         self._frame_bytes = frame_bytes
         self._carry = ffi.new("char[]", frame_bytes)
         self._len = ffi.new("size_t *")
+        self._cap = 0
+        self._scratch = ffi.NULL
 
     @property
     def pending(self) -> int:
@@ -156,14 +180,17 @@ class Reassembler:
 
     def feed(self, data) -> bytes:
         src = _src(data)
-        total = self._len[0] + len(src)
+        n_in = len(src)
+        total = self._len[0] + n_in
         n = total - total % self._frame_bytes
         if n == 0:
-            _vp_reassemble(self._carry, self._len, self._frame_bytes, src, len(src), ffi.NULL)
+            _vp_reassemble(self._carry, self._len, self._frame_bytes, src, n_in, ffi.NULL)
             return b""
-        res = bytearray(n)
-        _vp_reassemble(self._carry, self._len, self._frame_bytes, src, len(src), _from_buffer(res))
-        return bytes(res)
+        if n > self._cap:
+            self._scratch = _new("char[]", n)
+            self._cap = n
+        _vp_reassemble(self._carry, self._len, self._frame_bytes, src, n_in, self._scratch)
+        return _unpack(self._scratch, n)
 
     def take_pending(self) -> bytes:
         rest = ffi.unpack(self._carry, self._len[0])

@@ -102,6 +102,19 @@ class Gate:
 
     def process(self, pcm, out=None):
         a = _samples(pcm)
+        self._run(a)
+        return _emit(_pcm_bytes(a), out)
+
+    def process_channel(self, buf: bytearray, channels: int, index: int) -> None:
+        """Gate channel ``index`` of interleaved PCM16 ``buf`` (``channels`` per sample
+        frame) in place, as the C ``vp_gate_process_strided``."""
+        a = _samples(buf)
+        sub = a[index::channels]
+        self._run(sub)
+        a[index::channels] = sub
+        buf[:] = _pcm_bytes(a)
+
+    def _run(self, a: array) -> None:
         threshold, decay, hold_samples, attack, release, floor, makeup = self._params
         env, g, hold = self.env, self.gain, self.hold
         unity, h30, h16 = UNITY_Q30, _H30, _H16
@@ -131,7 +144,23 @@ class Gate:
             else:
                 a[i] = 32767 if m > 32767 else m
         self.env, self.gain, self.hold = env, g, hold
-        return _emit(_pcm_bytes(a), out)
+
+
+def interleave(left, right, width: int):
+    """``L R L R ...`` of two channels of ``width``-byte samples (same length)."""
+    left, right = memoryview(left).cast("B"), memoryview(right).cast("B")
+    if width == 1:
+        out = bytearray(2 * len(left))
+        out[0::2] = left
+        out[1::2] = right
+        return bytes(out)
+    a_l, a_r = array("h"), array("h")
+    a_l.frombytes(left)
+    a_r.frombytes(right)
+    out_a = array("h", bytes(2 * len(left)))
+    out_a[0::2] = a_l
+    out_a[1::2] = a_r
+    return out_a.tobytes()
 
 
 # ---- G.711: the Sun reference algorithm, as in CPython's audioop ----

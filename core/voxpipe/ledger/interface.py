@@ -32,6 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
+from ..errors import VoxpipeError
+
 #: Legal state changes; anything else is a bug and raises :class:`LedgerError`.
 TRANSITIONS: dict[str | None, frozenset[str]] = {
     None: frozenset({"queued", "downloading", "failed"}),
@@ -47,10 +49,11 @@ STATES = ("queued", "downloading", "verified", "stored", "failed")
 OPEN_STATES = frozenset({"queued", "downloading", "verified"})
 
 
-class LedgerError(RuntimeError):
+class LedgerError(VoxpipeError, RuntimeError):
     """An illegal state change, an unreadable ledger or an unreachable database.
 
-    Messages name the ledger by :attr:`LedgerBackend.location` (never a password)."""
+    Messages name the ledger by :attr:`LedgerBackend.location` (never a password); the
+    CLI prints them as ``error: ...`` without a traceback."""
 
 
 class LeaseLost(LedgerError):
@@ -280,9 +283,10 @@ class LedgerBackend(Protocol):
 
     # ------------------------------------------------------------------ the queue
     def begin_discovery(self, run: RunHandle) -> bool:
-        """Whether this worker should run discovery for the run: it has not started, or
-        the worker that started it died (heartbeat older than the lease). Discovery is
-        idempotent (:meth:`enqueue` ignores ids already queued), so a takeover is safe."""
+        """Whether this worker should run discovery for the run: it has not started, the
+        worker that started it died (heartbeat older than the lease), or it is this
+        worker's own unfinished one (its end could not be recorded). Discovery is
+        idempotent (:meth:`enqueue` ignores ids already queued), so a repeat is safe."""
 
     def end_discovery(self, run: RunHandle, *, error: str | None = None) -> None:
         """Discovery of the run is complete (``error``: it stopped early, with why)."""

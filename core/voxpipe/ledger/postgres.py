@@ -35,7 +35,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import threading
+import time
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -55,6 +57,10 @@ POOL_SIZE = 10
 CONNECT_TIMEOUT = 15.0
 #: Seconds a statement may run before the server cancels it.
 STATEMENT_TIMEOUT_MS = 30_000
+#: Seconds a call keeps retrying a lost connection before it raises LedgerError.
+RETRY_SECONDS = 60.0
+#: First and longest pause between those retries, seconds.
+RETRY_FIRST_DELAY, RETRY_MAX_DELAY = 0.2, 5.0
 
 _NOW = "extract(epoch from clock_timestamp())"
 _COLUMNS = ("source, id, state, reason, message, attempts, size, etag, resume_offset, checkpoint, sha256, stored, "
@@ -69,17 +75,36 @@ _CLAIMABLE = f"{_OPEN} AND (lease_until IS NULL OR lease_until < {_NOW})"
 _TAKEOVER = "(lease_until IS NOT NULL OR (state <> 'queued' AND worker IS NOT NULL))"
 
 T = TypeVar("T")
+log = logging.getLogger("voxpipe.ledger")
 
 
 def _translated(method: Callable[..., T]) -> Callable[..., T]:
-    """Driver errors become LedgerError naming the redacted URL, never the password."""
+    """Driver errors become LedgerError naming the redacted URL, never the password.
+
+    Lost connections (a database restart, a network cut: ``OperationalError``, or no
+    connection from the pool in time) are retried with backoff for up to
+    :data:`RETRY_SECONDS`, so a short outage only delays the caller (a worker thread).
+    A retried change may have committed before its answer was lost: every method is safe
+    to repeat (fenced updates match again, outcomes are upserts), except that an attempt
+    may be counted twice or a claim's rows wait for their lease to expire.
+    """
 
     @functools.wraps(method)
     def wrapper(self: "PostgresLedger", *args: Any, **kwargs: Any) -> T:
-        try:
-            return method(self, *args, **kwargs)
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise LedgerError(f"{self.location}: {self._scrub(str(exc).strip())}") from None
+        deadline = time.monotonic() + RETRY_SECONDS
+        delay = RETRY_FIRST_DELAY
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                if self._closed.is_set() or time.monotonic() + delay > deadline:
+                    raise LedgerError(f"{self.location}: {self._scrub(str(exc).strip())}") from None
+                log.warning("ledger %s: %s; retrying in %.1f s", self.location,
+                            self._scrub(str(exc).strip().splitlines()[0]), delay)
+                time.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
+            except psycopg.Error as exc:
+                raise LedgerError(f"{self.location}: {self._scrub(str(exc).strip())}") from None
 
     return wrapper
 
@@ -300,7 +325,8 @@ class PostgresLedger:
         # connection): the row's state is the lock, and a dead discoverer's is taken over
         row = self._one(
             "UPDATE voxpipe.runs r SET discovery = 'running', discoverer = %(worker)s WHERE run_id = %(run)s AND "
-            "(discovery = 'pending' OR (discovery = 'running' AND NOT EXISTS (SELECT 1 FROM voxpipe.workers w "
+            "(discovery = 'pending' OR (discovery = 'running' AND r.discoverer = %(worker)s) "
+            "OR (discovery = 'running' AND NOT EXISTS (SELECT 1 FROM voxpipe.workers w "
             "WHERE w.run_id = r.run_id AND w.worker = r.discoverer AND w.finished_at IS NULL "
             f"AND w.heartbeat_at >= {_NOW} - r.lease_seconds))) RETURNING 1",
             {"run": run.run_id, "worker": run.worker})

@@ -253,7 +253,8 @@ class SqliteLedger:
     def begin_discovery(self, run: RunHandle) -> bool:
         with self._lock:
             cur = self._db.execute("UPDATE runs SET discovery='running', discoverer=? WHERE run_id=? "
-                                   "AND discovery='pending'", (run.worker, run.run_id))
+                                   "AND (discovery='pending' OR (discovery='running' AND discoverer=?))",
+                                   (run.worker, run.run_id, run.worker))
             return cur.rowcount == 1
 
     def end_discovery(self, run: RunHandle, *, error: str | None = None) -> None:

@@ -34,6 +34,10 @@ log = logging.getLogger("voxpipe.ledger")
 QUEUE_POLL_SECONDS = 0.5
 #: Claims per ledger round trip at most.
 CLAIM_BATCH = 32
+#: Seconds the claim loop keeps retrying an unreachable ledger before the run gives up.
+LEDGER_OUTAGE_SECONDS = 300.0
+#: Longest pause between those retries, seconds (doubling from QUEUE_POLL_SECONDS).
+OUTAGE_RETRY_MAX_SECONDS = 10.0
 
 
 def worker_id() -> str:
@@ -121,28 +125,61 @@ async def drain(ledger: AsyncLedger, run: RunHandle, *, admit: trio.Semaphore, l
             discovering = True
             nursery.start_soon(discovery_task)
 
-    await maybe_discover()
+    outage = _Outage()
+    check_discovery = True
     while not stopping():
-        await admit.acquire()
-        slots = 1
-        while slots < CLAIM_BATCH and admit.value > 0:
-            admit.acquire_nowait()
-            slots += 1
         try:
-            claims = await ledger.claim(run, limit=slots, lease_seconds=lease_seconds)
-        except BaseException:
-            for _ in range(slots):
+            if check_discovery:
+                await maybe_discover()
+                check_discovery = False
+            await admit.acquire()
+            slots = 1
+            while slots < CLAIM_BATCH and admit.value > 0:
+                admit.acquire_nowait()
+                slots += 1
+            try:
+                claims = await ledger.claim(run, limit=slots, lease_seconds=lease_seconds)
+            except BaseException:
+                for _ in range(slots):
+                    admit.release()
+                raise
+            for _ in range(slots - len(claims)):
                 admit.release()
-            raise
-        for _ in range(slots - len(claims)):
-            admit.release()
-        for claim in claims:
-            start(claim)
-        if claims:
+            for claim in claims:
+                start(claim)
+            if claims:
+                outage.over()
+                continue
+            status = await ledger.queue_status(run)
+            outage.over()
+            if status.drained:
+                return
+            check_discovery = status.discovery != "done"
+        except LedgerError as exc:
+            await outage.wait(exc)
             continue
-        status = await ledger.queue_status(run)
-        if status.drained:
-            return
-        if status.discovery != "done":
-            await maybe_discover()
         await trio.sleep(QUEUE_POLL_SECONDS)
+
+
+class _Outage:
+    """Bounded retries while the ledger is unreachable (a database restart, a network cut)."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.delay = QUEUE_POLL_SECONDS
+
+    def over(self) -> None:
+        if self.since is not None:
+            log.warning("ledger reachable again after %.0f s", trio.current_time() - self.since)
+        self.since, self.delay = None, QUEUE_POLL_SECONDS
+
+    async def wait(self, exc: LedgerError) -> None:
+        """Sleep before the next try. :raises LedgerError: unreachable for LEDGER_OUTAGE_SECONDS."""
+        now = trio.current_time()
+        if self.since is None:
+            self.since = now
+        elif now - self.since > LEDGER_OUTAGE_SECONDS:
+            raise LedgerError(f"ledger unreachable for {LEDGER_OUTAGE_SECONDS:.0f} s, giving up: {exc}") from None
+        log.warning("ledger unreachable (retrying in %.1f s): %s", self.delay, exc)
+        await trio.sleep(self.delay)
+        self.delay = min(self.delay * 2, OUTAGE_RETRY_MAX_SECONDS)

@@ -24,8 +24,9 @@ MAX_FRAME_MS = 1000
 SAMPLE_WIDTHS = (1, 2)
 
 
-def frame_bytes(sample_rate: int, frame_ms: int, sample_width: int = 2) -> int:
-    """Bytes in one frame: ``sample_rate * frame_ms / 1000 * sample_width``.
+def frame_bytes(sample_rate: int, frame_ms: int, sample_width: int = 2, channels: int = 1) -> int:
+    """Bytes in one frame: ``sample_rate * frame_ms / 1000 * sample_width * channels``
+    (a stereo frame holds both channels' samples, interleaved).
 
     Raises ``ValueError`` if a parameter is out of range or the frame would
     not hold a whole number of samples (e.g. 15 ms at 11025 Hz).
@@ -41,13 +42,15 @@ def frame_bytes(sample_rate: int, frame_ms: int, sample_width: int = 2) -> int:
         raise ValueError(f"frame_ms={frame_ms!r} must be an integer in [1, {MAX_FRAME_MS}] ms")
     if sample_width not in SAMPLE_WIDTHS:
         raise ValueError(f"sample_width={sample_width!r} bytes must be one of {SAMPLE_WIDTHS}")
+    if isinstance(channels, bool) or not isinstance(channels, int) or not 1 <= channels <= dsp.MAX_CHANNELS:
+        raise ValueError(f"channels={channels!r} must be an integer in [1, {dsp.MAX_CHANNELS}]")
     samples, rest = divmod(sample_rate * frame_ms, 1000)
     if rest:
         raise ValueError(
             f"frame_ms={frame_ms} at {sample_rate} Hz is {sample_rate * frame_ms / 1000} "
             "samples, not a whole number"
         )
-    return samples * sample_width
+    return samples * sample_width * channels
 
 
 class FrameAssembler:
@@ -65,7 +68,7 @@ class FrameAssembler:
     frame (bytes), for error messages that name where in a call they are.
     """
 
-    __slots__ = ("frame_bytes", "sample_rate", "frame_ms", "sample_width",
+    __slots__ = ("frame_bytes", "sample_rate", "frame_ms", "sample_width", "channels",
                  "silence_byte", "bytes_in", "frames_out", "_r", "backend_name")
 
     def __init__(
@@ -75,10 +78,12 @@ class FrameAssembler:
         sample_width: int = 2,
         *,
         silence_byte: int | None = None,
+        channels: int = 1,
         backend: str | ModuleType | None = None,
     ):
         impl = dsp.backend(backend)
-        self.frame_bytes = frame_bytes(sample_rate, frame_ms, sample_width)
+        self.frame_bytes = frame_bytes(sample_rate, frame_ms, sample_width, channels)
+        self.channels = channels
         self.sample_rate = sample_rate
         self.frame_ms = frame_ms
         self.sample_width = sample_width

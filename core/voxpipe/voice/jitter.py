@@ -180,6 +180,13 @@ class JitterBuffer:
 
     Depth: ``depth_ms`` must be a multiple of ``frame_ms``, at most
     ``MAX_DEPTH_FRAMES`` frames.
+
+    Start of a stream: until the first frame is released, a packet numbered
+    below the lowest seen so far moves the start back (the first two packets
+    swapped are reordered, not dropped), within ``depth_frames``. With
+    ``first_seq`` (Twilio's ``chunk`` counts from 1) playout starts at that
+    number whatever arrives first, so a lost first packet is concealed and
+    counted like any other.
     """
 
     def __init__(
@@ -191,6 +198,7 @@ class JitterBuffer:
         quality: CallQuality | None = None,
         seq_bits: int | None = None,
         max_gap_frames: int = MAX_GAP_FRAMES,
+        first_seq: int | None = None,
     ):
         if frame_ms <= 0 or depth_ms < 0 or depth_ms % frame_ms:
             raise ValueError(
@@ -212,8 +220,12 @@ class JitterBuffer:
         self.max_gap_frames = max_gap_frames
         self._modulus = None if seq_bits is None else 1 << seq_bits
         self._frames: dict[int, bytes] = {}
+        if first_seq is not None and (isinstance(first_seq, bool) or not isinstance(first_seq, int) or first_seq < 0):
+            raise ValueError(f"first_seq={first_seq!r} must be None or an integer >= 0")
+        self.first_seq = first_seq
         self._next: int | None = None  # next (extended) sequence number to release
         self._highest: int | None = None
+        self._released = False  # whether any frame left the buffer (the start is fixed from then on)
         self._concealed: deque[int] = deque(maxlen=LATE_WINDOW_FRAMES)
 
     @property
@@ -249,7 +261,13 @@ class JitterBuffer:
         seq = self._extend(seq)
         out: list[bytes] = []
         if self._next is None:
-            self._next = self._highest = seq
+            first = self.first_seq
+            # a first packet far beyond first_seq is a stream joined late: no seconds of concealment
+            start = first if first is not None and first <= seq <= first + self.max_gap_frames else seq
+            self._next, self._highest = start, seq
+        elif seq < self._next and not self._released and self.first_seq is None and \
+                self._highest - seq <= self.depth_frames:
+            self._next = seq  # reordered at the very start: this one plays first
         elif seq < self._next:
             if seq in self._concealed:
                 self._concealed.remove(seq)
@@ -272,6 +290,7 @@ class JitterBuffer:
         return out
 
     def _release(self) -> bytes:
+        self._released = True
         n = self._next
         self._next = n + 1
         frame = self._frames.pop(n, None)
