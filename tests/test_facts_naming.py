@@ -111,3 +111,20 @@ def test_manifest_carries_facts_and_the_recording_date(tmp_path):
     assert manifest.facts.segment_id == "s-1"
     assert manifest.interaction_ids[:2] == ("5001", "s-1")
     assert recording_time(manifest) == (START, "recording_date")
+
+
+def test_facts_travel_through_a_shared_queue_with_the_phone_policy_applied():
+    from voxpipe.engine import QUEUED_FACTS_KEY, _claimed_spec, _queue_metadata
+    from voxpipe.ledger.interface import Claim, Lease, RecordingState
+
+    spec = StreamSpec("r1", {"format": "wav"}, RecordingFacts(started_at=START, contact_id="c1", ani="5550100"))
+    queued = _queue_metadata(spec, PhoneNumberPolicy("drop"))
+    assert queued[QUEUED_FACTS_KEY] == {"started_at": "2026-03-04T22:15:07Z", "contact_id": "c1"}
+    json.dumps(queued)  # what the shared ledger stores is JSON
+    row = RecordingState(source="cxone", id="r1", state="queued", reason=None, message=None, attempts=0, size=None,
+                         etag=None, resume_offset=0, checkpoint=None, sha256=None, stored=None, verdicts=None,
+                         updated_at=0.0)
+    claim = Claim(lease=Lease("cxone", "r1", "w1", 1, 0.0), metadata=json.loads(json.dumps(queued)), state=row)
+    back = _claimed_spec(claim)
+    assert back.metadata == {"format": "wav"}
+    assert back.facts == RecordingFacts(started_at=START, contact_id="c1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from voxpipe_genesys import api
+from voxpipe_genesys import api, batch
 from voxpipe_genesys.regions import REGION_HOSTS, endpoints, region_host
 from voxpipe_genesys.source import GenesysSettings
 
@@ -17,7 +17,14 @@ def test_regions_give_api_and_login_hosts():
     assert region_host("https://api.mypurecloud.de/") == "mypurecloud.de"
     assert endpoints(None, api_base="http://127.0.0.1:9/", login_base="http://127.0.0.1:9").token_url == \
         "http://127.0.0.1:9/oauth/token"
-    assert len(set(REGION_HOSTS.values())) == len(REGION_HOSTS) == 15
+    assert len(set(REGION_HOSTS.values())) == len(REGION_HOSTS) == 18
+    # the three regions added to the official SDK's PureCloudRegionHosts most recently
+    assert endpoints("mx-central-1").api_base == "https://api.mxc1.pure.cloud"
+    assert endpoints("apse1.pure.cloud") == endpoints("ap_southeast_1")
+    sovereign = endpoints("eusc-de-east-1")  # EU Sovereign Cloud: a different domain suffix
+    assert (sovereign.api_base, sovereign.token_url) == ("https://api.edee1.eusc-pure.cloud",
+                                                         "https://login.edee1.eusc-pure.cloud/oauth/token")
+    assert region_host("https://login.edee1.eusc-pure.cloud") == "edee1.eusc-pure.cloud"
     with pytest.raises(ValueError, match="unknown Genesys Cloud region 'mypurecloud.xx'.*mypurecloud.ie"):
         region_host("mypurecloud.xx")
     with pytest.raises(ValueError, match="give `region`"):
@@ -70,10 +77,11 @@ def test_parse_answers_and_name_bad_fields():
                                          {"conversationId": "c", "recordingId": "r1", "resultUrl": "https://s3/x?sig=1",
                                           "contentType": "audio/ogg; codecs=opus"},
                                          {"conversationId": "c", "recordingId": "r2", "errorMsg": "gone"}]}, "j")
-    assert status.complete and status.error_count == 1
+    assert batch.job_finished(status) and status.error_count == 1 and status.status is None
     assert status.results[0].ok and not status.results[1].ok and status.results[1].error_msg == "gone"
     assert "sig=1" not in repr(status)  # the pre-signed URL is a credential
-    assert not api.parse_batch_status({"expectedResultCount": 3, "resultCount": 1, "results": []}, "j").complete
+    partial = api.parse_batch_status({"expectedResultCount": 3, "resultCount": 1, "results": []}, "j")
+    assert not batch.job_finished(partial)
     with pytest.raises(api.BadResponse, match=r"results\[0\]: neither 'resultUrl' nor 'errorMsg'"):
         api.parse_batch_status({"results": [{"conversationId": "c", "recordingId": "r"}]}, "j")
     assert api.parse_job_id({"id": "job-1", "selfUri": "/x"}) == "job-1"

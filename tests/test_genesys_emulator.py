@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
 import httpx
 import pytest
+from click.testing import CliRunner
 
 from voxpipe_genesys.emulator.catalogue import derived_id, load_catalogue
+from voxpipe_genesys.emulator.cli import command
 
 from genesys_helpers import ALL, emulator, make_recordings
 
@@ -122,3 +131,71 @@ def test_fault_switch_must_name_a_recording(recordings):
     with pytest.raises(ValueError, match="no-such.wav"):
         with emulator(recordings[0], fail_recordings=frozenset({"no-such.wav"})):
             pass
+
+
+def test_read_endpoints_users_scripts_call(recordings):
+    directory, originals = recordings
+    conv_id = derived_id("conversation", "call-e")
+    agent, customer = derived_id("recording", "call-e__agent.wav"), derived_id("recording", "call-e__customer.wav")
+    with emulator(directory, not_ready_polls=1) as (url, _):
+        auth = token(url)
+        base = f"{url}/api/v2/conversations/{conv_id}"
+        listed = httpx.get(base + "/recordings", headers=auth)
+        assert listed.status_code == 202  # being prepared: no media yet
+        assert all("mediaUris" not in r for r in listed.json())
+        listed = httpx.get(base + "/recordings", headers=auth, params={"maxWaitMs": 5000})
+        assert listed.status_code == 200
+        by_id = {r["id"]: r for r in listed.json()}
+        assert set(by_id) == {agent, customer}
+        media = httpx.get(by_id[agent]["mediaUris"]["S"]["mediaUri"])
+        assert media.status_code == 200 and media.content == originals["call-e__agent.wav"]
+        assert by_id[agent]["conversationId"] == conv_id and by_id[agent]["fileState"] == "AVAILABLE"
+        metadata_only = httpx.get(base + "/recordings", headers=auth, params={"formatId": "NONE"})
+        assert metadata_only.status_code == 200 and all("mediaUris" not in r for r in metadata_only.json())
+        one = httpx.get(f"{base}/recordingmetadata/{customer}", headers=auth)
+        assert one.status_code == 200 and one.json()["id"] == customer and "mediaUris" not in one.json()
+        assert one.json()["startTime"].startswith("2026-11-03")
+        details = httpx.get(f"{url}/api/v2/analytics/conversations/{conv_id}/details", headers=auth).json()
+        assert details["conversationId"] == conv_id and details["conversationStart"].startswith("2026-11-03")
+        purposes = {p["purpose"]: p for p in details["participants"]}
+        assert {"customer", "acd", "agent"} <= set(purposes) or {"external", "acd", "agent"} <= set(purposes)
+        assert purposes["agent"]["userId"] and purposes["acd"]["sessions"][0]["segments"][0]["queueId"]
+        for path in (f"/api/v2/conversations/{conv_id}/recordingmetadata/nope",
+                     "/api/v2/conversations/nope/recordings", "/api/v2/analytics/conversations/nope/details",
+                     "/api/v2/users/me", "/api/v2/recording/jobs"):
+            missing = httpx.get(url + path, headers=auth)
+            body = missing.json()
+            assert missing.status_code == 404 and set(body) == {"message", "code", "status", "contextId", "details",
+                                                                "errors"}, path
+            assert body["status"] == 404 and body["code"] == "not.found" and len(body["contextId"]) == 36
+        wrong = httpx.get(base + "/recordings", headers=auth, params={"formatId": "MP3"})
+        assert wrong.status_code == 400 and wrong.json()["code"] == "bad.request"
+
+
+def test_cli_serves_a_generated_catalogue_and_refuses_ambiguous_sources(tmp_path):
+    # without either, it serves the shipped example recordings (test_installed); both at once is ambiguous
+    both = CliRunner().invoke(command, ["--recordings", str(tmp_path), "--generate", "5"])
+    assert both.exit_code == 2 and "either --recordings DIR or --generate COUNT, not both" in both.output
+    proc = subprocess.Popen([sys.executable, "-c", "from voxpipe_genesys.emulator.cli import command; command()",
+                             "--generate", "150000", "--port", "0", "--uploading", "synthetic-3", "--no-status"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+    try:
+        lines, deadline = [], time.monotonic() + 30
+        while time.monotonic() < deadline and not any("GENESYS_INTERVAL" in line for line in lines):
+            lines.append(proc.stdout.readline())
+        text = "".join(lines)
+        assert "150000 conversations, 150000 recordings" in text, text
+        url = re.search(r"emulator at (http://[\d.]+:\d+)", text).group(1)
+        interval = text.split("GENESYS_INTERVAL=")[1].split()[0]
+        assert interval == "2026-11-01T00:00:00Z/2026-11-03T00:00:00Z"
+        auth = token(url)
+        page = httpx.post(url + "/api/v2/analytics/conversations/details/query", headers=auth,
+                          json={"interval": interval, "paging": {"pageSize": 100, "pageNumber": 1000}})
+        assert page.status_code == 200 and page.json()["totalHits"] == 150_000
+        conv = page.json()["conversations"][0]["conversationId"]
+        meta = httpx.get(f"{url}/api/v2/conversations/5ca1ab1e-0000-4000-8000-000000000003/recordingmetadata",
+                         headers=auth).json()
+        assert meta[0]["fileState"] == "UPLOADING" and conv.startswith("5ca1ab1e-0000-")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)

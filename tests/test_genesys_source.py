@@ -91,7 +91,8 @@ def test_failed_batch_result_fails_only_that_recording(tmp_path):
     assert not failed.ok and failed.reason == "batch-result-error"
     assert "Failed to transcode recording" in failed.message and rid("call-c.wav") in failed.message
     archived = by_id[rid("call-d.wav")]
-    assert archived.reason == "not-available" and "ARCHIVED" in archived.message
+    assert archived.reason == "archived" and "fileState ARCHIVED" in archived.message
+    assert "restore it in Genesys Cloud" in archived.message
     assert not list(archive.glob(f"{rid('call-c.wav')}*")) and not list(archive.glob(f"{rid('call-d.wav')}*"))
     for name in ("call-a.wav", "call-b.wav", "call-e__agent.wav", "call-e__customer.wav"):
         assert by_id[rid(name)].ok
@@ -165,7 +166,8 @@ def test_unknown_conversation_and_bad_credentials(tmp_path):
         text = pipeline_yaml(url, tmp_path / "b", source=f"interval: {ALL}").replace("emulator-secret", "wrong-secret")
         summary, _ = run_yaml(text)  # no token: discovery itself fails; the run reports it
         assert not summary.ok and summary.results == []
-        assert re.search(r"genesys discovery failed: .*token request failed .*HTTP 401.*invalid_client",
+        assert re.search(r"genesys discovery failed: .*token request failed .*HTTP 401.*: client authentication failed "
+                         r"\(code invalid_client\)",
                          summary.discovery_error)
         assert "wrong-secret" not in summary.discovery_error
 

@@ -43,7 +43,7 @@ from .audit import AuditLog
 from .components import Component, PipelineContext, Sink, SinkWriter, Source, TransformRun, VerifierRun
 from .config import ComponentConfig, PipelineConfig
 from .errors import RunError, StreamError, VerificationError
-from .facts import PhoneNumberPolicy
+from .facts import PhoneNumberPolicy, RecordingFacts
 from .ledger import (AsyncLedger, Claim, Finish, LeaseBusy, LeaseLost, LedgerBackend, LedgerError, RecordingState,
                      RunHandle, open_ledger)
 from .ledger.leases import Resume, resume_plan
@@ -388,7 +388,7 @@ class Runner:
             self._streams_scope = nursery.cancel_scope
 
             def start(claim: Claim) -> None:
-                nursery.start_soon(self._stream_task, StreamSpec(claim.lease.id, dict(claim.metadata)), admit, claim)
+                nursery.start_soon(self._stream_task, _claimed_spec(claim), admit, claim)
 
             await drain(self.ledger, self.run, admit=admit, lease_seconds=self.settings.lease_seconds, start=start,
                         stopping=lambda: self._stopping, discover=self._discover_into_queue, nursery=nursery)
@@ -408,7 +408,7 @@ class Runner:
 
         async def queue(spec: StreamSpec) -> None:
             nonlocal flushed
-            batch.append((spec.id, _queue_metadata(spec)))
+            batch.append((spec.id, _queue_metadata(spec, self._phone_policy)))
             if len(batch) >= ENQUEUE_BATCH or time.monotonic() - flushed >= ENQUEUE_FLUSH_SECONDS:
                 await flush()
                 flushed = time.monotonic()
@@ -900,15 +900,24 @@ ENQUEUE_BATCH = 500
 ENQUEUE_FLUSH_SECONDS = 1.0
 
 
-def _queue_metadata(spec: StreamSpec) -> dict[str, Any]:
-    """A spec's metadata as stored in a shared queue (JSON).
+#: Key under which a queued spec's facts travel through a shared ledger's queue.
+QUEUED_FACTS_KEY = "voxpipe:facts"
+
+
+def _queue_metadata(spec: StreamSpec, phone_policy: PhoneNumberPolicy) -> dict[str, Any]:
+    """A spec's metadata as stored in a shared queue (JSON), its facts under :data:`QUEUED_FACTS_KEY`.
 
     Private values (``_`` keys) that are not JSON, such as a Media Playback file with its
     temporary URL, are left out: the source looks them up again when it reads the stream.
+    Facts are queued with the pipeline's phone-number policy already applied, so a shared
+    database never holds a number the policy hashes or drops.
 
     :raises RunError: a public value is not JSON.
     """
     metadata: dict[str, Any] = {}
+    facts = phone_policy.apply(spec.facts).to_json()
+    if facts:
+        metadata[QUEUED_FACTS_KEY] = facts
     for key, value in spec.metadata.items():
         try:
             json.dumps(value)
@@ -918,6 +927,13 @@ def _queue_metadata(spec: StreamSpec) -> dict[str, Any]:
             raise RunError(f"stream {spec.id}: metadata {key!r} cannot be queued in a shared ledger ({exc})") from None
         metadata[key] = value
     return metadata
+
+
+def _claimed_spec(claim: Claim) -> StreamSpec:
+    """The spec a claimed recording was queued with (metadata and facts, see :func:`_queue_metadata`)."""
+    metadata = dict(claim.metadata)
+    facts = RecordingFacts.from_json(metadata.pop(QUEUED_FACTS_KEY, None))
+    return StreamSpec(claim.lease.id, metadata, facts)
 
 
 def _public_metadata(metadata: dict[str, Any]) -> dict[str, Any]:

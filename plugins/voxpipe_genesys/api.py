@@ -11,7 +11,7 @@ field):
 - ``RecordingMetadata{id, conversationId, media, fileState, ...}`` (a JSON list);
 - ``BatchDownloadJobSubmission{batchDownloadRequestList[BatchDownloadRequest{conversationId,
   recordingId}]}`` (at most 100 items) → ``BatchDownloadJobSubmissionResult{id, selfUri}``;
-- ``BatchDownloadJobStatusResult{id, jobId, expectedResultCount, resultCount, errorCount,
+- ``BatchDownloadJobStatusResult{id, jobId, expectedResultCount, resultCount, errorCount, status,
   results[BatchDownloadJobResult{conversationId, recordingId, resultUrl, contentType,
   errorMsg}]}``.
 
@@ -25,6 +25,9 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
 from voxpipe.errors import StreamError
+from voxpipe.facts import EMPTY as EMPTY_FACTS, RecordingFacts
+
+from .intervals import parse_ms
 
 #: Most items in one batch download request (BatchDownloadJobSubmission: "up to 100").
 MAX_BATCH_SIZE = 100
@@ -108,20 +111,22 @@ def parse_interval(text: str) -> tuple[datetime, datetime]:
     return out[0], out[1]
 
 
-def iso(moment: datetime) -> str:
-    """``2026-11-01T08:00:00.000Z``, the API's date-time form."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
 # --------------------------------------------------------------------------- conversations
 
 
 @dataclass(frozen=True, slots=True)
 class Conversation:
-    """A conversation found by the analytics query (or named explicitly)."""
+    """A conversation found by the analytics query (or named explicitly), with the facts
+    its analytics details give (:func:`conversation_facts`)."""
 
     conversation_id: str
     conversation_start: str | None = None  # ISO-8601, as the API sent it
+    facts: RecordingFacts = field(default=EMPTY_FACTS, compare=False)
+
+    @property
+    def start_ms(self) -> int | None:
+        """``conversationStart`` in milliseconds since the epoch (``None`` when unknown)."""
+        return parse_ms(self.conversation_start) if self.conversation_start else None
 
 
 def conversation_query(interval: str, page_number: int, page_size: int, *, voice_only: bool = True) -> dict[str, Any]:
@@ -152,8 +157,71 @@ def parse_conversation_page(payload: Any, where: str) -> tuple[list[Conversation
     out = []
     for i, item in enumerate(items):
         here = f"{where}: conversations[{i}]"
-        out.append(Conversation(_id(item, "conversationId", here), _optional_str(item, "conversationStart")))
+        start = _optional_str(item, "conversationStart")
+        if start is not None:
+            try:
+                parse_ms(start)
+            except ValueError:
+                raise BadResponse(f"{here}: field 'conversationStart' is not an ISO-8601 date-time: "
+                                  f"{start[:40]!r}") from None
+        cid = _id(item, "conversationId", here)
+        out.append(Conversation(cid, start, conversation_facts(item)))
     return out, total
+
+
+def _number(value: Any) -> str | None:
+    """``tel:+15551234567`` → ``+15551234567`` (the analytics API's addresses are URIs)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    return text[4:] if text.lower().startswith("tel:") else text
+
+
+def _voice_sessions(participant: dict) -> list[dict]:
+    sessions = participant.get("sessions")
+    return [x for x in sessions if isinstance(x, dict) and x.get("mediaType", "voice") == "voice"] \
+        if isinstance(sessions, list) else []
+
+
+def conversation_facts(item: Any) -> RecordingFacts:
+    """:class:`~voxpipe.facts.RecordingFacts` from an ``AnalyticsConversationWithoutAttributes``.
+
+    - ``conversation_id``, ``started_at``/``ended_at`` (``conversationStart``/``End``),
+      ``direction`` (``originatingDirection``), ``participants`` (their ``participantId``);
+    - ``ani``/``dnis``: the customer's (purpose ``customer`` or ``external``) voice session,
+      else the first voice session that has them, ``tel:`` removed;
+    - ``queue``: the ``acd`` participant's name (Genesys names it after the queue), else the
+      first segment's ``queueId``;
+    - ``agent_id``/``agent_name``: the first ``agent`` participant's ``userId`` and name.
+
+    Lenient: a field of the wrong shape is left out (facts describe, they never fail a recording).
+    """
+    if not isinstance(item, dict):
+        return EMPTY_FACTS
+    participants = [p for p in item.get("participants") or [] if isinstance(p, dict)]
+    doc: dict[str, Any] = {"platform": "genesys", "conversation_id": item.get("conversationId"),
+                           "started_at": item.get("conversationStart"), "ended_at": item.get("conversationEnd"),
+                           "direction": item.get("originatingDirection"),
+                           "participants": [p["participantId"] for p in participants
+                                            if isinstance(p.get("participantId"), str)][:50]}
+    purpose = {}
+    for p in participants:
+        purpose.setdefault(str(p.get("purpose", "")).lower(), p)
+    customer = purpose.get("customer") or purpose.get("external")
+    candidates = _voice_sessions(customer) if customer else []
+    candidates += [x for p in participants for x in _voice_sessions(p)]
+    for session in candidates:
+        if _number(session.get("ani")) or _number(session.get("dnis")):
+            doc["ani"], doc["dnis"] = _number(session.get("ani")), _number(session.get("dnis"))
+            break
+    queue_ids = [seg.get("queueId") for p in participants for x in _voice_sessions(p)
+                 for seg in (x.get("segments") or []) if isinstance(seg, dict) and isinstance(seg.get("queueId"), str)]
+    acd = purpose.get("acd")
+    doc["queue"] = (acd.get("participantName") if acd else None) or (queue_ids[0] if queue_ids else None)
+    agent = purpose.get("agent")
+    if agent:
+        doc["agent_id"], doc["agent_name"] = agent.get("userId"), agent.get("participantName")
+    return RecordingFacts.from_json({k: v for k, v in doc.items() if v not in (None, "", [])})
 
 
 # --------------------------------------------------------------------------- recordings
@@ -233,18 +301,15 @@ class BatchResult:
 
 @dataclass(frozen=True, slots=True)
 class BatchStatus:
-    """A ``BatchDownloadJobStatusResult``."""
+    """A ``BatchDownloadJobStatusResult``; ``status`` is ``InProgress``/``Completed`` or ``None``
+    when the answer has none (whether it is finished: :func:`.batch.job_finished`)."""
 
     job_id: str
     expected_result_count: int | None
     result_count: int
     error_count: int
     results: tuple[BatchResult, ...] = ()
-
-    @property
-    def complete(self) -> bool:
-        """Every expected result is in (success or error)."""
-        return self.expected_result_count is not None and self.result_count >= self.expected_result_count
+    status: str | None = None
 
 
 def parse_batch_status(payload: Any, job_id: str, *, checksum_field: str | None = None) -> BatchStatus:
@@ -272,7 +337,10 @@ def parse_batch_status(payload: Any, job_id: str, *, checksum_field: str | None 
                                    _optional_str(item, "contentType"), error,
                                    _optional_str(item, checksum_field) if checksum_field else None))
     result_count = counts[1] if counts[1] is not None else len(results)
-    return BatchStatus(job_id, counts[0], result_count, counts[2] or 0, tuple(results))
+    state = payload.get("status")
+    if state is not None and not isinstance(state, str):
+        raise BadResponse(f"{where}: field 'status' is not a string: {state!r}")
+    return BatchStatus(job_id, counts[0], result_count, counts[2] or 0, tuple(results), state or None)
 
 
 def parse_recording_media(payload: Any, recording_id: str, format_id: str) -> BatchResult:

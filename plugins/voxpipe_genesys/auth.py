@@ -34,8 +34,9 @@ async def fetch_token(client: httpx.AsyncClient, token_url: str, client_id: str,
                       policy: RetryPolicy | None = None) -> Token:
     """Obtain an access token by the client-credentials grant.
 
-    :raises StreamError: reason ``auth-failed`` (credentials refused, or no ``access_token``
-        in the answer); the message never carries the secret.
+    :raises APIError: reason ``auth-failed``, credentials refused (``code``: the OAuth ``error``).
+    :raises StreamError: reason ``auth-failed``, no ``access_token`` in the answer. Messages
+        never carry the secret.
     """
     header = basic_authorization(client_id, client_secret)
 
@@ -47,8 +48,9 @@ async def fetch_token(client: httpx.AsyncClient, token_url: str, client_id: str,
                                      data={"grant_type": "client_credentials"},
                                      headers={"Accept": "application/json"})
     except APIError as exc:
-        raise StreamError(f"Genesys Cloud token request failed (client {client_id}): {exc}",
-                          reason="auth-failed") from None
+        # keeps the OAuth `error` (RFC 6749 §5.2) as `code`, for the audit log and support
+        raise APIError(f"Genesys Cloud token request failed (client {client_id}): {exc}", status=exc.status,
+                       reason="auth-failed", code=exc.code, context_id=exc.context_id) from None
     if not isinstance(body, dict) or not isinstance(body.get("access_token"), str) or not body["access_token"]:
         raise StreamError("Genesys Cloud token answer carries no access_token", reason="auth-failed")
     try:

@@ -26,6 +26,10 @@ REGION_HOSTS: dict[str, str] = {
     "ap_southeast_2": "mypurecloud.com.au",
     "sa_east_1": "sae1.pure.cloud",
     "me_central_1": "mec1.pure.cloud",
+    "mx_central_1": "mxc1.pure.cloud",
+    "ap_southeast_1": "apse1.pure.cloud",
+    # the EU Sovereign Cloud has its own domain suffix (eusc-pure.cloud, not pure.cloud)
+    "eusc_de_east_1": "edee1.eusc-pure.cloud",
 }
 
 

@@ -4,15 +4,16 @@ Contract (Genesys Cloud Platform API; ``docs/genesys.md``, ``/work/shared/refere
 
 - token: client-credentials grant at ``{login_base}/oauth/token`` (:mod:`.auth`), cached
   and refreshed 30 s before expiry by one task for all streams, and once after a 401;
-- conversations: explicit ids, and/or every conversation of ``interval`` from
-  ``POST /api/v2/analytics/conversations/details/query`` page by page (``totalHits``);
-- recordings: ``GET /api/v2/conversations/{id}/recordingmetadata`` per conversation; only
-  ``media`` in ``media`` (audio by default); a ``fileState`` other than AVAILABLE/RESTORED
-  fails that recording (``not-available``) instead of dropping it silently;
+- discovery (:mod:`.discovery`): conversations by id and/or every conversation that
+  started in ``interval`` (analytics details query, split past its 100,000-result paging
+  limit by :mod:`.intervals`); recordings from ``recordingmetadata``, only ``media`` in
+  ``media``; UPLOADING/RESTORING recordings waited for, then deferred to the next run
+  (:mod:`.filestates`); other states that cannot be downloaded fail with their own reason
+  (``archived``, ``deleted``, ``recording-error``, ``not-available``);
 - media: ``POST /api/v2/recording/batchrequests`` for up to ``batch_size`` recordings at
   a time, then ``GET /api/v2/recording/batchrequests/{jobId}`` every ``poll_interval``
-  (doubling up to ``max_poll_interval``) until ``resultCount`` reaches
-  ``expectedResultCount`` or ``max_batch_wait`` passes; each result's pre-signed
+  (doubling up to ``max_poll_interval``) until the job is finished (:mod:`.batch`:
+  ``status`` Completed, or the counts without it) or ``max_batch_wait`` passes; each result's pre-signed
   ``resultUrl`` is downloaded by ``Range`` segments (:class:`RangedDownload`); a result
   with ``errorMsg`` fails that recording only (``batch-result-error``). An expired URL
   (403) is renewed by a one-recording batch job and the download resumes where it was;
@@ -21,7 +22,8 @@ Contract (Genesys Cloud Platform API; ``docs/genesys.md``, ``/work/shared/refere
   transcodes; 202 while preparing, polled as above) and its ``mediaUris`` URL;
 - every API request waits for the token's budget (:class:`RateLimiter`,
   ``max_requests_per_minute``, 300 by default as Genesys allows per client-credentials
-  token) and a 429 honours ``Retry-After`` and slows the whole source down.
+  token) and a 429 honours ``Retry-After`` and slows the whole source down; a refused
+  request is audited (``api-error``) with Genesys' error ``code`` and ``contextId``.
 
 Stream id: the recording id (file-name safe); metadata: ``conversationId``,
 ``recordingId``, ``format``, ``contentType``, ``date`` (conversation start, ISO-8601),
@@ -35,33 +37,28 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Literal
+from typing import Any, AsyncIterator, Iterator, Literal
 from urllib.parse import quote
 
 import trio
 from pydantic import SecretStr, field_validator, model_validator
 
+from voxpipe.download.api import APIError
 from voxpipe.download.httpsource import HTTPSource, HTTPSourceSettings, RangeProbe
 from voxpipe.download.ratelimit import RateLimiter
-from voxpipe.idlists import read_ids
-from voxpipe.errors import StreamError, StreamRejected
+from voxpipe.errors import StreamError
 from voxpipe.model import Chunk, Stream, StreamSpec
 from voxpipe.settings import setting
 
-from . import api
+from . import api, batch
 from .auth import fetch_token
+from .discovery import Discovery
 from .regions import endpoints, region_host
 
 log = logging.getLogger("voxpipe.genesys")
 
-#: ``fileState`` values whose media can be fetched now.
-DOWNLOADABLE_STATES = frozenset({"AVAILABLE", "RESTORED"})
-#: Most conversations one run discovers (a larger backlog is several runs or intervals).
-MAX_CONVERSATIONS = 1_000_000
 #: Most times one recording's result URL is renewed (expired pre-signed URL).
 MAX_URL_RENEWALS = 2
-#: Most ids per ``GET /api/v2/analytics/conversations/details?id=`` request.
-MAX_IDS_PER_LOOKUP = 100
 
 
 def _blank_to_none(value: Any) -> Any:
@@ -94,6 +91,11 @@ class GenesysSettings(HTTPSourceSettings):
                                    "poll up to `max_poll_interval`.", gt=0, le=300)
     max_poll_interval: float = setting(15.0, description="Longest wait between two status polls (seconds).",
                                        gt=0, le=600)
+    transient_wait: float = setting(600.0, description="Seconds discovery waits for a recording whose `fileState` is "
+                                    "UPLOADING or RESTORING (re-reading its metadata every `poll_interval`, doubling "
+                                    "to `max_poll_interval`) before leaving it for the next run, which looks it up "
+                                    "again (`genesys-deferred.json` in the state directory) without counting a "
+                                    "failed attempt.", ge=0, le=86400)
     max_batch_wait: float = setting(900.0, description="Seconds a batch job may take before its unfinished "
                                     "recordings fail (`batch-timeout`).", gt=0, le=86400)
     max_requests_per_minute: int = setting(300, description="API requests per minute with one token (Genesys: 300 "
@@ -156,6 +158,8 @@ class GenesysSource(HTTPSource):
     type = "genesys"
     Settings = GenesysSettings
     max_refreshes = MAX_URL_RENEWALS
+    # result URLs are pre-signed storage URLs, outside the Platform API's 300/min per token
+    media_uses_api_budget = False
 
     def __init__(self, settings: GenesysSettings, context):
         super().__init__(settings, context)
@@ -168,131 +172,58 @@ class GenesysSource(HTTPSource):
 
     async def fetch_token(self):
         s = self.settings
-        token = await fetch_token(self.client, self.endpoints.token_url, s.client_id,
-                                  s.client_secret.get_secret_value(), policy=self.policy)
+        with self._api_errors_audited("token request"):
+            token = await fetch_token(self.client, self.endpoints.token_url, s.client_id,
+                                      s.client_secret.get_secret_value(), policy=self.policy)
         self._audit("token-refresh", expires_in=token.expires_in)
         return token
 
     async def call(self, method: str, path: str, *, what: str, ok: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
         """One API request under the token's rate budget; returns the decoded JSON answer."""
-        _, body = await self.api_request(method, self.endpoints.api_base + path, what=what, ok=ok,
-                                         headers={"Accept": "application/json"}, **kwargs)
+        with self._api_errors_audited(what):
+            _, body = await self.api_request(method, self.endpoints.api_base + path, what=what, ok=ok,
+                                             headers={"Accept": "application/json"}, **kwargs)
         return body
 
-    # ---------------------------------------------------------------- conversations
+    @contextlib.contextmanager
+    def _api_errors_audited(self, what: str) -> Iterator[None]:
+        """Audit a refused API request with the platform's error ``code`` and ``contextId``
+        (what Genesys support asks for), then let the error go on."""
+        try:
+            yield
+        except APIError as exc:
+            if not getattr(exc, "audited", False):  # a token failure surfaces through the call that needed it
+                exc.audited = True
+                self._audit("api-error", request=what, status=exc.status, reason=exc.reason, code=exc.code,
+                            context_id=exc.context_id)
+            raise
 
-    def _explicit_ids(self) -> list[str]:
-        return read_ids(self.settings.conversations, self.settings.conversations_file, "conversation id",
-                        max_ids=MAX_CONVERSATIONS, forbidden="/\\")
-
-    async def _lookup_starts(self, ids: list[str]) -> dict[str, str]:
-        """Conversation start times of explicit ids (best effort: the date is metadata, not data)."""
-        starts: dict[str, str] = {}
-        for group in api.chunked(ids, MAX_IDS_PER_LOOKUP):
-            try:
-                body = await self.call("GET", "/api/v2/analytics/conversations/details", params=[("id", i) for i in group],
-                                       what=f"details of {len(group)} conversations")
-                found, _ = api.parse_conversation_page(body, "conversation details")
-            except StreamError as exc:
-                log.warning("conversation start times unavailable: %s", exc)
-                return starts
-            starts.update({c.conversation_id: c.conversation_start for c in found if c.conversation_start})
-        return starts
-
-    async def conversations(self) -> AsyncIterator[api.Conversation]:
-        """Explicit conversations first, then the interval's, each once."""
-        seen: set[str] = set()
-        explicit = self._explicit_ids()
-        starts = await self._lookup_starts(explicit) if explicit else {}
-        for cid in explicit:
-            seen.add(cid)
-            yield api.Conversation(cid, starts.get(cid))
-        if self.settings.interval is None:
-            return
-        page, fetched = 1, 0
-        while True:
-            body = self.call("POST", "/api/v2/analytics/conversations/details/query",
-                             json=api.conversation_query(self.settings.interval, page, self.settings.page_size),
-                             what=f"conversations of {self.settings.interval}, page {page}")
-            found, total = api.parse_conversation_page(await body, f"analytics query page {page}")
-            for conv in found:
-                if conv.conversation_id not in seen and len(seen) < MAX_CONVERSATIONS:
-                    seen.add(conv.conversation_id)
-                    yield conv
-            fetched += len(found)
-            if not found or fetched >= total or len(seen) >= MAX_CONVERSATIONS:
-                self._audit("conversations-found", interval=self.settings.interval, total_hits=total, pages=page)
-                return
-            page += 1
-
-    # ---------------------------------------------------------------- discovery
+    # ---------------------------------------------------------------- discovery (:mod:`.discovery`)
 
     async def discover(self) -> AsyncIterator[StreamSpec]:
-        wanted = {m.lower() for m in self.settings.media}
-        batch: list[tuple[api.RecordingInfo, dict[str, Any]]] = []
-        seen: set[str] = set()
-        async for conv in self.conversations():
-            cid = conv.conversation_id
-            try:
-                payload = await self.call("GET", f"/api/v2/conversations/{quote(cid, safe='')}/recordingmetadata",
-                                          what=f"conversation {cid} recording metadata")
-                infos = api.parse_recording_metadata(payload, cid, checksum_field=self.settings.checksum_field)
-            except StreamError as exc:
-                # the conversation's recordings are unknown: report it as a failed stream, not silence
-                self._pending[cid] = _Pending(cid, error=StreamError(f"conversation {cid}: {exc}", reason=exc.reason))
-                yield StreamSpec(cid, {"conversationId": cid, "date": conv.conversation_start})
-                continue
-            if not infos:
-                self._audit("no-recordings", conversation=cid)
-            for info in infos:
-                if (info.media or "audio").lower() not in wanted or info.recording_id in seen:
-                    continue
-                seen.add(info.recording_id)
-                meta = {"conversationId": cid, "recordingId": info.recording_id, "date": conv.conversation_start,
-                        "media": info.media, "fileState": info.file_state}
-                if info.checksum:
-                    meta["sha256"] = info.checksum
-                state = (info.file_state or "AVAILABLE").upper()
-                if state not in DOWNLOADABLE_STATES:
-                    self._pending[info.recording_id] = _Pending(cid, error=StreamRejected(
-                        f"recording {info.recording_id} (conversation {cid}): fileState {info.file_state!r} is not "
-                        f"downloadable (needs {' or '.join(sorted(DOWNLOADABLE_STATES))})", reason="not-available"))
-                    yield StreamSpec(info.recording_id, meta)
-                    continue
-                if self.settings.format_id is not None:  # fetched one by one in read()
-                    self._pending[info.recording_id] = _Pending(cid)
-                    yield StreamSpec(info.recording_id, meta)
-                    continue
-                batch.append((info, meta))
-                if len(batch) >= self.settings.batch_size:
-                    async for spec in self._batch_specs(batch):
-                        yield spec
-                    batch = []
-        if batch:
-            async for spec in self._batch_specs(batch):
+        async with contextlib.aclosing(Discovery(self).specs()) as specs:
+            async for spec in specs:
                 yield spec
 
-    async def _batch_specs(self, batch: list[tuple[api.RecordingInfo, dict[str, Any]]]) -> AsyncIterator[StreamSpec]:
-        pairs = [(info.conversation_id, info.recording_id) for info, _ in batch]
-        try:
-            results = await self.run_batch(pairs)
-            failure = None
-        except StreamError as exc:
-            results, failure = {}, exc
-        for info, meta in batch:
-            rid, cid = info.recording_id, info.conversation_id
-            result = results.get(rid)
-            if result is None:
-                error = failure or StreamError(f"recording {rid} (conversation {cid}): the batch job returned no "
-                                               "result for it", reason="batch-no-result")
-                self._pending[rid] = _Pending(cid, error=error)
-            else:
-                self._pending[rid] = _Pending(cid, result=result)
-                meta = {**meta, **self._result_metadata(result)}
-            yield StreamSpec(rid, meta)
+    def conversations(self) -> AsyncIterator[api.Conversation]:
+        """The conversations discovery works through (explicit, deferred, the interval's), each once."""
+        return Discovery(self).conversations()
+
+    def audit(self, event: str, **fields: Any) -> None:
+        """An audit line of this source (never a URL or secret)."""
+        self._audit(event, **fields)
+
+    def fail(self, stream_id: str, conversation_id: str, error: StreamError) -> None:
+        """Discovery found the stream cannot be read: ``read`` raises ``error``."""
+        self._pending[stream_id] = _Pending(conversation_id, error=error)
+
+    def expect(self, recording_id: str, conversation_id: str, result: api.BatchResult | None = None) -> None:
+        """A recording ``read`` will fetch: by its batch ``result``, or (``None``) by ``format_id``."""
+        self._pending[recording_id] = _Pending(conversation_id, result=result)
 
     @staticmethod
-    def _result_metadata(result: api.BatchResult) -> dict[str, Any]:
+    def result_metadata(result: api.BatchResult) -> dict[str, Any]:
+        """Stream metadata from a batch result: ``contentType``, ``format``, ``sha256``."""
         meta: dict[str, Any] = {}
         if result.content_type:
             meta["contentType"] = result.content_type
@@ -302,9 +233,12 @@ class GenesysSource(HTTPSource):
         return meta
 
     async def run_batch(self, pairs: list[tuple[str, str]]) -> dict[str, api.BatchResult]:
-        """Submit one batch download job and poll it until every result is in.
+        """Submit one batch download job and poll it until it is finished (:mod:`.batch`:
+        ``status`` when sent, else the counts).
 
-        :returns: results by recording id (a job that timed out returns those it has).
+        :returns: one result per recording (:func:`.batch.settle`: a URL beats an error,
+            the last URL listed beats earlier ones); a job that timed out returns those
+            it has plus an error result for each missing recording.
         :raises StreamError: the submission was refused (reason ``http-…``) or the job
             produced nothing within ``max_batch_wait`` seconds (``batch-timeout``).
         """
@@ -315,7 +249,7 @@ class GenesysSource(HTTPSource):
         self.stats["batches"] += 1
         self._audit("batch-submitted", job=job_id, recordings=len(pairs))
         started = trio.current_time()
-        wait, polls = s.poll_interval, 0
+        wait, polls, expected = s.poll_interval, 0, None
         status: api.BatchStatus | None = None
         while True:
             await trio.sleep(min(wait, max(0.0, started + s.max_batch_wait - trio.current_time())))
@@ -324,22 +258,31 @@ class GenesysSource(HTTPSource):
             payload = await self.call("GET", f"/api/v2/recording/batchrequests/{quote(job_id, safe='')}",
                                       what=f"batch job {job_id} status")
             status = api.parse_batch_status(payload, job_id, checksum_field=s.checksum_field)
-            if status.complete or trio.current_time() - started >= s.max_batch_wait:
+            grown = status.expected_result_count
+            if expected is not None and grown is not None and grown > expected:
+                self._audit("batch-expected-grew", job=job_id, before=expected, after=grown, poll=polls)
+            expected = grown if grown is not None else expected
+            finished = batch.job_finished(status)
+            if finished or trio.current_time() - started >= s.max_batch_wait:
                 break
             wait = min(wait * 2, s.max_poll_interval)
-        results = {r.recording_id: r for r in status.results}
-        self._audit("batch-complete" if status.complete else "batch-timeout", job=job_id, polls=polls,
+        settled = batch.settle(pairs, status.results)
+        results = settled.results
+        if settled.duplicates or settled.unrequested:
+            log.info("batch job %s: %d recordings with several results, %d results not asked for", job_id,
+                     len(settled.duplicates), len(settled.unrequested))
+        self._audit("batch-complete" if finished else "batch-timeout", job=job_id, polls=polls, status=status.status,
                     results=status.result_count, expected=status.expected_result_count, errors=status.error_count,
+                    duplicates=list(settled.duplicates), unrequested=len(settled.unrequested),
                     seconds=round(trio.current_time() - started, 3))
-        if not status.complete:
-            missing = [rid for _, rid in pairs if rid not in results]
+        if not finished:
+            missing = [(cid, rid) for cid, rid in pairs if rid not in results]
             log.warning("batch job %s: %d of %d results after %.0f s; giving up on the others", job_id,
                         len(results), len(pairs), s.max_batch_wait)
             if not results:
                 raise StreamError(f"batch job {job_id}: no result within {s.max_batch_wait:g} s "
                                   f"({len(missing)} recordings)", reason="batch-timeout")
-            for rid in missing:
-                cid = next(c for c, r in pairs if r == rid)
+            for cid, rid in missing:
                 results[rid] = api.BatchResult(cid, rid, error_msg=f"no result within {s.max_batch_wait:g} s "
                                                f"(batch job {job_id})")
         return results
@@ -359,9 +302,11 @@ class GenesysSource(HTTPSource):
         started = trio.current_time()
         wait = s.poll_interval
         while True:
-            status, body = await self.api_request(
-                "GET", self.endpoints.api_base + path, ok=(200, 202), what=f"recording {recording_id} as {s.format_id}",
-                params={"formatId": s.format_id, "download": "false"}, headers={"Accept": "application/json"})
+            with self._api_errors_audited(f"recording {recording_id} as {s.format_id}"):
+                status, body = await self.api_request(
+                    "GET", self.endpoints.api_base + path, ok=(200, 202),
+                    what=f"recording {recording_id} as {s.format_id}",
+                    params={"formatId": s.format_id, "download": "false"}, headers={"Accept": "application/json"})
             if status == 200:
                 return api.parse_recording_media(body, recording_id, s.format_id)
             if trio.current_time() - started + wait > s.max_batch_wait:
@@ -418,5 +363,5 @@ class GenesysSource(HTTPSource):
         if result.error_msg is not None or result.result_url is None:
             raise StreamError(f"recording {stream.id} (conversation {conversation_id}): batch download "
                               f"failed: {result.error_msg}", reason="batch-result-error")
-        stream.metadata.update(self._result_metadata(result))
+        stream.metadata.update(self.result_metadata(result))
         return result.result_url

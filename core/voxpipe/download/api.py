@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
 import httpx
@@ -29,13 +30,21 @@ MAX_JSON_BODY = 16 * 1024 * 1024
 
 
 class APIError(StreamError):
-    """An API call failed for good; ``status`` is the last HTTP status (0: no answer)."""
+    """An API call failed for good; ``status`` is the last HTTP status (0: no answer).
+
+    ``code`` and ``context_id`` are the platform's error ``code`` and ``contextId`` when its
+    error body carries them (Genesys Cloud: ``{message, code, status, contextId, ...}``;
+    support asks for the ``contextId``), or the OAuth ``error`` (RFC 6749 §5.2) as ``code``.
+    """
 
     reason = "api-error"
 
-    def __init__(self, message: str, *, status: int = 0, reason: str | None = None):
+    def __init__(self, message: str, *, status: int = 0, reason: str | None = None, code: str | None = None,
+                 context_id: str | None = None):
         super().__init__(message, reason=reason or (f"http-{status}" if status else "api-unreachable"))
         self.status = status
+        self.code = code
+        self.context_id = context_id
 
 
 def redact_url(url: str | httpx.URL) -> str:
@@ -125,7 +134,9 @@ async def request_json(client: httpx.AsyncClient, method: str, url: str, *,
                     raise APIError(f"{where}: {exc}", status=429, reason=exc.reason) from None
                 # a 401 refused again (or without a token to refresh) is final: described below
         if wait is None:
-            raise APIError(f"{where}: HTTP {status} {response.reason_phrase}: {_detail(response)}", status=status)
+            detail = error_detail(response)
+            raise APIError(f"{where}: HTTP {status} {response.reason_phrase}: {detail.text}", status=status,
+                           code=detail.code, context_id=detail.context_id)
         if decision.action is Action.REFRESH_TOKEN:
             if on_401 is not None:
                 on_401(sent)
@@ -134,13 +145,42 @@ async def request_json(client: httpx.AsyncClient, method: str, url: str, *,
         await trio.sleep(wait)
 
 
-def _detail(response: httpx.Response) -> str:
+@dataclass(frozen=True)
+class ErrorDetail:
+    """What an error body says, for messages: ``text`` ends with the code and context id."""
+
+    text: str
+    code: str | None = None
+    context_id: str | None = None
+
+
+def _field(payload: dict, key: str, limit: int = 120) -> str | None:
+    value = payload.get(key)
+    return str(value)[:limit] if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "" \
+        else None
+
+
+def error_detail(response: httpx.Response) -> ErrorDetail:
+    """The error body of a refused request, reduced to what helps a person and support.
+
+    Known fields only (an error body may echo request parameters): ``message``,
+    ``error_description``, ``errorMsg`` or ``detail`` as the text; ``code`` (or the OAuth
+    ``error``, RFC 6749 §5.2) and ``contextId`` appended as ``(code X, contextId Y)``.
+    """
     try:
         payload = response.json()
     except ValueError:
-        return response.text[:200].strip() or "(empty body)"
-    if isinstance(payload, dict):
-        for key in ("message", "error_description", "error", "errorMsg", "detail"):
-            if key in payload:
-                return str(payload[key])[:300]
-    return str(payload)[:300]
+        return ErrorDetail(response.text[:200].strip() or "(empty body)")
+    if not isinstance(payload, dict):
+        return ErrorDetail(f"(a JSON {type(payload).__name__})")
+    code = _field(payload, "code") or _field(payload, "error")
+    context_id = _field(payload, "contextId")
+    text = next((_field(payload, k, 300) for k in ("message", "error_description", "errorMsg", "detail")
+                 if _field(payload, k)), None)
+    if text is None:  # an unknown shape: name its fields, not their values (they may echo credentials)
+        text = "" if code else f"(fields: {', '.join(sorted(map(str, payload))[:10]) or 'none'})"
+    labels = [f"code {code}"] if code else []
+    labels += [f"contextId {context_id}"] if context_id else []
+    if labels:
+        text = f"{text} ({', '.join(labels)})" if text else ", ".join(labels)
+    return ErrorDetail(text, code, context_id)

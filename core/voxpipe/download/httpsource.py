@@ -181,6 +181,11 @@ class HTTPSource(Source):
     Settings = HTTPSourceSettings
     #: Fresh URLs fetched per stream after 403s on a temporary signed URL.
     max_refreshes: int = DEFAULT_MAX_REFRESHES
+    #: Whether media requests (range probe, segments) count against :attr:`limiter`. A
+    #: source whose media comes from pre-signed storage URLs outside the platform's API
+    #: (Genesys batch results) sets it false, so downloads neither spend nor halve the
+    #: API budget.
+    media_uses_api_budget: bool = True
 
     def __init__(self, settings: HTTPSourceSettings, context):
         super().__init__(settings, context)
@@ -230,7 +235,8 @@ class HTTPSource(Source):
 
     async def probe(self, url: str, *, what: str) -> RangeProbe:
         """:func:`probe_range` with the source's client, policy and budget."""
-        return await probe_range(self.client, url, what=what, policy=self.policy, rng=self.rng, limiter=self.limiter)
+        return await probe_range(self.client, url, what=what, policy=self.policy, rng=self.rng,
+                                 limiter=self.limiter if self.media_uses_api_budget else None)
 
     def make_download(self, stream: Stream, url: str, *, size: int | None, start: int, etag: str | None,
                       auth: AuthHeaders | None, params: Mapping[str, str] | None = None,
@@ -241,7 +247,8 @@ class HTTPSource(Source):
         common = dict(recording_id=stream.id, segment_size=s.chunk_size, auth=auth,
                       on_401=self.on_401 if auth else None, policy=self.policy, read_size=read_size_for(s.chunk_size),
                       params=params, rng=self.rng, on_segment=lambda event: stream.audit("segment", **event),
-                      start=start, etag=etag, limiter=self.limiter, on_response=ResponseLog.recorder(stream))
+                      start=start, etag=etag, limiter=self.limiter if self.media_uses_api_budget else None,
+                      on_response=ResponseLog.recorder(stream))
         connections = effective_connections(size, s.chunk_size, connections, start)
         if connections > 1 and size is not None and self._nursery is not None:
             return ParallelDownload(self.client, url, size=size, connections=connections, nursery=self._nursery,

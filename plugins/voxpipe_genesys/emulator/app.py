@@ -1,31 +1,44 @@
-"""An ASGI emulator of the Genesys Cloud Platform API endpoints the ``genesys`` source uses.
+"""An ASGI emulator of the Genesys Cloud Platform API endpoints the ``genesys`` source uses,
+and the read endpoints users' own scripts call alongside it.
 
 Endpoints, field names and status codes follow the published API (the official SDK's
-models; ``docs/genesys.md``):
+models; ``docs/genesys.md``; JSON bodies in :mod:`.bodies`):
 
 - ``POST /oauth/token`` — client-credentials grant, client authenticated by HTTP Basic
-  (RFC 6749 §2.3.1); ``{"access_token", "token_type": "bearer", "expires_in"}``;
-- ``POST /api/v2/analytics/conversations/details/query`` — ``interval`` filter, ``paging``
-  (``pageSize`` ≤ 100, ``pageNumber`` from 1), ``{"conversations": [...], "totalHits"}``;
+  (RFC 6749 §2.3.1); ``{"access_token", "token_type": "bearer", "expires_in"}``; errors
+  as RFC 6749 §5.2 ``{"error", "error_description"}``;
+- ``POST /api/v2/analytics/conversations/details/query`` — conversations overlapping the
+  ``interval`` that started on a day it touches, ``paging`` (``pageSize`` ≤ 100,
+  ``pageNumber`` from 1, ``pageSize × pageNumber`` ≤ 100,000, else 400 "Pagination may
+  not exceed 100000 results"), ``{"conversations": [...], "totalHits"}`` with participants;
 - ``GET /api/v2/analytics/conversations/details?id=…`` — conversations by id;
-- ``GET /api/v2/conversations/{id}/recordingmetadata`` — a list of ``RecordingMetadata``;
+- ``GET /api/v2/analytics/conversations/{id}/details`` — one conversation;
+- ``GET /api/v2/conversations/{id}/recordingmetadata[/{recordingId}]`` — ``RecordingMetadata``
+  (a list, or one);
+- ``GET /api/v2/conversations/{id}/recordings`` — every ``Recording`` of a conversation
+  with ``mediaUris``; 202 until all are prepared; ``formatId=NONE``: metadata only;
 - ``GET /api/v2/conversations/{id}/recordings/{recordingId}?formatId=…`` — a ``Recording``
   whose ``mediaUris`` hold a pre-signed URL; ``202`` (still being prepared) for the first
   ``not_ready_polls`` requests of each recording and format. The emulator does not
-  transcode: it offers the file's own format only (400 for others);
+  transcode: it offers the file's own format only (400 for others; the file's own when
+  ``formatId`` is absent);
 - ``POST /api/v2/recording/batchrequests`` (≤ 100 items) → ``{"id", "selfUri"}``;
-- ``GET /api/v2/recording/batchrequests/{jobId}`` — ``BatchDownloadJobStatusResult``; the
-  job fills in over successive polls (``not_ready_polls`` polls with results missing);
-  only the submitting client may read it (else 404);
+- ``GET /api/v2/recording/batchrequests/{jobId}`` — ``BatchDownloadJobStatusResult`` with
+  ``status`` ``InProgress`` then ``Completed``; the job fills in over successive polls
+  (``not_ready_polls`` polls with results missing); only the submitting client may read
+  it (else 404);
 - ``GET /media/{recordingId}?expires=…&signature=…`` — the result URLs: pre-signed,
   expiring (403 ``AccessDenied`` afterwards, as S3), with ``Range``/``206``/``416``,
   ``ETag`` and ``If-Range`` (RFC 9110 §14).
 
-Every ``/api/v2`` call needs ``Authorization: Bearer``; each token has a sliding-window
-budget (``rate_limit`` requests per minute, 429 with ``Retry-After`` beyond it). Fault
-switches (:class:`EmulatorConfig`): random 429s, recordings whose batch result carries
-``errorMsg``, recordings that are archived, result URLs issued already expired, and a
-non-standard ``checksum`` field (SHA-256 hex) in the recording metadata, right or wrong.
+Anything else answers 404 in the API's error schema ``{message, code, status, contextId,
+details, errors}``. Every ``/api/v2`` call needs ``Authorization: Bearer``; each token has a
+sliding-window budget (``rate_limit`` requests per minute, 429 with ``Retry-After`` beyond
+it). Fault switches (:class:`EmulatorConfig`): random 429s, recordings whose batch result
+carries ``errorMsg``, every ``fileState`` (UPLOADING and RESTORING for a number of
+metadata reads, ARCHIVED, DELETED, ERROR), duplicate results counted late, answers
+without ``status``, result URLs issued already expired, and a non-standard ``checksum``
+field (SHA-256 hex) in the recording metadata, right or wrong.
 """
 
 from __future__ import annotations
@@ -45,7 +58,9 @@ from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl, quote
 
-from .catalogue import Catalogue, Recording
+from . import bodies
+from .http import Send, error_answer, json_answer, s3_error, serve_bytes
+from .catalogue import CatalogueLike, Conversation, Recording, to_ms
 
 #: Largest request body accepted (bytes).
 MAX_BODY = 1 << 20
@@ -53,12 +68,14 @@ MAX_BODY = 1 << 20
 MAX_JOBS = 10_000
 #: Most tokens kept.
 MAX_TOKENS = 10_000
-#: Bytes per ASGI body message when serving media.
-SEND_SIZE = 1 << 20
 #: Largest page of the analytics query, as the real API.
 MAX_PAGE_SIZE = 100
 #: Most items of one batch request, as the real API.
 MAX_BATCH_ITEMS = 100
+#: ``pageSize × pageNumber`` may not exceed this in an analytics query, as the real API.
+MAX_QUERY_RESULTS = 100_000
+#: ``fileState`` values whose media can be fetched.
+DOWNLOADABLE = frozenset({"AVAILABLE", "RESTORED"})
 
 #: ``formatId`` values of the recording endpoint (Genesys Platform API).
 FORMAT_IDS_ALL = ("WAV", "WEBM", "WAV_ULAW", "OGG_VORBIS", "OGG_OPUS", "MP3", "NONE")
@@ -66,7 +83,6 @@ FORMAT_IDS_ALL = ("WAV", "WEBM", "WAV_ULAW", "OGG_VORBIS", "OGG_OPUS", "MP3", "N
 FORMAT_IDS_BY_TYPE = {"audio/wav": "WAV", "audio/mpeg": "MP3", "audio/ogg": "OGG_VORBIS",
                       "audio/ogg; codecs=opus": "OGG_OPUS", "audio/webm": "WEBM"}
 
-Send = Callable[[dict], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,18 @@ class EmulatorConfig:
     :ivar retry_after: seconds sent in ``Retry-After`` with injected 429s.
     :ivar rate_limit: requests per ``rate_window`` seconds per token before 429s (Genesys: 300 per 60 s).
     :ivar url_ttl: seconds a result URL stays valid.
+    :ivar send_status: include ``status`` (``InProgress``/``Completed``) in batch job status
+        answers; ``False`` imitates answers without it (clients fall back to the counts).
+    :ivar duplicate_results: recording ids or file names that get a second, failed result
+        (``errorMsg``) listed after their good one and counted late: ``expectedResultCount``
+        grows by one on the poll after every first result is in, while ``status`` stays
+        ``InProgress`` until it does.
+    :ivar uploading: recording ids or file names whose ``fileState`` is ``UPLOADING`` for the
+        first ``transient_polls`` metadata requests, then ``AVAILABLE``.
+    :ivar restoring: the same with ``RESTORING``, then ``RESTORED``.
+    :ivar transient_polls: metadata requests answered with the transient state.
+    :ivar deleted: recording ids or file names whose ``fileState`` is ``DELETED``.
+    :ivar errored: recording ids or file names whose ``fileState`` is ``ERROR``.
     """
 
     client_id: str = "voxpipe-emulator"
@@ -101,6 +129,13 @@ class EmulatorConfig:
     rate_window: float = 60.0
     url_ttl: float = 600.0
     seed: int = 0
+    send_status: bool = True
+    duplicate_results: frozenset[str] = frozenset()
+    uploading: frozenset[str] = frozenset()
+    restoring: frozenset[str] = frozenset()
+    transient_polls: int = 2
+    deleted: frozenset[str] = frozenset()
+    errored: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -127,7 +162,7 @@ class Stats:
 class GenesysEmulator:
     """The ASGI application. Thread-safe: tests may read :attr:`stats` while it serves."""
 
-    def __init__(self, catalogue: Catalogue, config: EmulatorConfig | None = None):
+    def __init__(self, catalogue: CatalogueLike, config: EmulatorConfig | None = None):
         self.catalogue = catalogue
         self.config = config or EmulatorConfig()
         self.stats = Stats()
@@ -141,9 +176,16 @@ class GenesysEmulator:
         self._lock = threading.Lock()
         c = self.config
         self._failing = self._resolve(c.fail_recordings)
-        self._archived = self._resolve(c.archived)
         self._expire_once = self._resolve(c.expire_once)
         self._bad_checksums = self._resolve(c.bad_checksums)
+        self._duplicates = self._resolve(c.duplicate_results)
+        self._states: dict[str, tuple[str, str | None]] = {}  # recording id → (state, state after transient_polls)
+        for keys, state, then in ((c.uploading, "UPLOADING", "AVAILABLE"), (c.restoring, "RESTORING", "RESTORED"),
+                                  (c.deleted, "DELETED", None), (c.errored, "ERROR", None),
+                                  (c.archived, "ARCHIVED", None)):
+            for rid in self._resolve(keys):
+                self._states[rid] = (state, then)
+        self._state_polls: dict[str, int] = {}  # recording id → metadata requests seen
 
     def _resolve(self, keys: frozenset[str]) -> frozenset[str]:
         out = set()
@@ -167,7 +209,7 @@ class GenesysEmulator:
             message = await receive()
             body += message.get("body", b"")
             if len(body) > MAX_BODY:
-                return await _error(send, 413, "Request body too large", "request.too.large")
+                return await error_answer(send, 413, "Request body too large", "request.too.large")
             if not message.get("more_body"):
                 break
         try:
@@ -177,9 +219,9 @@ class GenesysEmulator:
                 return await self._media(send, method, path[len("/media/"):], dict(query), headers)
             if path.startswith("/api/v2/"):
                 return await self._api(send, method, path, query, headers, body)
-            return await _error(send, 404, f"No resource at {path}", "not.found")
+            return await error_answer(send, 404, f"No resource at {path}", "not.found")
         except _Answer as answer:
-            return await _error(send, answer.status, answer.message, answer.code, answer.headers)
+            return await error_answer(send, answer.status, answer.message, answer.code, answer.headers)
 
     # ------------------------------------------------------------------ OAuth
 
@@ -187,19 +229,20 @@ class GenesysEmulator:
         self.stats.count("token")
         form = dict(parse_qsl(body.decode("utf-8", "replace")))
         if form.get("grant_type") != "client_credentials":
-            return await _json(send, 400, {"error": "unsupported_grant_type",
-                                           "description": "grant_type must be client_credentials"})
+            return await json_answer(send, 400, {"error": "unsupported_grant_type",
+                                           "error_description": "grant_type must be client_credentials"})
         client = _basic_client(headers.get("authorization", ""))
         if client is None or not (hmac.compare_digest(client[0], self.config.client_id)
                                   and hmac.compare_digest(client[1], self.config.client_secret)):
-            return await _json(send, 401, {"error": "invalid_client", "description": "client authentication failed"},
+            return await json_answer(send, 401, {"error": "invalid_client",
+                                           "error_description": "client authentication failed"},
                                [("www-authenticate", 'Basic realm="genesys-emulator"')])
         token = secrets.token_urlsafe(32)
         with self._lock:
             if len(self._tokens) >= MAX_TOKENS:
                 self._tokens.pop(next(iter(self._tokens)))
             self._tokens[token] = (client[0], time.monotonic() + self.config.token_ttl)
-        await _json(send, 200, {"access_token": token, "token_type": "bearer", "expires_in": self.config.token_ttl})
+        await json_answer(send, 200, {"access_token": token, "token_type": "bearer", "expires_in": self.config.token_ttl})
 
     def _authorise(self, headers: dict[str, str]) -> tuple[str, str]:
         value = headers.get("authorization", "")
@@ -242,72 +285,124 @@ class GenesysEmulator:
         token, client_id = self._authorise(headers)
         base = f"{scope_scheme(headers)}://{headers.get('host', '127.0.0.1')}"
         parts = path.split("/")[3:]  # after /api/v2/
+        params = dict(query)
         if parts == ["analytics", "conversations", "details", "query"] and method == "POST":
             self._admit(token, "analytics-query")
-            return await _json(send, 200, self._query(_json_body(body)))
+            return await json_answer(send, 200, self._query(_json_body(body)))
         if parts == ["analytics", "conversations", "details"] and method == "GET":
             self._admit(token, "analytics-get")
             ids = [i for k, v in query if k == "id" for i in v.split(",") if i]
-            found = [self._conversation_json(self.catalogue.by_conversation[i]) for i in ids
-                     if i in self.catalogue.by_conversation]
-            return await _json(send, 200, {"conversations": found} if found else {})
-        if len(parts) == 3 and parts[0] == "conversations" and parts[2] == "recordingmetadata" and method == "GET":
+            found = [bodies.conversation_details(c) for c in map(self.catalogue.conversation, ids) if c is not None]
+            return await json_answer(send, 200, {"conversations": found} if found else {})
+        if len(parts) == 4 and parts[:2] == ["analytics", "conversations"] and parts[3] == "details" \
+                and method == "GET":
+            self._admit(token, "analytics-conversation")
+            return await json_answer(send, 200, bodies.conversation_details(self._conversation(parts[2])))
+        if len(parts) in (3, 4) and parts[0] == "conversations" and parts[2] == "recordingmetadata" and method == "GET":
             self._admit(token, "recordingmetadata")
-            conv = self.catalogue.by_conversation.get(parts[1])
-            if conv is None:
-                raise _Answer(404, f"Conversation {parts[1]} not found", "not.found")
-            return await _json(send, 200, [self._metadata_json(r) for r in conv.recordings])
+            conv = self._conversation(parts[1])
+            if len(parts) == 4:
+                rec = self._recording_of(conv, parts[3])
+                return await json_answer(send, 200, bodies.recording_metadata(rec, conv, self.file_state(rec)))
+            return await json_answer(send, 200, [self._metadata_json(r, conv) for r in conv.recordings])
+        if len(parts) == 3 and parts[0] == "conversations" and parts[2] == "recordings" and method == "GET":
+            self._admit(token, "recordings")
+            return await self._recordings(send, self._conversation(parts[1]), params, base)
         if len(parts) == 4 and parts[0] == "conversations" and parts[2] == "recordings" and method == "GET":
             self._admit(token, "recording")
-            return await self._recording(send, parts[1], parts[3], dict(query), base)
+            return await self._recording(send, parts[1], parts[3], params, base)
         if parts == ["recording", "batchrequests"] and method == "POST":
             self._admit(token, "batch-submit")
             job = self._submit(_json_body(body), client_id)
-            return await _json(send, 202, {"id": job.job_id, "selfUri": f"/api/v2/recording/batchrequests/{job.job_id}"})
+            return await json_answer(send, 202, {"id": job.job_id, "selfUri": f"/api/v2/recording/batchrequests/{job.job_id}"})
         if len(parts) == 3 and parts[:2] == ["recording", "batchrequests"] and method == "GET":
             self._admit(token, "batch-status")
             with self._lock:
                 job = self._jobs.get(parts[2])
             if job is None or job.client_id != client_id:  # only the submitting client sees its jobs
                 raise _Answer(404, f"Batch request {parts[2]} not found", "not.found")
-            return await _json(send, 200, self._status(job, base))
+            return await json_answer(send, 200, self._status(job, base))
         raise _Answer(404, f"No resource at {method} {path}", "not.found")
 
-    def _conversation_json(self, conv) -> dict[str, Any]:
-        return {"conversationId": conv.conversation_id, "conversationStart": _iso(conv.start),
-                "conversationEnd": _iso(conv.end), "originatingDirection": "inbound",
-                "divisionIds": [], "participants": []}
+    def _conversation(self, cid: str) -> Conversation:
+        conv = self.catalogue.conversation(cid)
+        if conv is None:
+            raise _Answer(404, f"Conversation {cid} not found", "not.found")
+        return conv
 
-    async def _recording(self, send: Send, cid: str, rid: str, query: dict[str, str], base: str) -> None:
-        rec = self.catalogue.by_recording.get(rid)
-        if rec is None or rec.conversation_id != cid:
-            raise _Answer(404, f"Recording {rid} of conversation {cid} not found", "not.found")
-        if rec.recording_id in self._archived:
-            raise _Answer(404, f"Recording {rid} is archived; restore it first", "recording.archived")
-        asked = query.get("formatId", "WEBM").upper()
-        own = FORMAT_IDS_BY_TYPE.get(rec.content_type)
+    @staticmethod
+    def _recording_of(conv: Conversation, rid: str) -> Recording:
+        rec = next((r for r in conv.recordings if r.recording_id == rid), None)
+        if rec is None:
+            raise _Answer(404, f"Recording {rid} of conversation {conv.conversation_id} not found", "not.found")
+        return rec
+
+    def file_state(self, rec: Recording, *, count: bool = True) -> str:
+        """The recording's ``fileState`` now; with ``count``, this request is one more metadata poll."""
+        state, then = self._states.get(rec.recording_id, ("AVAILABLE", None))
+        if then is None:
+            return state
+        with self._lock:
+            polls = self._state_polls.get(rec.recording_id, 0) + (1 if count else 0)
+            self._state_polls[rec.recording_id] = polls
+        return state if polls <= self.config.transient_polls else then
+
+    def _format_for(self, rec: Recording, query: dict[str, str]) -> str:
+        """The ``formatId`` asked (the file's own when absent: the emulator does not transcode).
+
+        :raises _Answer: 400 for an unknown format, or one other than the file's own.
+        """
+        own = FORMAT_IDS_BY_TYPE.get(rec.content_type, "NONE")
+        asked = query.get("formatId", own).upper()
         if asked not in FORMAT_IDS_ALL:
             raise _Answer(400, f"formatId {asked!r} is not one of {', '.join(FORMAT_IDS_ALL)}", "bad.request")
-        if asked != own:
-            raise _Answer(400, f"formatId {asked} is not available for recording {rid}: the emulator serves it as "
-                          f"{own} only (it does not transcode)", "bad.request")
-        with self._lock:
-            key = (rid, asked)
-            self._prepared[key] = self._prepared.get(key, 0) + 1
-            calls = self._prepared[key]
-        body: dict[str, Any] = {"id": rid, "conversationId": cid, "media": "audio", "fileState": "AVAILABLE",
-                                "selfUri": f"/api/v2/conversations/{cid}/recordings/{rid}"}
-        if calls <= self.config.not_ready_polls:
-            return await _json(send, 202, body)
-        body["mediaUris"] = {"S": {"mediaUri": self.sign_url(base, rid)}}
-        await _json(send, 200, body)
+        if asked not in (own, "NONE"):
+            raise _Answer(400, f"formatId {asked} is not available for recording {rec.recording_id}: the emulator "
+                          f"serves it as {own} only (it does not transcode)", "bad.request")
+        return asked
 
-    def _metadata_json(self, rec: Recording) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": rec.recording_id, "name": rec.name, "conversationId": rec.conversation_id, "media": "audio",
-            "fileState": "ARCHIVED" if rec.recording_id in self._archived else "AVAILABLE",
-            "sessionId": rec.recording_id, "selfUri": f"/api/v2/conversations/{rec.conversation_id}/recordings/"
-                                                      f"{rec.recording_id}"}
+    def _prepare(self, rec: Recording, format_id: str) -> bool:
+        """Whether the recording is prepared in ``format_id`` (after ``not_ready_polls`` requests)."""
+        with self._lock:
+            key = (rec.recording_id, format_id)
+            self._prepared[key] = self._prepared.get(key, 0) + 1
+            return self._prepared[key] > self.config.not_ready_polls
+
+    async def _recordings(self, send: Send, conv: Conversation, query: dict[str, str], base: str) -> None:
+        """``GET /api/v2/conversations/{id}/recordings``: every recording as a ``Recording``,
+        202 until all are prepared (``formatId=NONE``: metadata only, never 202)."""
+        out, ready = [], True
+        for rec in conv.recordings:
+            format_id = self._format_for(rec, query)
+            state = self.file_state(rec)
+            uri = None
+            if format_id != "NONE" and state in DOWNLOADABLE:
+                ready = self._prepare(rec, format_id) and ready
+                uri = self.sign_url(base, rec.recording_id)
+            out.append(bodies.recording(rec, conv, state, uri))
+        if not ready:
+            out = [{k: v for k, v in item.items() if k != "mediaUris"} for item in out]
+        await json_answer(send, 200 if ready else 202, out)
+
+    async def _recording(self, send: Send, cid: str, rid: str, query: dict[str, str], base: str) -> None:
+        rec = self.catalogue.recording(rid)
+        if rec is None or rec.conversation_id != cid:
+            raise _Answer(404, f"Recording {rid} of conversation {cid} not found", "not.found")
+        state = self.file_state(rec)
+        if state == "ARCHIVED":
+            raise _Answer(404, f"Recording {rid} is archived; restore it first", "recording.archived")
+        if state not in DOWNLOADABLE:
+            raise _Answer(404, f"Recording {rid} is not available (fileState {state})", "recording.not.available")
+        asked = self._format_for(rec, query)
+        conv = self.catalogue.conversation(cid)
+        if asked == "NONE":
+            return await json_answer(send, 200, bodies.recording(rec, conv, state, None))
+        if not self._prepare(rec, asked):
+            return await json_answer(send, 202, bodies.recording(rec, conv, state, None))
+        await json_answer(send, 200, bodies.recording(rec, conv, state, self.sign_url(base, rid)))
+
+    def _metadata_json(self, rec: Recording, conv: Conversation | None = None) -> dict[str, Any]:
+        out = bodies.recording_metadata(rec, conv, self.file_state(rec))
         if self.config.checksums:
             digest = rec.sha256
             if rec.recording_id in self._bad_checksums:
@@ -319,20 +414,23 @@ class GenesysEmulator:
         if not isinstance(body, dict) or not isinstance(body.get("interval"), str):
             raise _Answer(400, "interval is required (ISO-8601 start/end)", "bad.request")
         try:
-            start, end = (_parse_time(p) for p in body["interval"].split("/"))
+            start, end = (to_ms(_parse_time(p)) for p in body["interval"].split("/"))
         except ValueError:
             raise _Answer(400, f"interval {body['interval']!r} is not an ISO-8601 interval", "bad.request") from None
         paging = body.get("paging") or {}
         size, number = paging.get("pageSize", 25), paging.get("pageNumber", 1)
         if not isinstance(size, int) or not 1 <= size <= MAX_PAGE_SIZE or not isinstance(number, int) or number < 1:
             raise _Answer(400, f"paging: pageSize must be 1..{MAX_PAGE_SIZE} and pageNumber >= 1", "bad.request")
-        matching = [c for c in self.catalogue.conversations if start <= c.start < end]
+        if size * number > MAX_QUERY_RESULTS:
+            raise _Answer(400, f"Pagination may not exceed {MAX_QUERY_RESULTS} results", "bad.request")
+        matching = self.catalogue.query(start, end)
+        total = len(matching)
+        indices = range((number - 1) * size, min(number * size, total))
         if body.get("order") == "desc":
-            matching.reverse()
-        page = matching[(number - 1) * size:number * size]
-        out: dict[str, Any] = {"totalHits": len(matching)}
-        if page:  # the API omits empty lists
-            out["conversations"] = [self._conversation_json(c) for c in page]
+            indices = range(total - 1 - indices.start, total - 1 - indices.stop, -1) if indices else indices
+        out: dict[str, Any] = {"totalHits": total}
+        if indices:  # the API omits empty lists
+            out["conversations"] = [bodies.conversation_details(matching[i]) for i in indices]
         return out
 
     def _submit(self, body: Any, client_id: str) -> _Job:
@@ -345,11 +443,11 @@ class GenesysEmulator:
             if not isinstance(cid, str):
                 raise _Answer(400, "every batchDownloadRequestList item needs a conversationId", "bad.request")
             rid = item.get("recordingId")
-            conv = self.catalogue.by_conversation.get(cid)
+            conv = self.catalogue.conversation(cid)
             if rid is None and conv is not None:  # no recordingId: every recording of the conversation
                 resolved.extend((cid, r.recording_id, r) for r in conv.recordings)
             else:
-                rec = self.catalogue.by_recording.get(rid) if isinstance(rid, str) else None
+                rec = self.catalogue.recording(rid) if isinstance(rid, str) else None
                 resolved.append((cid, rid, rec if rec is not None and rec.conversation_id == cid else None))
         job = _Job(str(uuid.uuid4()), client_id, resolved)
         with self._lock:
@@ -362,30 +460,44 @@ class GenesysEmulator:
         return job
 
     def _status(self, job: _Job, base: str) -> dict[str, Any]:
+        """A ``BatchDownloadJobStatusResult``. Polls 1..``not_ready_polls`` show a growing share
+        of the results; then every first result; with duplicates, one more poll counts and
+        lists them (``expectedResultCount`` grows) and only then is the job ``Completed``."""
         with self._lock:
             job.polls += 1
             polls = job.polls
-        expected = len(job.items)
+        items = job.items
+        extras = [(cid, rid, rec) for cid, rid, rec in items if rec is not None and rec.recording_id in self._duplicates]
         ready = self.config.not_ready_polls
-        shown = expected if polls > ready else expected * (polls - 1) // (ready + 1)
-        results = [self._result(job, base, cid, rid, rec) for cid, rid, rec in job.items[:shown]]
+        if polls <= ready:
+            shown, expected, done = items[:len(items) * (polls - 1) // (ready + 1)], len(items), False
+        elif extras and polls == ready + 1:
+            shown, expected, done = items, len(items), False
+        else:
+            shown, expected, done = items, len(items) + len(extras), True
+        results = [self._result(job, base, cid, rid, rec) for cid, rid, rec in shown]
+        if done:
+            results += [{"conversationId": cid, "recordingId": rid,
+                         "errorMsg": f"Recording {rid} was already processed for this job"} for cid, rid, _ in extras]
         out: dict[str, Any] = {"id": job.job_id, "jobId": job.job_id, "expectedResultCount": expected,
                                "resultCount": len(results), "errorCount": sum(1 for r in results if "errorMsg" in r),
                                "selfUri": f"/api/v2/recording/batchrequests/{job.job_id}"}
+        if self.config.send_status:
+            out["status"] = "Completed" if done else "InProgress"
         if results:
             out["results"] = results
         return out
 
     def _result(self, job: _Job, base: str, cid: str, rid: str | None, rec: Recording | None) -> dict[str, Any]:
         out: dict[str, Any] = {"conversationId": cid, "recordingId": rid}
+        state = self.file_state(rec, count=False) if rec is not None else None
         if rec is None:
             out["errorMsg"] = f"Recording {rid} of conversation {cid} was not found"
         elif rec.recording_id in self._failing:
             out["errorMsg"] = f"Failed to transcode recording {rec.recording_id}"
-        elif rec.recording_id in self._archived:
-            out["errorMsg"] = f"Recording {rec.recording_id} is archived"
+        elif state not in DOWNLOADABLE:
+            out["errorMsg"] = f"Recording {rec.recording_id} is not available (fileState {state})"
         else:
-            out["id"] = rec.recording_id
             expired = self._expired_in.get(rec.recording_id) == job.job_id
             out["resultUrl"] = self.sign_url(base, rec.recording_id, expired=expired)
             out["contentType"] = rec.content_type
@@ -401,40 +513,18 @@ class GenesysEmulator:
         return f"{base}/media/{quote(recording_id)}?expires={expires}&signature={signature}"
 
     async def _media(self, send: Send, method: str, rid: str, query: dict[str, str], headers: dict[str, str]) -> None:
-        rec = self.catalogue.by_recording.get(rid)
+        rec = self.catalogue.recording(rid)
         try:
             expires = int(query.get("expires", ""))
         except ValueError:
             expires = -1
         good = hmac.new(self._key, f"{rid}\n{expires}".encode(), hashlib.sha256).hexdigest()
         if rec is None or not hmac.compare_digest(good, query.get("signature", "")):
-            return await _s3_error(send, "SignatureDoesNotMatch", "The request signature we calculated does not match")
+            return await s3_error(send, "SignatureDoesNotMatch", "The request signature we calculated does not match")
         if expires < time.time():
-            return await _s3_error(send, "AccessDenied", "Request has expired")
+            return await s3_error(send, "AccessDenied", "Request has expired")
         self._admit(None, "media")
-        data, size = rec.data, len(rec.data)
-        base = [("content-type", rec.content_type.split(";")[0]), ("etag", rec.etag), ("accept-ranges", "bytes")]
-        first, last = 0, size - 1
-        status = 200
-        spec = headers.get("range")
-        if spec is not None and (headers.get("if-range") in (None, rec.etag)):
-            parsed = _parse_range(spec, size)
-            if parsed == "unsatisfiable":
-                return await _raw(send, 416, b"", base + [("content-range", f"bytes */{size}")])
-            if parsed is not None:
-                first, last = parsed
-                status = 206
-                base.append(("content-range", f"bytes {first}-{last}/{size}"))
-        length = last - first + 1
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(k.encode(), v.encode()) for k, v in base + [("content-length", str(length))]]})
-        if method == "HEAD":
-            return await send({"type": "http.response.body", "body": b""})
-        for offset in range(first, last + 1, SEND_SIZE):
-            end = min(offset + SEND_SIZE, last + 1)
-            await send({"type": "http.response.body", "body": data[offset:end], "more_body": end <= last})
-        if length == 0:
-            await send({"type": "http.response.body", "body": b""})
+        await serve_bytes(send, method, rec.data, rec.content_type.split(";")[0], rec.etag, headers)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -449,10 +539,6 @@ class _Answer(Exception):
 def scope_scheme(headers: dict[str, str]) -> str:
     """``http`` (the emulator serves plain HTTP on loopback; a TLS proxy sets X-Forwarded-Proto)."""
     return headers.get("x-forwarded-proto", "http")
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _parse_time(text: str) -> datetime:
@@ -479,50 +565,3 @@ def _basic_client(value: str) -> tuple[str, str] | None:
         return None
     client, sep, secret = decoded.partition(":")
     return (client, secret) if sep else None
-
-
-def _parse_range(spec: str, size: int) -> tuple[int, int] | str | None:
-    """One ``bytes=`` range (RFC 9110 §14.1.2) → (first, last); None to ignore the header."""
-    unit, _, ranges = spec.partition("=")
-    if unit.strip().lower() != "bytes" or "," in ranges:
-        return None  # other units and multiple ranges: answer 200 with the whole body (allowed by RFC 9110)
-    first_s, dash, last_s = ranges.strip().partition("-")
-    if not dash:
-        return None
-    try:
-        if first_s == "":
-            n = int(last_s)
-            if n == 0:
-                return "unsatisfiable"
-            return max(0, size - n), size - 1
-        first = int(first_s)
-        last = int(last_s) if last_s else size - 1
-    except ValueError:
-        return None
-    if first >= size:
-        return "unsatisfiable"
-    if first > last:
-        return None
-    return first, min(last, size - 1)
-
-
-async def _raw(send: Send, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
-    headers = headers + [("content-length", str(len(body)))]
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(k.encode(), v.encode()) for k, v in headers]})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _json(send: Send, status: int, payload: Any, headers: list[tuple[str, str]] | None = None) -> None:
-    await _raw(send, status, json.dumps(payload).encode(), [("content-type", "application/json")] + (headers or []))
-
-
-async def _error(send: Send, status: int, message: str, code: str, headers: list[tuple[str, str]] | None = None) -> None:
-    """The API's error body: ``{message, code, status, contextId, details, errors}``."""
-    await _json(send, status, {"message": message, "code": code, "status": status, "contextId": str(uuid.uuid4()),
-                               "details": [], "errors": []}, headers)
-
-
-async def _s3_error(send: Send, code: str, message: str) -> None:
-    body = f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>'
-    await _raw(send, 403, body.encode(), [("content-type", "application/xml")])
