@@ -8,7 +8,7 @@ bit-identical pure-Python backend (``voxpipe.dsp.BACKEND == "python"``).
 
 import sys
 
-from setuptools import setup
+from setuptools import find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 
@@ -36,7 +36,21 @@ class OptionalBuildExt(build_ext):
         )
 
 
+def _packages():
+    """core/ and plugins/ packages, plus ``voxpipe.examples`` from the top-level examples/
+    directory (its YAML pipelines and recordings ship as package data, so an installed wheel
+    runs ``voxpipe demo`` from any directory)."""
+    found = {name: f"{where}/{name.replace('.', '/')}"
+             for where in ("core", "plugins") for name in find_packages(where)}
+    found["voxpipe.examples"] = "examples"
+    return found
+
+
+_PACKAGE_DIRS = _packages()
+
 setup(
+    packages=sorted(_PACKAGE_DIRS),
+    package_dir=_PACKAGE_DIRS,
     cffi_modules=["native/build_dsp.py:ffibuilder"],
     cmdclass={"build_ext": OptionalBuildExt},
 )

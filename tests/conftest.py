@@ -56,3 +56,12 @@ def pg_url(pg_server, request):
     with psycopg.connect(pg_server.get_uri("postgres"), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return pg_server.get_uri(name)
+
+
+@pytest.fixture(scope="session")
+def installed_voxpipe(tmp_path_factory):
+    """voxpipe as a user has it: a wheel built from this tree, installed into a fresh venv
+    (built once per test session; see ``wheel_env``)."""
+    from wheel_env import build_and_install
+
+    return build_and_install(tmp_path_factory.mktemp("wheel"))

@@ -83,11 +83,13 @@ def test_run_bad_config_exits_2(tmp_path):
 
 
 def test_demo_archives_every_example_byte_identically(tmp_path, monkeypatch):
-    monkeypatch.chdir(EXAMPLES.parent)
+    monkeypatch.chdir(tmp_path)  # the examples are package data: any directory will do
     out = tmp_path / "demo"
-    result = invoke("demo", "--out", str(out))
+    result = invoke("demo", "--out", str(out), env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
     assert "every recording archived byte-identically" in result.output
+    table = [line for line in result.output.splitlines() if line.lstrip().startswith(("recording", "1000"))]
+    assert len(table) == 7 and all(len(line) <= 80 for line in table), table  # the demo's table fits 80 columns
     for src in (EXAMPLES / "recordings").iterdir():
         if src.suffix == ".md":
             continue

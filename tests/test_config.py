@@ -74,7 +74,7 @@ def test_bad_value_and_missing_required_setting_are_all_reported():
     text = GOOD.replace("        level: 1", "        level: 11").replace("      client_id: demo\n", "")
     found = problems(text)
     assert "pipeline.yaml:4: pipelines.nightly.source.client_id: required setting is missing" in found
-    assert any(p.startswith("pipeline.yaml:16: pipelines.nightly.sinks[0].level: Input should be less than or equal to 9")
+    assert any(p.startswith("pipeline.yaml:16: pipelines.nightly.sinks[0].level: 11 is above the maximum of 9")
                for p in found)
     assert len(found) == 2
 

@@ -34,3 +34,18 @@ def test_setting_types_render_as_users_write_them():
     assert _type_name(Optional[Literal["WAV", "MP3"]]) == "one of WAV, MP3 | null"
     assert _type_name(tuple[int, ...]) == "tuple[int, ...]"
     assert _type_name(dict[str, list[float]]) == "dict[str, list[float]]"
+
+
+def test_plugin_guide_code_is_the_example_package_verbatim():
+    """Every ``# file: PATH`` block of docs/plugins.md is that file's exact content."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    guide = (root / "docs" / "plugins.md").read_text()
+    blocks = re.findall(r"```\w+\n# file: (\S+)\n(.*?)```", guide, re.S)
+    package = root / "examples" / "plugins" / "voxpipe-example"
+    shipped = {str(p.relative_to(root)) for p in package.rglob("*") if p.is_file() and p.suffix in (".py", ".toml", ".yaml")
+               and not {"__pycache__", "build"} & set(p.parts)}
+    assert {path for path, _ in blocks} == shipped
+    for path, text in blocks:
+        assert text == (root / path).read_text(), f"docs/plugins.md's copy of {path} differs: paste the file again"

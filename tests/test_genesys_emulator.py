@@ -177,7 +177,9 @@ def test_read_endpoints_users_scripts_call(recordings):
 
 
 def test_cli_serves_a_generated_catalogue_and_refuses_ambiguous_sources(tmp_path):
-    assert "either --recordings DIR or --generate" in CliRunner().invoke(command, []).output
+    # without either, it serves the shipped example recordings (test_installed); both at once is ambiguous
+    both = CliRunner().invoke(command, ["--recordings", str(tmp_path), "--generate", "5"])
+    assert both.exit_code == 2 and "either --recordings DIR or --generate COUNT, not both" in both.output
     proc = subprocess.Popen([sys.executable, "-c", "from voxpipe_genesys.emulator.cli import command; command()",
                              "--generate", "150000", "--port", "0", "--uploading", "synthetic-3", "--no-status"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))

@@ -49,10 +49,40 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
 
 class JsonResults(RunObserver):
     """Prints one JSON object per finished stream on stdout (``voxpipe run --json``), and one
-    per recording the source deferred to a later run (``"status": "deferred"``)."""
+    per recording the source deferred to a later run (``"status": "deferred"``).
+
+    When the reader goes away (``voxpipe run --json | head``), the run stops as after
+    SIGINT (streams in flight finish within ``shutdown_grace``, nothing half-stored) and
+    exits without a traceback: ``on_closed`` is called once.
+    """
+
+    def __init__(self, on_closed=lambda: None):
+        self.closed = False
+        self.on_closed = on_closed
 
     def stream_finished(self, result) -> None:
-        click.echo(json.dumps(result.to_dict(), default=str, separators=(",", ":")))
+        if self.closed:
+            return
+        try:
+            click.echo(json.dumps(result.to_dict(), default=str, separators=(",", ":")))
+        except BrokenPipeError:
+            self.closed = True
+            silence_stdout()
+            log.info("standard output was closed by its reader; stopping after the streams in flight")
+            self.on_closed()
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush cannot raise again
+    (Python's documented way to handle SIGPIPE/EPIPE)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (tests' captured stdout)
+        pass
 
     def stream_deferred(self, deferral) -> None:  # "status": "deferred", no attempt
         click.echo(json.dumps(deferral.to_dict(), default=str, separators=(",", ":")))
@@ -83,7 +113,7 @@ async def run_with_signals(runner: Runner) -> RunSummary:
 def load_or_exit(path: Path) -> ConfigFile:
     """Load and validate a pipeline file, or print every problem and exit 2."""
     try:
-        return load_config(path, get_registry())
+        return load_config(path, registry_or_exit())
     except ConfigError as exc:
         _config_exit(exc)
 
@@ -101,6 +131,15 @@ def _config_exit(exc: ConfigError) -> NoReturn:
     for problem in exc.problems:
         click.echo(problem, err=True)
     raise SystemExit(EXIT_CONFIG) from None
+
+
+def registry_or_exit():
+    """The component registry, or a clean error and exit 2 (e.g. two plugins claim one type name)."""
+    try:
+        return get_registry()
+    except PluginError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_CONFIG) from None
 
 
 def execute(pipeline: PipelineConfig, *, json_output: bool = False, progress: bool | None = None,
@@ -121,10 +160,13 @@ def execute(pipeline: PipelineConfig, *, json_output: bool = False, progress: bo
         from .metrics import RunMetrics
 
         metrics = RunMetrics()
-    observer = ObserverFanout(display, JsonResults() if json_output else None, metrics, *observers)
+    json_results = JsonResults() if json_output else None
+    observer = ObserverFanout(display, json_results, metrics, *observers)
     # voice sources publish live call metrics into the run's registry
     runner = Runner(pipeline, observer=observer,
                     services={"metrics_registry": metrics.registry} if metrics is not None else None)
+    if json_results is not None:
+        json_results.on_closed = runner.request_stop
     try:
         if metrics is not None and metrics_port is not None:
             from .metrics import run_serving_metrics
@@ -179,11 +221,15 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
     \b
     Typical use:
-      voxpipe check pipeline.yaml        validate a pipeline file
-      voxpipe run pipeline.yaml          run it (progress on a terminal)
-      voxpipe plugins                    list every source, transform, verifier and sink
-      voxpipe emulate cxone --recordings DIR   rehearse against a local CXone emulator
       voxpipe demo                       archive the shipped examples end to end
+      voxpipe check pipeline.yaml        validate a pipeline file (--connect: and its credentials,
+                                         destinations and endpoints, for real)
+      voxpipe run --dry-run pipeline.yaml   what a run would fetch, resume or skip
+      voxpipe run pipeline.yaml          run it (progress on a terminal, then a summary)
+      voxpipe verify ARCHIVE_DIR         re-read every stored file against its manifest
+      voxpipe schema -o voxpipe.schema.json   JSON Schema of pipeline files, for editors
+      voxpipe plugins                    list every source, transform, verifier and sink
+      voxpipe emulate cxone              rehearse against a local CXone emulator
     """
     setup_logging(verbose, quiet)
 
@@ -211,14 +257,16 @@ cli.add_command(ledger_group)
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics endpoint binds.")
 @click.option("--metrics-textfile", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the run's final metrics to this file (node_exporter textfile collector).")
+@click.option("--dry-run", is_flag=True, help="Only list what the source discovers and what a run would fetch, "
+              "resume or skip (ids, sizes and dates when known); download, store and record nothing.")
 def run(file: Path, name: str | None, json_output: bool, progress: bool | None, metrics_port: int | None,
-        metrics_host: str, metrics_textfile: Path | None) -> None:
+        metrics_host: str, metrics_textfile: Path | None, dry_run: bool) -> None:
     """Run a pipeline from FILE.
 
     Exit status: 0 when every stream succeeded, 1 when any failed, 2 for a bad file (or a
     metrics address that cannot be bound), 3 when another run of the pipeline is still
     going (see on_overlap), 4 when storage failed before the run (disk full, I/O error,
-    permissions), 5 for a corrupt or foreign ledger or outbox file.
+    permissions), 5 for a corrupt or foreign ledger or outbox file. With --dry-run: 0 when discovery succeeded.
     """
     from .metrics import MetricsError
 
@@ -228,6 +276,10 @@ def run(file: Path, name: str | None, json_output: bool, progress: bool | None, 
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         raise SystemExit(EXIT_CONFIG) from None
+    if dry_run:
+        from .dryrun import print_dry_run
+
+        raise SystemExit(print_dry_run(pipeline, json_output=json_output))
     try:
         summary = execute(pipeline, json_output=json_output, progress=progress, metrics_port=metrics_port,
                           metrics_host=metrics_host, metrics_textfile=metrics_textfile)
@@ -241,9 +293,8 @@ def run(file: Path, name: str | None, json_output: bool, progress: bool | None, 
         click.echo(f"error: {error}", err=True)
         # 3: another run holds the pipeline; 4: storage failed before the run; 5: a broken state file
         raise SystemExit(getattr(error, "exit_code", EXIT_FAILED)) from None
-    if not json_output and summary.failed:
-        for r in summary.failed:
-            click.echo(f"failed {r.id}: {r.message}", err=True)
+    # each failed stream was printed once as it ended (live display or log line) and the
+    # display printed the summary; the discovery error is repeated as the last word
     if not json_output and summary.deferred_count:
         for d in summary.deferred[:DEFERRED_SHOWN]:
             click.echo(f"deferred {d.id}: {d.message or d.reason}", err=True)
@@ -270,12 +321,51 @@ def run_error(exc: BaseException) -> VoxpipeError | None:
 @cli.command()
 # not click.Path(exists=True, dir_okay=False): load_config reports a missing file, a directory or a FIFO as FILE:1: ...
 @click.argument("file", type=click.Path(path_type=Path))
-def check(file: Path) -> None:
-    """Validate FILE without running anything: every problem as FILE:LINE: key.path: message."""
+@click.option("--connect", is_flag=True, help="Then, per pipeline, check for real: obtain a token, read the first "
+              "page of discovery, probe each storing sink's destination and each webhook endpoint. Nothing is "
+              "downloaded, stored or announced.")
+@click.option("--pipeline", "-p", "name", help="Only this pipeline (default: every pipeline in FILE).")
+def check(file: Path, connect: bool, name: str | None) -> None:
+    """Validate FILE without running anything: every problem as FILE:LINE: key.path: message.
+
+    Also reports input files the configuration names (recordings_file, ...) that are
+    missing or unreadable. With --connect, one line per check, "ok" or "FAIL".
+
+    Exit status: 0 valid (and every check passed), 1 a --connect check failed, 2 invalid.
+    """
+    from .config import local_file_problems
+
     config = load_or_exit(file)
-    for p in config.pipelines.values():
+    try:
+        pipelines = [config.pipeline(name)] if name else list(config.pipelines.values())
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(EXIT_CONFIG) from None
+    problems = [p for pipeline in pipelines for p in local_file_problems(pipeline)]
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise SystemExit(EXIT_CONFIG)
+    for p in pipelines:
         parts = [f"source {p.source.type}"] + [f"{len(getattr(p, k))} {k}" for k in ("transforms", "verifiers", "sinks")]
         click.echo(f"{file}: pipeline {p.name!r} is valid ({', '.join(parts)}; concurrency {p.settings.concurrency})")
+    if not connect:
+        return
+    from .connectcheck import check_pipeline
+
+    failed = 0
+
+    def show(line) -> None:
+        nonlocal failed
+        failed += not line.check.ok
+        mark = "ok  " if line.check.ok else "FAIL"
+        click.echo(f"{mark} {line.pipeline}: {line.component}: {line.check.what}: {line.check.detail}")
+
+    for p in pipelines:
+        trio.run(check_pipeline, p, show)
+    if failed:
+        click.echo(f"{failed} check{'s' if failed > 1 else ''} failed", err=True)
+        raise SystemExit(EXIT_FAILED)
 
 
 @cli.command()
@@ -309,6 +399,60 @@ def plugins(json_output: bool) -> None:
 
 
 @cli.command()
+@click.argument("archive")
+@click.option("--json", "json_output", is_flag=True, help="Print the report as one JSON object on stdout.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Files checked at once (worker threads).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+def verify(archive: str, json_output: bool, jobs: int, progress: bool | None) -> None:
+    """Re-read every stored recording in ARCHIVE against its manifest.
+
+    Checks each stored file's size and SHA-256, and for gzip files every member's CRC and
+    the decompressed size and SHA-256 the manifest records. Reports files that are
+    missing, corrupt, orphan (no manifest) and manifests that cannot be read. Nothing is
+    written. ARCHIVE is a sink's directory (or a URL an installed plugin reads, e.g. s3://).
+
+    Exit status: 0 every file checked out, 1 problems found, 2 the archive cannot be read.
+    """
+    from .verifycmd import run_verify
+
+    raise SystemExit(run_verify(archive, json_output=json_output, jobs=jobs, progress=progress))
+
+
+@cli.command()
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the schema to this file instead of standard output.")
+def schema(out: Path | None) -> None:
+    """Print a JSON Schema of pipeline files (every installed component's settings), for editors.
+
+    \b
+    With the YAML language server (VS Code's YAML extension, Neovim, Helix...):
+      voxpipe schema -o voxpipe.schema.json
+    and make this the first line of a pipeline file:
+      # yaml-language-server: $schema=./voxpipe.schema.json
+    """
+    from .schema import config_schema
+
+    try:
+        text = json.dumps(config_schema(get_registry()), indent=2) + "\n"
+    except PluginError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_CONFIG) from None
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    from .atomic import write_atomic
+
+    try:
+        write_atomic(out, text.encode())
+    except OSError as exc:
+        click.echo(f"error: cannot write {out}: {exc.strerror}", err=True)
+        raise SystemExit(EXIT_FAILED) from None
+    click.echo(f"wrote {out}; first line of a pipeline file for the YAML language server:\n"
+               f"  # yaml-language-server: $schema={out}")
+
+
+@cli.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("voxpipe-demo"),
               show_default=True, help="Where the demo archive is written.")
 def demo(out: Path) -> None:
@@ -324,4 +468,11 @@ def demo(out: Path) -> None:
 
 
 def main() -> None:
-    cli(prog_name="voxpipe")
+    try:
+        cli(prog_name="voxpipe")
+    except PluginError as exc:  # e.g. two plugins claim one type name, met outside load_or_exit
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_CONFIG) from None
+    except BrokenPipeError:  # stdout's reader went away (voxpipe plugins | head)
+        silence_stdout()
+        raise SystemExit(EXIT_OK) from None

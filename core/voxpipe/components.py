@@ -18,17 +18,21 @@ Data flow for one stream (see ``docs/architecture.md``)::
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, ClassVar, Iterator, Mapping
+
+import trio
 
 from .model import Chunk, Deferral, Stream, StreamResult, StreamSpec, Verdict
 from . import settings as _settings
 
 if TYPE_CHECKING:  # pragma: no cover
-    import trio
-
     from .audit import AuditLog
+
+log = logging.getLogger("voxpipe.components")
 
 
 @dataclass
@@ -48,6 +52,24 @@ class PipelineContext:
     audit: "AuditLog | None" = None
     services: dict[str, Any] = field(default_factory=dict)
     on_deferred: "Callable[[Deferral], None] | None" = None
+
+
+#: Seconds a source's default :meth:`Source.check_connect` waits for its first stream.
+DISCOVERY_PEEK_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class ConnectCheck:
+    """The outcome of one check of ``voxpipe check --connect``.
+
+    :ivar what: what was checked, short (``token``, ``discovery``, ``destination``, ``endpoint``).
+    :ivar ok: whether it passed.
+    :ivar detail: what was found, or what is wrong and where (a URL without secrets, a path).
+    """
+
+    what: str
+    ok: bool
+    detail: str
 
 
 class Component:
@@ -77,6 +99,19 @@ class Component:
 
     async def aclose(self) -> None:
         """Release pipeline-wide resources (HTTP pools, servers). Idempotent."""
+
+    async def check_connect(self) -> list[ConnectCheck]:
+        """``voxpipe check --connect``: check that this component can reach what it needs
+        (credentials accepted, a destination writable, an endpoint reachable) without
+        downloading, storing or announcing any recording. A source is started first
+        (:meth:`start`); a sink is not (it must not open outboxes or state to check).
+
+        Return one :class:`ConnectCheck` per thing checked; an exception raised here is
+        reported as a failed check with its message. Default: nothing to check. An object
+        storage sink checks that its bucket exists and, when its settings ask for it, has
+        Object Lock enabled.
+        """
+        return []
 
 
 class Source(Component):
@@ -118,6 +153,18 @@ class Source(Component):
         spec each time a call connects and returns when told to stop.
         """
         raise NotImplementedError
+
+    async def check_connect(self) -> list[ConnectCheck]:
+        """Default: read the first stream :meth:`discover` yields (a listing's first page),
+        within :data:`DISCOVERY_PEEK_TIMEOUT` seconds. Sources that wait for callers (a
+        server) override this; sources with credentials check a token first."""
+        discovered = self.discover()
+        async with contextlib.aclosing(discovered):
+            with trio.move_on_after(DISCOVERY_PEEK_TIMEOUT):
+                async for spec in discovered:
+                    return [ConnectCheck("discovery", True, f"lists streams (first: {spec.id})")]
+                return [ConnectCheck("discovery", True, "lists no streams right now")]
+        return [ConnectCheck("discovery", False, f"listed nothing within {DISCOVERY_PEEK_TIMEOUT:.0f} s")]
 
     def read(self, stream: Stream) -> AsyncIterator[Chunk]:
         """Yield the stream's bytes in order as :class:`Chunk` objects, as an async generator.
@@ -293,5 +340,23 @@ class Sink(Component):
         """The directory this sink stores into, if any (the default home of pipeline state)."""
         return None
 
+    def destination(self) -> str | None:
+        """Where this sink stores, for people (run summaries, ``check --connect``): a
+        directory by default (:meth:`archive_dir`); an object-storage sink returns its
+        ``s3://bucket/prefix``."""
+        path = self.archive_dir()
+        return str(path) if path is not None else None
+
 
 KINDS: tuple[str, ...] = ("source", "transform", "verifier", "sink")
+
+
+async def aclose_all(components: list[Component], timeout: float) -> None:
+    """``aclose`` every component, newest first, under a cancel shield, all within
+    ``timeout`` seconds; a component that fails to close is logged and the others go on."""
+    with trio.CancelScope(shield=True), trio.move_on_after(timeout):
+        for component in reversed(components):
+            try:
+                await component.aclose()
+            except Exception:
+                log.exception("%s %r failed to close", component.kind, component.type)

@@ -33,7 +33,7 @@ import yaml
 
 from .errors import ConfigError
 from .plugins import ComponentInfo, Registry
-from .settings import Settings, setting
+from .settings import ByteSize, Settings, setting
 from .yamlsafe import MAX_CONFIG_BYTES  # noqa: F401  (re-exported: callers read the limit here)
 from .yamlsafe import NodeBudget, YamlProblem, compose, decode, read_file, scalar_value
 
@@ -65,7 +65,7 @@ class PipelineSettings(Settings):
                                        "(at most half of `lease_seconds`).", ge=1, le=1800)
     max_attempts_total: int = setting(5, description="Attempts per recording across runs; a recording that failed this "
                                       "often is reported failed without another try.", ge=1, le=1000)
-    checkpoint_bytes: int = setting(2 << 20, description="Bytes between resume checkpoints (data fsynced and recorded in "
+    checkpoint_bytes: ByteSize = setting(2 << 20, description="Bytes between resume checkpoints (data fsynced and recorded in "
                                     "the ledger); a crash re-fetches at most this plus what was in flight.",
                                     ge=64 << 10, le=1 << 30)
     on_overlap: Literal["exit", "wait"] = setting("exit", description="SQLite ledger: what a run does when "
@@ -339,7 +339,7 @@ def _validate(loader: _Loader, model: type[Settings], values: dict[str, Any], pa
     try:
         return model.model_validate(values)
     except pydantic.ValidationError as exc:
-        for err in exc.errors(include_url=False, include_input=False):
+        for err in exc.errors(include_url=False, include_input=True):
             loc = path + tuple(err["loc"])
             if any(loc[:len(u)] == u for u in loader.unset):
                 continue  # the missing variable was reported; its empty stand-in proves nothing
@@ -351,9 +351,97 @@ def _validate(loader: _Loader, model: type[Settings], values: dict[str, Any], pa
             elif err["type"] == "missing":
                 msg = "required setting is missing"
             else:
-                msg = err["msg"].removeprefix("Value error, ")
+                msg = type_error_message(model, err)
             loader.problems.append(f"{loader.where(loc)}: {dotted(loc)}: {msg}")
         return None
+
+
+def local_file_problems(pipeline: PipelineConfig) -> list[str]:
+    """Input files a pipeline names that cannot be read, as ``FILE:LINE: key.path: message``.
+
+    An input file is a setting named ``*_file`` holding a path (``recordings_file``,
+    ``acd_call_ids_file``, ``conversations_file``...; third-party components follow the
+    same convention). Relative paths are taken from the working directory, as at run time.
+    Directories a pipeline writes (``dir``, ``state_dir``) are created when missing and are
+    checked by ``voxpipe check --connect`` instead.
+    """
+    problems = []
+    named = [(f"pipelines.{pipeline.name}.source", pipeline.source)]
+    for key in ("transforms", "verifiers", "sinks"):
+        named += [(f"pipelines.{pipeline.name}.{key}[{i}]", c) for i, c in enumerate(getattr(pipeline, key))]
+    for prefix, component in named:
+        for field in type(component.settings).model_fields:
+            value = getattr(component.settings, field)
+            if not field.endswith("_file") or not isinstance(value, Path):
+                continue
+            if not value.exists():
+                why = "does not exist"
+            elif not value.is_file():
+                why = "is not a file"
+            elif not os.access(value, os.R_OK):
+                why = "cannot be read"
+            else:
+                continue
+            problems.append(f"{component.where}: {prefix}.{field}: {value} {why}"
+                            + (f" (relative to the working directory {Path.cwd()})" if not value.is_absolute() else ""))
+    return problems
+
+
+#: Longest value quoted back in an error message (characters).
+MAX_QUOTED_VALUE = 60
+
+
+def type_error_message(model: type[Settings], err: Mapping[str, Any]) -> str:
+    """A pydantic error as a person reads it: the value given, the form expected, the unit.
+
+    Values of secret settings are never quoted.
+    """
+    from .settings import ByteSizeMarker
+
+    field = model.model_fields.get(str(err["loc"][0])) if err.get("loc") else None
+    secret = field is not None and "Secret" in repr(field.annotation)
+    is_size = field is not None and any(isinstance(m, ByteSizeMarker) for m in field.metadata)
+    unit = " bytes" if is_size else ""
+    value = "the value" if secret else _quoted(err.get("input"))
+    ctx = err.get("ctx") or {}
+    kind = err["type"]
+    if kind == "value_error":
+        return err["msg"].removeprefix("Value error, ")
+    if kind in ("greater_than_equal", "greater_than"):
+        bound = ctx.get("ge", ctx.get("gt"))
+        return f"{value} is below the minimum of {bound}{unit}" + (" (inclusive)" if kind == "greater_than_equal" else "")
+    if kind in ("less_than_equal", "less_than"):
+        bound = ctx.get("le", ctx.get("lt"))
+        return f"{value} is above the maximum of {bound}{unit}" + (" (inclusive)" if kind == "less_than_equal" else "")
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{value} is not a size in bytes; write a whole number (65536) or with a unit (64KiB)" if is_size \
+            else f"{value} is not a whole number"
+    if kind in ("float_parsing", "float_type"):
+        return f"{value} is not a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{value} is not true or false"
+    if kind == "string_type":
+        return f"{value} is not text (quote it in YAML)"
+    if kind in ("list_type", "tuple_type", "set_type"):
+        return f"expected a list, got {value}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"expected a mapping, got {value}"
+    if kind == "literal_error":
+        return f"{value} is not one of {ctx.get('expected', 'the allowed values')}"
+    if kind in ("string_too_short", "string_too_long", "too_short", "too_long", "string_pattern_mismatch"):
+        return f"{value}: {err['msg'].replace('Input should', 'should').replace('Value should', 'should')}"
+    return err["msg"].removeprefix("Value error, ")
+
+
+def _quoted(value: Any) -> str:
+    """``value`` as YAML-ish text for a message, bounded."""
+    import json
+
+    try:
+        text = json.dumps(value, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= MAX_QUOTED_VALUE else text[: MAX_QUOTED_VALUE - 1] + "…"
 
 
 def _closest(word: str, candidates: list[str]) -> str | None:

@@ -17,6 +17,7 @@ from pydantic_core import PydanticUndefined
 
 from .config import PipelineSettings
 from .plugins import Registry, get_registry
+from .settings import ByteSizeMarker
 
 _KIND_TITLES = {"source": "Sources", "transform": "Transforms", "verifier": "Verifiers", "sink": "Sinks"}
 
@@ -39,6 +40,21 @@ pipelines:
 Any value may use `${VAR}` (an environment variable; unset is an error naming it),
 `${VAR:-default}`, and `$$` for a literal `$`. Unknown keys are errors, reported as
 `file:line: key.path: message`. `voxpipe check FILE` validates without running.
+
+### Completion and checking in your editor
+
+`voxpipe schema -o voxpipe.schema.json` writes a JSON Schema generated from the same
+declarations as this page (including any third-party plugins you have installed). With
+the YAML language server (VS Code's YAML extension, Neovim's yamlls, Helix...), make this
+the first line of a pipeline file to get completion, hover text and errors as you type:
+
+```yaml
+# yaml-language-server: $schema=./voxpipe.schema.json
+```
+
+or map files to it once in VS Code's `settings.json`:
+`"yaml.schemas": {"./voxpipe.schema.json": ["pipelines/*.yaml"]}`.
+Regenerate the schema after installing or upgrading plugins.
 
 """
 
@@ -91,6 +107,8 @@ def _table(model) -> list[str]:
         example_text = f"`{json.dumps(example)}`" if example is not None else ""
         desc = ((field.description or "") + _limits(field)).replace("|", "\\|").replace("\n", " ")
         type_text = _type_name(field.annotation).replace("|", "\\|")
+        if any(isinstance(m, ByteSizeMarker) for m in field.metadata):
+            type_text = "bytes (`65536`, `64KiB`, `8MiB`)"
         lines.append(f"| `{field.alias or name}` | {type_text} | {_default(field)} | {desc} | {example_text} |")
     return lines
 
@@ -118,8 +136,23 @@ def render_configuration(registry: Registry | None = None) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def main() -> None:
-    sys.stdout.write(render_configuration())
+def main(argv: list[str] | None = None) -> None:
+    """``python -m voxpipe.docgen [-o FILE]``: print (or write) the configuration reference."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m voxpipe.docgen",
+        description="Generate docs/configuration.md (the configuration reference) from the settings every "
+                    "installed component declares. A test fails when the committed file drifts from this output.",
+        epilog="Typical use, from a clone: python -m voxpipe.docgen -o docs/configuration.md")
+    parser.add_argument("-o", "--out", metavar="FILE", help="write to FILE instead of standard output")
+    args = parser.parse_args(argv)
+    text = render_configuration()
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
 
 
 if __name__ == "__main__":

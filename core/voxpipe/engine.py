@@ -78,8 +78,16 @@ class RunObserver:
     def run_started(self, pipeline: PipelineConfig) -> None:
         """The run begins (components are built, the ledger is open)."""
 
+    def stream_discovered(self, spec: StreamSpec) -> None:
+        """The source announced a stream (before the ledger decides whether it needs an attempt)."""
+
+    def discovery_finished(self, count: int) -> None:
+        """The source has announced all ``count`` streams it will announce in this run (a
+        discovery error or a stop ends discovery too)."""
+
     def stream_started(self, stream: Stream) -> None:
-        """An attempt of a stream begins (a restarted stream starts again)."""
+        """An attempt of a stream begins (a restarted stream starts again); a resumed
+        stream's ``resume_offset`` is known from its first ``stream_bytes`` on."""
 
     def stream_bytes(self, stream: Stream, n: int) -> None:
         """``n`` more bytes of ``stream`` arrived from the source."""
@@ -105,6 +113,12 @@ class ObserverFanout(RunObserver):
 
     def run_started(self, pipeline):
         for o in self.observers: o.run_started(pipeline)
+
+    def stream_discovered(self, spec):
+        for o in self.observers: o.stream_discovered(spec)
+
+    def discovery_finished(self, count):
+        for o in self.observers: o.discovery_finished(count)
 
     def stream_started(self, stream):
         for o in self.observers: o.stream_started(stream)
@@ -150,6 +164,8 @@ class RunSummary:
     #: :data:`MAX_DEFERRALS_LISTED`; ``deferred_count`` counts them all. Not failures.
     deferred: list[Deferral] = field(default_factory=list)
     deferred_count: int = 0
+    #: Where the storing sinks store (``Sink.destination()``: a directory, a bucket URL).
+    destinations: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -168,14 +184,18 @@ class RunSummary:
         return sum(r.bytes for r in self.results)
 
 
-def state_dir_for(config: PipelineConfig, sinks: list[Sink]) -> Path:
-    """The pipeline's state directory (created): ``state_dir``, else ``.voxpipe/<pipeline>``
+def state_dir_of(config: PipelineConfig, sinks: list[Sink]) -> Path:
+    """The pipeline's state directory, not created: ``state_dir``, else ``.voxpipe/<pipeline>``
     inside the first sink's archive directory, else under the working directory."""
     if config.settings.state_dir is not None:
-        path = Path(config.settings.state_dir)
-    else:
-        base = next((d for s in sinks if (d := s.archive_dir()) is not None), None)
-        path = (Path(base) / ".voxpipe" / config.name) if base is not None else Path(".voxpipe") / config.name
+        return Path(config.settings.state_dir)
+    base = next((d for s in sinks if (d := s.archive_dir()) is not None), None)
+    return (Path(base) if base is not None else Path(".")) / ".voxpipe" / config.name
+
+
+def state_dir_for(config: PipelineConfig, sinks: list[Sink]) -> Path:
+    """The pipeline's state directory (:func:`state_dir_of`), created."""
+    path = state_dir_of(config, sinks)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -239,6 +259,7 @@ class Runner:
         run: RunHandle | None = None
         try:
             self.sinks = [self._make(c, context, components) for c in self.config.sinks]
+            summary.destinations = [d for s in self.sinks if not s.announces and (d := s.destination())]
             with _storage_step(self.settings.state_dir or "state_dir", "creating the state directory"):
                 context.state_dir = state_dir_for(self.config, self.sinks)
             summary.state_dir = context.state_dir
@@ -397,12 +418,17 @@ class Runner:
             if self._stopping:
                 scope.cancel()
             discovered = self.source.discover()
+            count = 0
             try:
                 async with contextlib.aclosing(discovered):
                     async for spec in discovered:
+                        count += 1
+                        self.observer.stream_discovered(spec)
                         await handle(spec)
             except Exception as exc:
                 return False, self._discovery_failed(exc)
+            finally:
+                self.observer.discovery_finished(count)
         return scope.cancelled_caught, None
 
     def _discovery_failed(self, exc: BaseException) -> str:

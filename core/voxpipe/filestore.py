@@ -90,6 +90,13 @@ class FileStoreSink(Sink):
         """A fresh compressor for one stream (identity: stored as received)."""
         return Compressor()
 
+    async def check_connect(self) -> list[Any]:
+        """The directory (or where it would be created) accepts new files (an empty probe file
+        is created and deleted; nothing else is written)."""
+        from .connectcheck import check_writable_dir
+
+        return [await trio.to_thread.run_sync(check_writable_dir, Path(self.settings.dir))]
+
     async def begin(self, stream: Stream) -> SinkWriter:
         # One worker-thread hop: creating a file is a metadata write that can block on a
         # busy disk, so it never runs on the event loop.

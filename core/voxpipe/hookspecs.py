@@ -65,3 +65,13 @@ def open_archive_storage(location):
     location's scheme, else ``None``. Raise ``ValueError`` with a message naming what is
     wrong when the location is for this plugin but unusable (bad bucket, unreachable store).
     """
+
+
+@hookspec
+def register_archive_stores(register):
+    """Register readers of archives kept elsewhere than a directory (object storage).
+
+    Call ``register(scheme, factory)``: ``factory(url)`` returns a
+    :class:`voxpipe.archivestore.ArchiveStore` for ``scheme://...`` locations, which
+    ``voxpipe verify`` then checks like a directory.
+    """

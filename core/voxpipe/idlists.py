@@ -28,9 +28,19 @@ def read_ids(given: Iterable[str], path: Path | None, what: str, *, max_ids: int
     ids = [str(i).strip() for i in given]
     if path is not None:
         try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
+            data = Path(path).read_bytes()
         except OSError as exc:
             raise StreamError(f"cannot read {what}s file {path}: {exc.strerror}", reason="bad-input") from None
+        try:
+            text = data.decode("utf-8")
+            if "\0" in text:  # valid UTF-8, but no text file holds NUL bytes
+                raise UnicodeDecodeError("utf-8", data, data.index(b"\0"), data.index(b"\0") + 1, "NUL byte")
+            lines = text.splitlines()
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            raise StreamError(f"{path}:{line}: not a text file of {what}s (byte {exc.start} is "
+                              f"{data[exc.start:exc.start + 1].hex()}); it should hold one {what} per line, UTF-8",
+                              reason="bad-input") from None
         for lineno, line in enumerate(lines, 1):
             line = line.split("#", 1)[0].strip()
             if not line:

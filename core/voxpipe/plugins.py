@@ -117,5 +117,11 @@ def _add(registry: Registry, kind: str, cls: type, plugin: str) -> None:
         raise PluginError(f"plugin {plugin!r} registered {cls.__name__} without a 'type' name")
     existing = registry.components[kind].get(cls.type)
     if existing is not None and existing.cls is not cls:
-        raise PluginError(f"{kind} type {cls.type!r} is registered by both {existing.plugin!r} and {plugin!r}")
+        raise PluginError(f"{kind} type {cls.type!r} is registered by both plugin {existing.plugin!r} "
+                          f"({_where(existing.cls)}) and plugin {plugin!r} ({_where(cls)}); uninstall one of them, or "
+                          "have one register its component under another type name")
     registry.components[kind][cls.type] = ComponentInfo(kind, cls.type, cls, plugin)
+
+
+def _where(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"

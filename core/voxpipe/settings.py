@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import copy
 import functools
-from typing import Any
+import json
+import re
+from typing import Annotated, Any
 
 import pydantic
-from pydantic import ConfigDict, Field, SecretStr
+from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, WithJsonSchema
 
-__all__ = ["Settings", "setting", "SecretStr", "NoSettings"]
+__all__ = ["Settings", "setting", "SecretStr", "NoSettings", "ByteSize", "parse_byte_size"]
 
 _REQUIRED: Any = ...
 
@@ -55,3 +57,47 @@ def setting(default: Any = _REQUIRED, *, description: str, example: Any = None, 
         return Field(default_factory=functools.partial(copy.deepcopy, default), description=description,
                      examples=examples, **constraints)
     return Field(default, description=description, examples=examples, **constraints)
+
+
+# --------------------------------------------------------------------------- sizes in bytes
+
+#: Units a size may be written with: IEC binary (KiB = 1024) and SI decimal (kB = 1000).
+BYTE_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+              "kB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_SIZE = re.compile(r"\s*(\d+)\s*([A-Za-z]*)\s*")
+#: Shorthands people write whose meaning is ambiguous (k = 1000 or 1024?): refused with a suggestion.
+_AMBIGUOUS = {"k": "KiB", "K": "KiB", "KB": "KiB", "m": "MiB", "M": "MiB", "g": "GiB", "G": "GiB"}
+
+
+def parse_byte_size(value: Any) -> Any:
+    """A size in bytes from YAML: a whole number (``65536``) or a number with a unit
+    (``64KiB``, ``8MiB``, ``1GB``; :data:`BYTE_UNITS`). Other types pass through to the
+    integer validation.
+
+    :raises ValueError: a string that is not such a size; the message names the value and
+        shows how to write it (``"64k" is not a size in bytes; write 65536 or 64KiB``).
+    """
+    if not isinstance(value, str):
+        return value
+    match = _SIZE.fullmatch(value)
+    if match:
+        number, unit = int(match.group(1)), match.group(2)
+        if unit in BYTE_UNITS or not unit:
+            return number * BYTE_UNITS.get(unit or "B", 1)
+        if unit in _AMBIGUOUS:
+            iec = _AMBIGUOUS[unit]
+            raise ValueError(f"{json.dumps(value)} is not a size in bytes; write {number * BYTE_UNITS[iec]} or "
+                             f"{number}{iec}")
+    raise ValueError(f"{json.dumps(value[:60])} is not a size in bytes; write a whole number of bytes (65536) or a number "
+                     f"with a unit: {', '.join(BYTE_UNITS)} (64KiB, 8MiB)")
+
+
+class ByteSizeMarker:
+    """Marks a :data:`ByteSize` field (docgen shows the accepted forms)."""
+
+
+#: A setting holding a size in bytes: an integer, or a string like ``64KiB`` or ``8MB``.
+ByteSize = Annotated[int, ByteSizeMarker(), BeforeValidator(parse_byte_size), WithJsonSchema({
+    "anyOf": [{"type": "integer", "minimum": 0},
+              {"type": "string", "pattern": r"^\s*\d+\s*(" + "|".join(BYTE_UNITS) + r")?\s*$"}],
+    "description": "bytes: a whole number, or with a unit (64KiB, 8MiB, 1GB)"})]

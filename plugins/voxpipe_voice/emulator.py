@@ -32,6 +32,9 @@ import click
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url, wrap_server_stream
 
+from voxpipe.errors import VoxpipeError
+from voxpipe.resources import example_recordings
+
 from . import schedule
 from .platform_clients import pace, push_audiohook_call, push_cxone_call
 from .session import _is_close_race
@@ -41,8 +44,6 @@ log = logging.getLogger("voxpipe.voice.emulator")
 
 #: Largest WebSocket message the emulator accepts (it only expects control frames).
 MAX_MESSAGE_BYTES = 64 * 1024
-#: Default recordings streamed when no file is named.
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "recordings"
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ async def _send(ws, messages: list[Message], start: int, options: StreamOptions,
 def load_files(paths: list[Path]) -> list[Audio]:
     """Audio of each WAV file (examples/recordings/*.wav when empty)."""
     if not paths:
-        paths = sorted(EXAMPLES.glob("*.wav"))
+        paths = sorted(example_recordings().glob("*.wav"))
     return [schedule.load_wav(p) for p in paths]
 
 
@@ -253,7 +254,7 @@ async def push_calls(url: str, files: list[Audio], calls: int, options: StreamOp
 @click.option("--mode", type=click.Choice(["server", "client"]), default="server", show_default=True,
               help="server: serve calls to a pipeline that dials; client: push calls to a listening pipeline.")
 @click.option("--file", "files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="WAV file to stream (PCM16, μ-law or A-law, mono); repeat. Default: examples/recordings/*.wav.")
+              help="WAV file to stream (PCM16, μ-law or A-law, mono); repeat. Default: the shipped example recordings' *.wav.")
 @click.option("--codec", "--protocol", "codec", type=click.Choice(["pcm16", "twilio", "audiohook", "cxone"]),
               default="pcm16", show_default=True, help="What to speak: binary PCM16, Twilio Media Streams, "
               "Genesys AudioHook or CXone Agent Assist (the last two: client mode only, as the platforms call us).")
@@ -299,10 +300,10 @@ def voice(mode, files, codec, stereo, hold, pause, audiohook_format, api_key, cl
                                  param_hint="--codec")
     try:
         audio = load_files(list(files))
-    except (OSError, schedule.WavError) as exc:
+    except (OSError, schedule.WavError, VoxpipeError) as exc:
         raise click.ClickException(str(exc)) from None
     if not audio:
-        raise click.ClickException(f"no WAV files given and none in {EXAMPLES}")
+        raise click.ClickException("no WAV files given and none among the shipped example recordings")
     audio = [Audio(a.pcm * repeat, a.sample_rate, a.name) for a in audio]
     options = StreamOptions(codec, speed, seed, min_bytes, max_bytes, drop, reorder, abort_after, stereo=stereo,
                             hold=hold, pause=pause, audiohook_format=audiohook_format, api_key=api_key,
@@ -319,11 +320,13 @@ def voice(mode, files, codec, stereo, hold, pause, audiohook_format, api_key, cl
     server = VoiceEmulatorServer(audio, options, host, port)
 
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(server.serve)
-            click.echo(f"voice emulator ({codec}, speed {speed}) on {server.url}/calls/<id>; files: "
-                       + ", ".join(f"{a.name} ({a.seconds:.1f} s)" for a in audio), err=True)
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # the signal receiver is open before the banner: a script that stops the emulator as
+        # soon as it is announced must not meet a KeyboardInterrupt traceback
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(server.serve)
+                click.echo(f"voice emulator ({codec}, speed {speed}) on {server.url}/calls/<id>; files: "
+                           + ", ".join(f"{a.name} ({a.seconds:.1f} s)" for a in audio), err=True)
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
                     break

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
 
 from voxpipe import __version__
-from voxpipe.settings import Settings, setting
+from voxpipe.settings import ByteSize, Settings, setting
 
 from .httpsig import decode_secret
 
@@ -104,7 +104,7 @@ class VoiceSourceSettings(Settings):
                                    gt=0)
     message_queue_size: int = setting(64, description="WebSocket messages queued per connection before the "
                                       "connection stops reading (TCP backpressure).", ge=1, le=10_000)
-    max_message_bytes: int = setting(1 << 20, description="Largest WebSocket message accepted (bytes); larger "
+    max_message_bytes: ByteSize = setting(1 << 20, description="Largest WebSocket message accepted (bytes); larger "
                                      "closes the connection with 1009.", ge=1024)
     buffer_ms: int = setting(2000, description="Audio (ms) buffered per call between the connection and the "
                              "pipeline before the connection waits.", ge=20, le=600_000)

@@ -133,6 +133,20 @@ class VoiceSource(Source):
             http, self._http = self._http, None
             await http.aclose()
 
+    async def check_connect(self):
+        """``check --connect``: server mode, the port was bound by :meth:`start`; client mode,
+        every URL's host resolves and accepts a TCP connection (no call is made)."""
+        from voxpipe.components import ConnectCheck
+        from voxpipe.connectcheck import check_endpoint
+
+        if self.settings.mode == "server":
+            return [ConnectCheck("listen", True, f"listening on {self.url}")]
+        origins = {}  # one check per scheme://host:port, however many calls dial it
+        for _, url in self._targets():
+            parts = urlsplit(url)
+            origins.setdefault((parts.scheme, parts.hostname, parts.port), url)
+        return [await check_endpoint(url) for url in origins.values()]
+
     # ----------------------------------------------------------------- discovery
 
     async def discover(self) -> AsyncIterator[StreamSpec]:

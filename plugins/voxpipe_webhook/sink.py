@@ -265,6 +265,12 @@ class WebhookSink(Sink):
             self.loop.notify()
         return event.id
 
+    async def check_connect(self):
+        """``check --connect``: the endpoint resolves and accepts a TCP connection (nothing is sent)."""
+        from voxpipe.connectcheck import check_endpoint
+
+        return [await check_endpoint(self.endpoint.url, redact_url(self.endpoint.url))]
+
     async def aclose(self) -> None:
         if self._closed:
             return

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mappi
 import httpx
 import trio
 
-from ..components import Source
+from ..components import ConnectCheck, Source
 from ..errors import StreamError
 from ..model import Chunk, Stream
-from ..settings import Settings, setting
+from ..settings import ByteSize, Settings, setting
 from .api import redact_url, request_json
 from .downloader import AuthHeaders, HTTPStatusError, RangedDownload, read_size_for
 from .parallel import ParallelDownload, effective_connections
@@ -53,7 +53,7 @@ DEFAULT_MAX_REFRESHES = 3
 class HTTPSourceSettings(Settings):
     """Settings every HTTP recording source accepts (declared once, documented per source)."""
 
-    chunk_size: int = setting(8 << 20, description="Bytes per ranged request (segment size).",
+    chunk_size: ByteSize = setting(8 << 20, description="Bytes per ranged request (segment size).",
                               ge=64 << 10, le=1 << 30)
     max_connections: int = setting(16, description="Most HTTP connections open at once (the global cap, across "
                                    "all streams and their parallel segment requests).", ge=1, le=256)
@@ -232,6 +232,16 @@ class HTTPSource(Source):
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+    async def check_connect(self) -> list[ConnectCheck]:
+        """``voxpipe check --connect``: obtain a token (the credentials are accepted), then
+        read the first stream of discovery (:meth:`Source.check_connect`)."""
+        try:
+            await self.tokens.headers()
+        except StreamError as exc:  # refused credentials, unreachable token endpoint: discovery cannot work
+            return [ConnectCheck("token", False, str(exc))]
+        return [ConnectCheck("token", True, "credentials accepted, bearer token obtained"),
+                *await super().check_connect()]
 
     async def fetch_token(self) -> Token:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -17,6 +17,8 @@ import click
 import trio
 from pydantic import SecretStr, ValidationError
 
+from voxpipe.resources import recordings_or_examples
+
 from .app import CxoneEmulator
 from .faults import FaultConfig
 from .ratelimit import RateLimit
@@ -76,8 +78,10 @@ def build_settings(**options: object) -> EmulatorSettings:
 
 
 @click.command("cxone")
-@click.option("--recordings", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="Directory of audio files; each file's stem is a recording id (and ACD call id).")
+@click.option("--recordings", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              callback=recordings_or_examples,
+              help="Directory of audio files; each file's stem is a recording id (and ACD call id). "
+              "Default: the shipped example recordings.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="Port; 0 picks a free one.")
 @click.option("--client-id", default="demo-client", show_default=True, envvar="VOXPIPE_CXONE_CLIENT_ID")
@@ -128,7 +132,7 @@ def build_settings(**options: object) -> EmulatorSettings:
               help="Fate of the next Data Extraction job (repeatable, in order; then SUCCEEDED).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True)
 def cxone(log_level: str, **options: object) -> None:
-    """Run a NICE CXone emulator on loopback over the audio files in --recordings."""
+    """Run a NICE CXone emulator on loopback over the audio files in --recordings (default: the shipped examples)."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = build_settings(**options)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import signal
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import click
 import trio
 
+from voxpipe.resources import recordings_or_examples
 from voxpipe.serving import serve_asgi
 
 from .app import EmulatorConfig, GenesysEmulator
@@ -18,7 +20,8 @@ from .catalogue import DEFAULT_START, MAX_SYNTHETIC, SyntheticCatalogue, load_ca
 @click.command("genesys")
 @click.option("--recordings", "directory", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Directory of audio files (wav, mp3, ogg, opus, webm): one recording each; "
-              "NAME__LEG.ext files share conversation NAME.")
+              "NAME__LEG.ext files share conversation NAME. Default (without --generate): the shipped example "
+              "recordings.")
 @click.option("--generate", type=click.IntRange(1, MAX_SYNTHETIC), default=None,
               help="Instead of --recordings: this many conversations (one short WAV recording each), computed on "
               "demand and spread evenly over --generate-hours from --start (e.g. 150000 to rehearse the analytics "
@@ -71,8 +74,10 @@ def command(directory: Path | None, generate: int | None, generate_hours: float,
     """Emulate the Genesys Cloud Platform API (OAuth, analytics query, recording metadata, batch
     downloads, pre-signed media URLs, and the read endpoints scripts use) over the audio files
     in a directory, or over generated conversations."""
-    if (directory is None) == (generate is None):
-        raise click.UsageError("give either --recordings DIR or --generate COUNT")
+    if directory is not None and generate is not None:
+        raise click.UsageError("give either --recordings DIR or --generate COUNT, not both")
+    if directory is None and generate is None:  # the shipped example recordings (package data)
+        directory = recordings_or_examples(click.get_current_context(), None, None)
     try:
         begin = datetime.fromisoformat(start)
         begin = begin if begin.tzinfo else begin.replace(tzinfo=timezone.utc)
@@ -97,15 +102,19 @@ def command(directory: Path | None, generate: int | None, generate_hours: float,
     interval = f"{first:%Y-%m-%dT00:00:00Z}/{(last.date() + timedelta(days=1)).isoformat()}T00:00:00Z"
 
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            url = await nursery.start(functools.partial(serve_asgi, app, host, port))
-            click.echo(f"Genesys Cloud emulator at {url}: {conversations} conversations, "
-                       f"{recordings} recordings ({interval})")
-            click.echo(f"  export GENESYS_API_BASE={url} GENESYS_LOGIN_BASE={url}")
-            click.echo(f"  export GENESYS_CLIENT_ID={client_id} GENESYS_CLIENT_SECRET=...  # --client-secret")
-            click.echo(f"  export GENESYS_INTERVAL={interval}")
+        # Ctrl-C and SIGTERM end it quietly (a KeyboardInterrupt inside the nursery would
+        # surface as an exception-group traceback)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                url = await nursery.start(functools.partial(serve_asgi, app, host, port))
+                click.echo(f"Genesys Cloud emulator at {url}: {conversations} conversations, "
+                           f"{recordings} recordings ({interval})")
+                click.echo(f"  export GENESYS_API_BASE={url} GENESYS_LOGIN_BASE={url}")
+                click.echo(f"  export GENESYS_CLIENT_ID={client_id} GENESYS_CLIENT_SECRET=...  # --client-secret")
+                click.echo(f"  export GENESYS_INTERVAL={interval}")
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
 
-    try:
-        trio.run(main)
-    except KeyboardInterrupt:
-        click.echo(f"stopped; requests: {app.stats.requests}", err=True)
+    trio.run(main)
+    click.echo(f"stopped; requests: {app.stats.requests}", err=True)
