@@ -88,7 +88,7 @@ def test_connect_checks_a_webhook_endpoint_without_sending_anything(tmp_path):
                     source: {{type: cxone, api_base: "http://127.0.0.1:9", token_url: "http://127.0.0.1:9/t",
                               client_id: a, client_secret: b, recordings: ["1"], max_attempts: 1}}
                     sinks:
-                      - {{type: webhook, url: "http://127.0.0.1:{port}/hook?token=abc",
+                      - {{type: webhook, url: "http://127.0.0.1:{port}/hook?tenant=abc",
                           secrets: ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]}}
                       - {{type: webhook, url: "http://127.0.0.1:1/closed",
                           secrets: ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]}}
@@ -105,7 +105,7 @@ def test_connect_checks_a_webhook_endpoint_without_sending_anything(tmp_path):
     result, accepted, received = trio.run(main)
     assert result.exit_code == 1, result.output
     assert "ok   p: sink webhook: endpoint: http://127.0.0.1:" in result.output
-    assert "accepts connections" in result.output and "token=abc" not in result.output
+    assert "accepts connections" in result.output and "tenant=abc" not in result.output  # queries are not echoed
     assert "FAIL p: sink webhook: endpoint: http://127.0.0.1:1/closed: resolves to 127.0.0.1; connection refused" \
         in result.output
     assert accepted == [True] and received == [b""]  # connected, sent nothing

@@ -391,3 +391,30 @@ def test_orphan_cleanup_aborts_only_uploads_no_live_writer_can_own(tmp_path, s3)
     assert len(removed) == 1 and "crashed" in removed[0] and crashed in removed[0]
     # "live": its writer's process (this one) still runs and no checkpoint holds it yet: kept
     assert {u["UploadId"] for u in open_uploads(client, bucket)} == {live, held}
+
+
+def test_check_connect_reports_the_bucket_and_its_object_lock_without_writing(tmp_path, s3, recordings):
+    """voxpipe check --connect: a locked bucket passes, the same sink on a bucket without
+    Object Lock fails with the reason (exit 1), and nothing is written to either."""
+    from click.testing import CliRunner
+
+    from voxpipe.cli import cli
+
+    locked, plain = s3.bucket("checked-locked", lock=True), s3.bucket("checked-plain")
+    lock = {"mode": "GOVERNANCE", "days": 1}
+    with emulator(recordings) as (emu, base):
+        results = {}
+        for bucket in (locked, plain):
+            config = tmp_path / f"{bucket}.yaml"
+            config.write_text(textwrap.dedent(cxone_pipeline(base, ["100001"], tmp_path / "state",
+                                                             sink_yaml(s3.endpoint, bucket, object_lock=lock))))
+            results[bucket] = CliRunner().invoke(cli, ["check", "--connect", str(config)],
+                                                 env={"CXONE_SECRET": DEMO_CLIENT_SECRET})
+        assert emu.stats.bytes_served() == 0
+    ok, bad = results[locked], results[plain]
+    assert ok.exit_code == 0, ok.output
+    assert f"s3://{locked} reachable, Object Lock enabled" in ok.output
+    assert bad.exit_code == 1, bad.output
+    assert f"bucket '{plain}' does not have Object Lock enabled" in bad.output
+    client = s3.client()
+    assert all_keys(client, locked) == [] and all_keys(client, plain) == []

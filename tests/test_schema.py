@@ -54,7 +54,8 @@ def test_mistakes_check_rejects_the_schema_rejects_too():
     good = (ROOT / "examples" / "cxone-archive.yaml").read_text()
     typo = good.replace("chunk_size: 65536", "chunk_sise: 65536")
     assert any("chunk_sise" in e for e in errors(v, typo))
-    level = good.replace("level: 6", "level: 11")
+    level = good.replace("      - type: gzip\n", "      - type: gzip\n        level: 11\n")
+    assert level != good
     assert any(e.startswith("pipelines.cxone-archive.sinks.0.level") for e in errors(v, level))
     unknown = good.replace("- type: sha256", "- type: sha265")
     assert any("sha265" in e for e in errors(v, unknown))

@@ -61,10 +61,16 @@ class JsonResults(RunObserver):
         self.on_closed = on_closed
 
     def stream_finished(self, result) -> None:
+        self._emit(result.to_dict())
+
+    def stream_deferred(self, deferral) -> None:  # "status": "deferred", no attempt
+        self._emit(deferral.to_dict())
+
+    def _emit(self, doc: dict) -> None:
         if self.closed:
             return
         try:
-            click.echo(json.dumps(result.to_dict(), default=str, separators=(",", ":")))
+            click.echo(json.dumps(doc, default=str, separators=(",", ":")))
         except BrokenPipeError:
             self.closed = True
             silence_stdout()
@@ -83,9 +89,6 @@ def silence_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError, AttributeError):  # no real file descriptor (tests' captured stdout)
         pass
-
-    def stream_deferred(self, deferral) -> None:  # "status": "deferred", no attempt
-        click.echo(json.dumps(deferral.to_dict(), default=str, separators=(",", ":")))
 
 
 async def run_with_signals(runner: Runner) -> RunSummary:

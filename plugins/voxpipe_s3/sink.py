@@ -104,6 +104,10 @@ class S3Sink(Sink):
                 raise RunError(f"s3 sink: {what} is set but bucket {bucket!r} does not have Object Lock enabled "
                                "(it can only be enabled on a versioned bucket; see docs/object-storage.md)")
 
+    def destination(self) -> str:
+        """``s3://bucket/prefix``: where this sink stores (run summaries, ``check --connect``)."""
+        return f"s3://{self.settings.bucket}/{self.settings.prefix}"
+
     async def check_connect(self) -> list[Any]:
         """``voxpipe check --connect``: the bucket exists and is reachable with the credentials
         of the AWS chain, and has Object Lock when the settings ask for it (nothing is written)."""
